@@ -1,0 +1,47 @@
+//! The application state shared by the CLI and the server: configuration,
+//! database pool, secret key and repository store. Cheap to clone.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::auth::token::SecretKey;
+use crate::config::Config;
+use crate::db::{self, DbPool, PooledConn};
+use crate::error::{Error, Result};
+use crate::git::store::RepoStore;
+
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub pool: DbPool,
+    pub key: Arc<SecretKey>,
+    pub store: RepoStore,
+}
+
+impl App {
+    /// Prepares the data directory (mode 0700), the secret key and the
+    /// repositories folder, migrates the database and opens the pool.
+    pub fn open(config: Config) -> anyhow::Result<App> {
+        crate::fsutil::create_private_dir(&config.data_dir)
+            .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+        let repos = config.repositories_dir();
+        std::fs::create_dir_all(&repos).with_context(|| format!("cannot create {}", repos.display()))?;
+        let key = SecretKey::load_or_create(&config.secret_key_file)?;
+        let pool = db::open_pool(&config.database_url, config.db_pool_size)?;
+        Ok(App {
+            store: RepoStore::new(repos),
+            config: Arc::new(config),
+            pool,
+            key: Arc::new(key),
+        })
+    }
+
+    /// A connection from the pool (blocking: call from a blocking context).
+    pub fn conn(&self) -> Result<PooledConn> {
+        self.pool
+            .get()
+            .context("no database connection available")
+            .map_err(Error::Internal)
+    }
+}

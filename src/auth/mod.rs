@@ -1,0 +1,6 @@
+//! Credentials: tokens (generation, digests, scopes), passwords (argon2id),
+//! and two-factor secrets (TOTP). Nothing here touches the database.
+
+pub mod password;
+pub mod token;
+pub mod totp;

@@ -1,0 +1,513 @@
+//! The command line: `serve` and the admin commands. Results go to stdout
+//! (one value, a table, or JSON with `--json`), errors to stderr with a
+//! non-zero exit.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::App;
+use crate::config::{Config, Overrides};
+use crate::db;
+use crate::service::{self, repos, tokens, users};
+use crate::settings::{Settings, KEYS};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gitpat",
+    version,
+    about = "A Git smart-HTTP server with GitLab-style personal access tokens"
+)]
+pub struct Cli {
+    /// A TOML configuration file.
+    #[arg(long, global = true, env = "GITPAT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the SQLite database, the repositories and the secret key live
+    /// [default: ./gitpat-data].
+    #[arg(long, global = true, env = "GITPAT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://...` selects PostgreSQL instead of the embedded SQLite.
+    #[arg(long, global = true, env = "GITPAT_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The instance secret key [default: <data-dir>/secret_key]; instances
+    /// sharing one database must share it.
+    #[arg(long, global = true, env = "GITPAT_SECRET_KEY_FILE")]
+    pub secret_key_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "GITPAT_LISTEN")]
+        listen: Option<String>,
+    },
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage personal access tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Manage repositories.
+    #[command(subcommand)]
+    Repo(RepoCmd),
+    /// Read and change instance settings.
+    #[command(subcommand)]
+    Settings(SettingsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// Create a user; prints its id.
+    Create {
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// Display name [default: the username].
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Block a user: none of their credentials work.
+    Block { username: String },
+    /// Unblock a user.
+    Unblock { username: String },
+    /// Two-factor authentication.
+    #[command(subcommand, name = "two-factor")]
+    TwoFactor(TwoFactorCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TwoFactorCmd {
+    /// Enable with a new secret; prints the otpauth:// URI.
+    Enable { username: String },
+    /// Disable and forget the secret.
+    Disable { username: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token; prints the token, nothing else. It is not shown again.
+    Create(TokenCreate),
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token, by its string or its id.
+    Revoke {
+        /// The token string (`-` reads it from standard input).
+        #[arg(long, conflicts_with = "id", required_unless_present = "id")]
+        token: Option<String>,
+        #[arg(long)]
+        id: Option<i64>,
+    },
+    /// Revoke a token and create its successor; prints the new token.
+    Rotate {
+        #[arg(long)]
+        id: i64,
+        /// YYYY-MM-DD [default: today + 7 days].
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreate {
+    /// The owner's username.
+    #[arg(long)]
+    pub user: String,
+    /// The token's name.
+    #[arg(long)]
+    pub name: String,
+    /// Comma-separated: api, read_api, read_user, read_repository,
+    /// write_repository, read_registry, write_registry, sudo.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub scopes: Vec<String>,
+    /// YYYY-MM-DD; the token stops working at 00:00 UTC that day.
+    #[arg(long)]
+    pub expires_at: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    /// A predetermined token string of at least 20 characters (`-` reads it
+    /// from standard input).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// An impersonation token (made by an admin on behalf of the user).
+    #[arg(long)]
+    pub impersonation: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepoCmd {
+    /// Create a repository; prints its id.
+    Create {
+        /// namespace/name, e.g. alice/tools.
+        path: String,
+        /// The owner [default: the user named by the first path segment].
+        #[arg(long)]
+        owner: Option<String>,
+        /// private, internal or public [default: private].
+        #[arg(long)]
+        visibility: Option<String>,
+        /// [default: main, or the imported repository's HEAD]
+        #[arg(long)]
+        default_branch: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Import the branches and tags of an existing repository.
+        #[arg(long, value_name = "PATH_TO_REPO")]
+        import: Option<PathBuf>,
+    },
+    /// List repositories.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a repository and everything in it.
+    Delete { path: String },
+    /// Manage members.
+    #[command(subcommand)]
+    Member(MemberCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCmd {
+    /// Give a user a role in a repository.
+    Add {
+        path: String,
+        username: String,
+        /// guest, reporter, developer, maintainer or owner.
+        #[arg(long)]
+        role: String,
+    },
+    /// Take a user's role away.
+    Remove { path: String, username: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SettingsCmd {
+    /// Print one setting's value, or every `key=value`.
+    Get { key: Option<String> },
+    /// Change a setting.
+    Set { key: String, value: String },
+}
+
+fn read_stdin_line(what: &str) -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .with_context(|| format!("cannot read the {what} from standard input"))?;
+    let line = line.trim_end_matches(['\n', '\r']).to_string();
+    if line.is_empty() {
+        bail!("no {what} on standard input");
+    }
+    Ok(line)
+}
+
+fn secret_arg(value: Option<String>) -> anyhow::Result<Option<String>> {
+    match value.as_deref() {
+        Some("-") => Ok(Some(read_stdin_line("token")?)),
+        _ => Ok(value),
+    }
+}
+
+/// Prints rows as aligned columns under a header.
+fn table(out: &mut impl Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        s
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for r in rows {
+        writeln!(out, "{}", line(r.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+fn json(out: &mut impl Write, v: &impl serde::Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, v).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let overrides = Overrides {
+        data_dir: cli.data_dir,
+        database_url: cli.database_url,
+        listen: match &cli.command {
+            Command::Serve { listen } => listen.clone(),
+            _ => None,
+        },
+        secret_key_file: cli.secret_key_file,
+    };
+    let config = Config::load(cli.config.as_deref(), overrides)?;
+    if let Command::Serve { .. } = cli.command {
+        return serve(config);
+    }
+    let mut pool_config = config;
+    pool_config.db_pool_size = 1;
+    let app = App::open(pool_config)?;
+    let mut conn = app.conn()?;
+    let conn: &mut db::DbConn = &mut conn;
+    let mut out = std::io::stdout().lock();
+    let now = service::now();
+    match cli.command {
+        Command::Serve { .. } => unreachable!("handled above"),
+        Command::User(cmd) => match cmd {
+            UserCmd::Create {
+                username,
+                email,
+                name,
+                admin,
+                password_stdin,
+            } => {
+                let password = if password_stdin {
+                    Some(read_stdin_line("password")?)
+                } else {
+                    None
+                };
+                let req = users::NewUserRequest {
+                    username: &username,
+                    email: &email,
+                    name: name.as_deref(),
+                    password: password.as_deref(),
+                    is_admin: admin,
+                };
+                let user = users::create(conn, &req, now)?;
+                writeln!(out, "{}", user.id)?;
+            }
+            UserCmd::List { json: as_json } => {
+                let list: Vec<users::UserView> = db::user::list(conn)?.iter().map(users::UserView::from).collect();
+                if as_json {
+                    json(&mut out, &list)?;
+                } else {
+                    let rows: Vec<Vec<String>> = list
+                        .iter()
+                        .map(|u| {
+                            vec![
+                                u.id.to_string(),
+                                u.username.clone(),
+                                u.email.clone(),
+                                u.state.clone(),
+                                (if u.is_admin { "yes" } else { "no" }).into(),
+                                (if u.two_factor_enabled { "yes" } else { "no" }).into(),
+                                u.name.clone(),
+                            ]
+                        })
+                        .collect();
+                    table(
+                        &mut out,
+                        &["ID", "USERNAME", "EMAIL", "STATE", "ADMIN", "2FA", "NAME"],
+                        &rows,
+                    )?;
+                }
+            }
+            UserCmd::Block { username } => {
+                users::set_blocked(conn, &username, true)?;
+            }
+            UserCmd::Unblock { username } => {
+                users::set_blocked(conn, &username, false)?;
+            }
+            UserCmd::TwoFactor(TwoFactorCmd::Enable { username }) => {
+                writeln!(out, "{}", users::enable_two_factor(conn, &username)?)?;
+            }
+            UserCmd::TwoFactor(TwoFactorCmd::Disable { username }) => users::disable_two_factor(conn, &username)?,
+        },
+        Command::Token(cmd) => {
+            let settings = Settings::load(conn)?;
+            match cmd {
+                TokenCmd::Create(a) => {
+                    let user = users::get(conn, &a.user)?;
+                    let expires_at = a
+                        .expires_at
+                        .as_deref()
+                        .map(|d| service::parse_date("--expires-at", d))
+                        .transpose()?;
+                    let token = secret_arg(a.token)?;
+                    let req = tokens::NewTokenRequest {
+                        user: &user,
+                        name: &a.name,
+                        description: a.description.as_deref(),
+                        scopes: &a.scopes,
+                        expires_at,
+                        token: token.as_deref(),
+                        impersonation: a.impersonation,
+                    };
+                    let (_, plain) = tokens::create(conn, &app.key, &settings, &req, now)?;
+                    writeln!(out, "{}", plain.expose())?;
+                }
+                TokenCmd::List { user, json: as_json } => {
+                    let user_id = user.map(|u| users::get(conn, &u).map(|u| u.id)).transpose()?;
+                    let today = now.date_naive();
+                    let views: Vec<tokens::TokenView> = db::token::list(conn, user_id)?
+                        .iter()
+                        .map(|r| tokens::TokenView::new(r, &settings, today))
+                        .collect();
+                    if as_json {
+                        json(&mut out, &views)?;
+                    } else {
+                        let rows: Vec<Vec<String>> = views
+                            .iter()
+                            .map(|t| {
+                                vec![
+                                    t.id.to_string(),
+                                    t.user_id.to_string(),
+                                    (if t.active { "yes" } else { "no" }).into(),
+                                    t.expires_at.clone().unwrap_or_else(|| "never".into()),
+                                    t.last_used_at.clone().unwrap_or_else(|| "never".into()),
+                                    t.scopes.join(","),
+                                    t.name.clone(),
+                                ]
+                            })
+                            .collect();
+                        table(
+                            &mut out,
+                            &["ID", "USER_ID", "ACTIVE", "EXPIRES", "LAST_USED", "SCOPES", "NAME"],
+                            &rows,
+                        )?;
+                    }
+                }
+                TokenCmd::Revoke { token, id } => {
+                    let id = match (secret_arg(token)?, id) {
+                        (Some(s), _) => {
+                            tokens::find_by_secret(conn, &app.key, &crate::auth::token::PlainToken::new(s))?.id
+                        }
+                        (None, Some(id)) => id,
+                        (None, None) => bail!("give --token or --id"),
+                    };
+                    tokens::revoke(conn, id)?;
+                }
+                TokenCmd::Rotate { id, expires_at } => {
+                    let expires_at = expires_at
+                        .as_deref()
+                        .map(|d| service::parse_date("--expires-at", d))
+                        .transpose()?;
+                    let (_, plain) = tokens::rotate(conn, &app.key, &settings, id, expires_at, now)?;
+                    writeln!(out, "{}", plain.expose())?;
+                }
+            }
+        }
+        Command::Repo(cmd) => match cmd {
+            RepoCmd::Create {
+                path,
+                owner,
+                visibility,
+                default_branch,
+                description,
+                import,
+            } => {
+                let req = repos::NewRepoRequest {
+                    path: &path,
+                    owner: owner.as_deref(),
+                    visibility: visibility.as_deref(),
+                    default_branch: default_branch.as_deref(),
+                    description: description.as_deref(),
+                    import: import.as_deref(),
+                };
+                let p = repos::create(conn, &app.store, &req, now)?;
+                writeln!(out, "{}", p.id)?;
+            }
+            RepoCmd::List { json: as_json } => {
+                let list = repos::list(conn)?;
+                if as_json {
+                    json(&mut out, &list)?;
+                } else {
+                    let rows: Vec<Vec<String>> = list
+                        .iter()
+                        .map(|r| {
+                            vec![
+                                r.id.to_string(),
+                                r.owner.clone(),
+                                r.visibility.clone(),
+                                r.default_branch.clone(),
+                                r.path_with_namespace.clone(),
+                            ]
+                        })
+                        .collect();
+                    table(
+                        &mut out,
+                        &["ID", "OWNER", "VISIBILITY", "DEFAULT_BRANCH", "PATH"],
+                        &rows,
+                    )?;
+                }
+            }
+            RepoCmd::Delete { path } => repos::delete(conn, &app.store, &path)?,
+            RepoCmd::Member(MemberCmd::Add { path, username, role }) => {
+                repos::add_member(conn, &path, &username, &role, now)?
+            }
+            RepoCmd::Member(MemberCmd::Remove { path, username }) => repos::remove_member(conn, &path, &username)?,
+        },
+        Command::Settings(cmd) => match cmd {
+            SettingsCmd::Get { key: Some(key) } => writeln!(out, "{}", Settings::load(conn)?.get(&key)?)?,
+            SettingsCmd::Get { key: None } => {
+                let s = Settings::load(conn)?;
+                for k in KEYS {
+                    writeln!(out, "{k}={}", s.get(k)?)?;
+                }
+            }
+            SettingsCmd::Set { key, value } => {
+                Settings::store(conn, &key, &value)?;
+            }
+        },
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen.clone();
+    tracing::info!(
+        "data directory {}, database {}",
+        config.data_dir.display(),
+        db::redact_url(&config.database_url)
+    );
+    let app = App::open(config)?;
+    {
+        let mut conn = app.conn()?;
+        if let Some(path) = users::ensure_initial_root(&mut conn, &app.config.data_dir, service::now())? {
+            tracing::info!(
+                "created the administrator {}; its password is in {}",
+                users::ROOT_USERNAME,
+                path.display()
+            );
+        }
+    }
+    actix_web::rt::System::new().block_on(async move {
+        let (server, addrs) = crate::http::bind(app, &listen)?;
+        for a in &addrs {
+            tracing::info!("gitpat listening on http://{a}");
+        }
+        server.await.context("the server stopped with an error")
+    })
+}

@@ -1,0 +1,137 @@
+//! Configuration: defaults that work with no file, then a TOML file
+//! (`--config`), then `GITPAT_*` environment variables and flags (clap merges
+//! those two, the flag winning).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+pub const DEFAULT_DATA_DIR: &str = "./gitpat-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_POOL_SIZE: u32 = 8;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The SQLite database, `repositories/` and the secret key live here.
+    pub data_dir: PathBuf,
+    /// `postgres://...` for PostgreSQL; otherwise the SQLite file.
+    pub database_url: String,
+    pub listen: String,
+    pub secret_key_file: PathBuf,
+    pub db_pool_size: u32,
+}
+
+/// The keys a config file may hold; an unknown key is an error, not a
+/// silent typo.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub listen: Option<String>,
+    pub secret_key_file: Option<PathBuf>,
+    pub db_pool_size: Option<u32>,
+}
+
+/// What flags and the environment said (already merged by clap).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub listen: Option<String>,
+    pub secret_key_file: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>, o: Overrides) -> anyhow::Result<Config> {
+        let f = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the config file {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = o
+            .data_dir
+            .or(f.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url = o
+            .database_url
+            .or(f.database_url)
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| crate::db::sqlite_url_for(&data_dir));
+        crate::db::Backend::from_url(&database_url)?;
+        let listen = o.listen.or(f.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let secret_key_file = o
+            .secret_key_file
+            .or(f.secret_key_file)
+            .unwrap_or_else(|| data_dir.join("secret_key"));
+        let db_pool_size = f.db_pool_size.unwrap_or(DEFAULT_POOL_SIZE);
+        if db_pool_size == 0 {
+            anyhow::bail!("db_pool_size must be at least 1");
+        }
+        Ok(Config {
+            data_dir,
+            database_url,
+            listen,
+            secret_key_file,
+            db_pool_size,
+        })
+    }
+
+    pub fn repositories_dir(&self) -> PathBuf {
+        self.data_dir.join("repositories")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file_then_overrides() {
+        let c = Config::load(None, Overrides::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.listen, DEFAULT_LISTEN);
+        assert!(c.database_url.ends_with("gitpat-data/gitpat.db"));
+        assert_eq!(c.secret_key_file, PathBuf::from(DEFAULT_DATA_DIR).join("secret_key"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gitpat.toml");
+        std::fs::write(&file, "data_dir = \"/srv/g\"\nlisten = \"0.0.0.0:9000\"\n").unwrap();
+        let c = Config::load(Some(&file), Overrides::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/g"));
+        assert_eq!(c.database_url, "/srv/g/gitpat.db");
+        assert_eq!(c.listen, "0.0.0.0:9000");
+
+        let o = Overrides {
+            listen: Some("127.0.0.1:1".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&file), o).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1");
+        assert_eq!(c.data_dir, PathBuf::from("/srv/g"));
+    }
+
+    #[test]
+    fn bad_files_are_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gitpat.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&file), Overrides::default()).unwrap_err());
+        assert!(err.contains("unknown field `lisen`"), "{err}");
+        let err = format!(
+            "{:#}",
+            Config::load(Some(&dir.path().join("nope.toml")), Overrides::default()).unwrap_err()
+        );
+        assert!(err.contains("cannot read the config file"), "{err}");
+        let o = Overrides {
+            database_url: Some("mysql://x".into()),
+            ..Default::default()
+        };
+        assert!(Config::load(None, o).is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! Storage: one diesel connection type over SQLite (embedded, the default) and
+//! PostgreSQL (for several gitpat instances), a bounded pool, and the embedded
+//! migrations of each backend. Queries live in the model modules beside this.
+
+pub mod member;
+pub mod project;
+pub mod schema;
+pub mod setting;
+pub mod token;
+pub mod user;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend. Every query in gitpat is written once
+/// against this type.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type DbPool = Pool<ConnectionManager<DbConn>>;
+pub type PooledConn = PooledConnection<ConnectionManager<DbConn>>;
+
+/// Which backend a database URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// `postgres://` or `postgresql://` selects PostgreSQL, `sqlite://` or a
+    /// plain file path SQLite; any other scheme is refused.
+    pub fn from_url(url: &str) -> anyhow::Result<Backend> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Backend::Postgres);
+        }
+        if url.starts_with("sqlite://") || !url.contains("://") {
+            return Ok(Backend::Sqlite);
+        }
+        let scheme = url.split("://").next().unwrap_or_default();
+        bail!("unsupported database URL scheme {scheme:?}: use postgres://... or a SQLite file path")
+    }
+}
+
+/// Opens one connection, choosing the backend from the URL (never by trial:
+/// SQLite would accept any string as a file name).
+pub fn establish(url: &str) -> anyhow::Result<DbConn> {
+    match Backend::from_url(url)? {
+        Backend::Postgres => PgConnection::establish(url)
+            .map(DbConn::Pg)
+            .with_context(|| format!("cannot connect to PostgreSQL at {}", redact_url(url))),
+        Backend::Sqlite => {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            let mut conn =
+                SqliteConnection::establish(path).with_context(|| format!("cannot open SQLite database {path}"))?;
+            configure_sqlite(&mut conn)?;
+            Ok(DbConn::Sqlite(conn))
+        }
+    }
+}
+
+fn configure_sqlite(conn: &mut SqliteConnection) -> anyhow::Result<()> {
+    conn.batch_execute(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+    )
+    .context("cannot configure the SQLite connection")
+}
+
+/// Hides the password of a URL like `postgres://user:secret@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[derive(Debug)]
+struct ConnectionSetup;
+
+impl CustomizeConnection<DbConn, diesel::r2d2::Error> for ConnectionSetup {
+    fn on_acquire(&self, conn: &mut DbConn) -> Result<(), diesel::r2d2::Error> {
+        if let DbConn::Sqlite(c) = conn {
+            c.batch_execute("PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies the pending migrations of the backend, then builds the pool.
+pub fn open_pool(url: &str, max_size: u32) -> anyhow::Result<DbPool> {
+    let mut conn = establish(url)?;
+    migrate(&mut conn)?;
+    drop(conn);
+    let url = match Backend::from_url(url)? {
+        Backend::Sqlite => url.strip_prefix("sqlite://").unwrap_or(url).to_string(),
+        Backend::Postgres => url.to_string(),
+    };
+    let manager = ConnectionManager::<DbConn>::new(url.clone());
+    Pool::builder()
+        .max_size(max_size)
+        .connection_timeout(Duration::from_secs(30))
+        .connection_customizer(Box::new(ConnectionSetup))
+        .build(manager)
+        .with_context(|| format!("cannot open a database pool on {}", redact_url(&url)))
+}
+
+/// Runs the embedded migrations of the connection's backend. On PostgreSQL an
+/// advisory lock keeps several instances starting at once from racing.
+pub fn migrate(conn: &mut DbConn) -> anyhow::Result<()> {
+    match conn {
+        DbConn::Sqlite(c) => {
+            c.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(|e| anyhow::anyhow!("SQLite migration failed: {e}"))?;
+        }
+        DbConn::Pg(c) => {
+            const LOCK: &str = "SELECT pg_advisory_lock(7236410298340129)";
+            const UNLOCK: &str = "SELECT pg_advisory_unlock(7236410298340129)";
+            c.batch_execute(LOCK).context("cannot take the migration lock")?;
+            let result = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("PostgreSQL migration failed: {e}"));
+            c.batch_execute(UNLOCK).context("cannot release the migration lock")?;
+            result?;
+        }
+    }
+    Ok(())
+}
+
+/// The SQLite URL of a data directory's embedded database.
+pub fn sqlite_url_for(data_dir: &Path) -> String {
+    data_dir.join("gitpat.db").to_string_lossy().into_owned()
+}
+
+/// True when a diesel error is a unique-constraint violation.
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_is_chosen_by_scheme() {
+        assert_eq!(Backend::from_url("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::from_url("postgresql://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::from_url("/var/lib/gitpat/gitpat.db").unwrap(), Backend::Sqlite);
+        assert_eq!(Backend::from_url("sqlite:///tmp/x.db").unwrap(), Backend::Sqlite);
+        let err = Backend::from_url("mysql://u@h/db").unwrap_err().to_string();
+        assert!(err.contains("unsupported database URL scheme \"mysql\""), "{err}");
+    }
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(
+            redact_url("postgres://bob:s3cret@db:5432/gitpat"),
+            "postgres://bob:***@db:5432/gitpat"
+        );
+        assert_eq!(redact_url("postgres://db/gitpat"), "postgres://db/gitpat");
+        assert_eq!(redact_url("/tmp/x.db"), "/tmp/x.db");
+    }
+
+    #[test]
+    fn migration_folders_match_across_backends() {
+        let names = |dir: &str| {
+            let mut v: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let sqlite = names("migrations/sqlite");
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, names("migrations/postgres"));
+    }
+}

@@ -1,0 +1,87 @@
+//! The one schema both backends share. Only types every backend maps the
+//! same way are used: BigInt, Integer, Text, Bool, Timestamp (UTC, naive),
+//! Date.
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        email -> Text,
+        name -> Text,
+        password_hash -> Nullable<Text>,
+        is_admin -> Bool,
+        state -> Text,
+        otp_secret -> Nullable<Text>,
+        two_factor_enabled -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    personal_access_tokens (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        name -> Text,
+        description -> Nullable<Text>,
+        scopes -> Text,
+        token_digest -> Text,
+        created_at -> Timestamp,
+        expires_at -> Nullable<Date>,
+        revoked -> Bool,
+        last_used_at -> Nullable<Timestamp>,
+        last_used_ips -> Text,
+        ips_updated_at -> Nullable<Timestamp>,
+        impersonation -> Bool,
+        previous_token_id -> Nullable<BigInt>,
+        expire_notification_delivered -> Bool,
+        after_expiry_notification_delivered -> Bool,
+    }
+}
+
+diesel::table! {
+    projects (id) {
+        id -> BigInt,
+        path -> Text,
+        name -> Text,
+        description -> Nullable<Text>,
+        owner_id -> BigInt,
+        visibility -> Text,
+        default_branch -> Text,
+        created_at -> Timestamp,
+        last_activity_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    project_members (project_id, user_id) {
+        project_id -> BigInt,
+        user_id -> BigInt,
+        access_level -> Integer,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    application_settings (key) {
+        key -> Text,
+        value -> Text,
+    }
+}
+
+diesel::joinable!(personal_access_tokens -> users (user_id));
+diesel::joinable!(projects -> users (owner_id));
+diesel::joinable!(project_members -> projects (project_id));
+diesel::joinable!(project_members -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    personal_access_tokens,
+    projects,
+    project_members,
+    application_settings,
+);
+
+diesel::define_sql_function! {
+    /// SQL `lower()`, for the case-insensitive unique keys.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}

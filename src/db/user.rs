@@ -1,0 +1,99 @@
+//! The `users` table.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::{lower, users};
+use super::DbConn;
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub name: String,
+    pub password_hash: Option<String>,
+    pub is_admin: bool,
+    pub state: String,
+    pub otp_secret: Option<String>,
+    pub two_factor_enabled: bool,
+    pub created_at: NaiveDateTime,
+}
+
+impl User {
+    pub fn is_blocked(&self) -> bool {
+        self.state == STATE_BLOCKED
+    }
+}
+
+pub const STATE_ACTIVE: &str = "active";
+pub const STATE_BLOCKED: &str = "blocked";
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub name: &'a str,
+    pub password_hash: Option<&'a str>,
+    pub is_admin: bool,
+    pub state: &'a str,
+    pub two_factor_enabled: bool,
+    pub created_at: NaiveDateTime,
+}
+
+pub fn insert(conn: &mut DbConn, new: &NewUser) -> QueryResult<User> {
+    diesel::insert_into(users::table).values(new).execute(conn)?;
+    find_by_username(conn, new.username)?.ok_or(diesel::result::Error::NotFound)
+}
+
+pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<User>> {
+    users::table.find(id).select(User::as_select()).first(conn).optional()
+}
+
+/// Usernames are unique case-insensitively, as in GitLab.
+pub fn find_by_username(conn: &mut DbConn, username: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(lower(users::username).eq(username.to_lowercase()))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn find_by_email(conn: &mut DbConn, email: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(lower(users::email).eq(email.to_lowercase()))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn list(conn: &mut DbConn) -> QueryResult<Vec<User>> {
+    users::table.order(users::id).select(User::as_select()).load(conn)
+}
+
+pub fn count(conn: &mut DbConn) -> QueryResult<i64> {
+    users::table.count().get_result(conn)
+}
+
+pub fn set_state(conn: &mut DbConn, id: i64, state: &str) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set(users::state.eq(state))
+        .execute(conn)
+}
+
+pub fn set_two_factor(conn: &mut DbConn, id: i64, secret: Option<&str>) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::otp_secret.eq(secret),
+            users::two_factor_enabled.eq(secret.is_some()),
+        ))
+        .execute(conn)
+}
+
+pub fn set_password_hash(conn: &mut DbConn, id: i64, hash: Option<&str>) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set(users::password_hash.eq(hash))
+        .execute(conn)
+}

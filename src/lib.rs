@@ -1,0 +1,14 @@
+//! gitpat: a Git smart-HTTP server whose credentials work like GitLab's
+//! personal access tokens. See ARCHITECTURE.md for the map.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod fsutil;
+pub mod git;
+pub mod http;
+pub mod service;
+pub mod settings;

@@ -1,0 +1,230 @@
+//! Repositories: a row in `projects` and a bare repository on disk, created
+//! and deleted so that a failure leaves neither behind; members and roles.
+
+use diesel::Connection;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::db::{self, member::Member, project::NewProject, project::Project, user::User, DbConn};
+use crate::error::{Error, Result};
+use crate::git::store::{is_valid_branch_name, RepoPath, RepoStore};
+use crate::service::access::{Role, VISIBILITIES};
+use crate::service::{tokens::iso, users};
+
+pub const DEFAULT_BRANCH: &str = "main";
+
+pub struct NewRepoRequest<'a> {
+    pub path: &'a str,
+    /// The owner's username; by default the user named by the first segment.
+    pub owner: Option<&'a str>,
+    pub visibility: Option<&'a str>,
+    pub default_branch: Option<&'a str>,
+    pub description: Option<&'a str>,
+    /// An existing repository whose branches and tags to import.
+    pub import: Option<&'a Path>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RepoView {
+    pub id: i64,
+    pub path_with_namespace: String,
+    pub name: String,
+    pub namespace: String,
+    pub owner: String,
+    pub visibility: String,
+    pub default_branch: String,
+    pub description: Option<String>,
+    pub created_at: String,
+}
+
+impl RepoView {
+    pub fn new(p: &Project, owner: &str) -> RepoView {
+        let namespace = p
+            .path
+            .rsplit_once('/')
+            .map(|(ns, _)| ns)
+            .unwrap_or_default()
+            .to_string();
+        RepoView {
+            id: p.id,
+            path_with_namespace: p.path.clone(),
+            name: p.name.clone(),
+            namespace,
+            owner: owner.to_string(),
+            visibility: p.visibility.clone(),
+            default_branch: p.default_branch.clone(),
+            description: p.description.clone(),
+            created_at: iso(p.created_at),
+        }
+    }
+}
+
+pub fn parse_path(path: &str) -> Result<RepoPath> {
+    RepoPath::parse(path).map_err(Error::Invalid)
+}
+
+pub fn validate_visibility(v: &str) -> Result<()> {
+    if VISIBILITIES.contains(&v) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "unknown visibility {v:?}; use private, internal or public"
+        )))
+    }
+}
+
+/// Creates a repository: validates everything first, builds the bare
+/// repository aside, then inserts the row and moves the repository into
+/// place in one transaction. A failure at any step leaves no row and no
+/// folder.
+pub fn create(conn: &mut DbConn, store: &RepoStore, req: &NewRepoRequest, now: DateTime<Utc>) -> Result<Project> {
+    let path = parse_path(req.path)?;
+    let visibility = req.visibility.unwrap_or("private");
+    validate_visibility(visibility)?;
+    let branch = req.default_branch.unwrap_or(DEFAULT_BRANCH);
+    if !is_valid_branch_name(branch) {
+        return Err(Error::Invalid(format!("{branch:?} is not a valid branch name")));
+    }
+    if let Some(d) = req.description {
+        if d.chars().count() > 2000 {
+            return Err(Error::Invalid(
+                "the description is too long (at most 2000 characters)".into(),
+            ));
+        }
+    }
+    let owner: User = match req.owner {
+        Some(name) => users::get(conn, name)?,
+        None => db::user::find_by_username(conn, path.top_namespace())?.ok_or_else(|| {
+            Error::Invalid(format!(
+                "no user is named {:?}, so the repository needs an owner: pass --owner USER",
+                path.top_namespace()
+            ))
+        })?,
+    };
+    if db::project::find_by_path(conn, path.as_str())?.is_some() {
+        return Err(Error::Conflict(format!("the repository {path} already exists")));
+    }
+    if store.path_of(&path).exists() {
+        return Err(Error::Conflict(format!(
+            "{} already exists on disk but gitpat does not know it; move it away first",
+            store.path_of(&path).display()
+        )));
+    }
+    let staged = store.stage(branch, req.import).map_err(|e| match req.import {
+        Some(_) => Error::Invalid(format!("{e:#}")),
+        None => Error::Internal(e),
+    })?;
+    let new = NewProject {
+        path: path.as_str(),
+        name: path.name(),
+        description: req.description,
+        owner_id: owner.id,
+        visibility,
+        default_branch: &staged.default_branch.clone(),
+        created_at: now.naive_utc(),
+        last_activity_at: now.naive_utc(),
+    };
+    let mut installed = None;
+    let result = conn.transaction(|conn| {
+        let project = db::project::insert(conn, &new).map_err(|e| {
+            if db::is_unique_violation(&e) {
+                Error::Conflict(format!("the repository {path} already exists"))
+            } else {
+                e.into()
+            }
+        })?;
+        installed = Some(staged.install(store, &path)?);
+        Ok(project)
+    });
+    if result.is_err() {
+        if let Some(i) = installed {
+            i.undo();
+        }
+    }
+    result
+}
+
+pub fn get(conn: &mut DbConn, path: &str) -> Result<Project> {
+    let p = parse_path(path)?;
+    db::project::find_by_path(conn, p.as_str())?.ok_or_else(|| Error::NotFound(format!("no repository {p}")))
+}
+
+/// Deletes a repository: the folder is moved aside, the row (and its
+/// members) deleted, and only then the folder removed; if the database
+/// refuses, the folder is put back.
+pub fn delete(conn: &mut DbConn, store: &RepoStore, path: &str) -> Result<()> {
+    let project = get(conn, path)?;
+    let repo_path = parse_path(&project.path)?;
+    let trashed = store.trash(&repo_path)?;
+    match db::project::delete(conn, project.id) {
+        Ok(_) => {
+            if let Some(t) = trashed {
+                t.purge()?;
+            } else {
+                tracing::warn!("the repository {} had no folder on disk", project.path);
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if let Some(t) = trashed {
+                t.restore()?;
+            }
+            Err(e.into())
+        }
+    }
+}
+
+pub fn list(conn: &mut DbConn) -> Result<Vec<RepoView>> {
+    let owners = db::user::list(conn)?;
+    let name_of = |id: i64| {
+        owners
+            .iter()
+            .find(|u| u.id == id)
+            .map(|u| u.username.clone())
+            .unwrap_or_default()
+    };
+    Ok(db::project::list(conn)?
+        .iter()
+        .map(|p| RepoView::new(p, &name_of(p.owner_id)))
+        .collect())
+}
+
+pub fn add_member(conn: &mut DbConn, path: &str, username: &str, role: &str, now: DateTime<Utc>) -> Result<()> {
+    let role = Role::parse(role).ok_or_else(|| {
+        Error::Invalid(format!(
+            "unknown role {role:?}; use guest, reporter, developer, maintainer or owner"
+        ))
+    })?;
+    let project = get(conn, path)?;
+    let user = users::get(conn, username)?;
+    if db::member::find(conn, project.id, user.id)?.is_some() {
+        return Err(Error::Conflict(format!(
+            "{} is already a member of {}",
+            user.username, project.path
+        )));
+    }
+    db::member::insert(
+        conn,
+        &Member {
+            project_id: project.id,
+            user_id: user.id,
+            access_level: role as i32,
+            created_at: now.naive_utc(),
+        },
+    )?;
+    Ok(())
+}
+
+pub fn remove_member(conn: &mut DbConn, path: &str, username: &str) -> Result<()> {
+    let project = get(conn, path)?;
+    let user = users::get(conn, username)?;
+    if db::member::delete(conn, project.id, user.id)? == 0 {
+        return Err(Error::NotFound(format!(
+            "{} is not a member of {}",
+            user.username, project.path
+        )));
+    }
+    Ok(())
+}

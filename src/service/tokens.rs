@@ -1,0 +1,357 @@
+//! Personal access tokens (spec sections 1, 2, 5): creation, expiry,
+//! revocation, rotation with family revocation, and authentication with the
+//! throttled record of use.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use diesel::Connection;
+use serde::Serialize;
+
+use crate::auth::token::{self, PlainToken, Scope, SecretKey};
+use crate::db::{self, token::NewToken, token::TokenRow, user::User, DbConn};
+use crate::error::{Error, Result};
+use crate::settings::Settings;
+
+/// How many distinct client IPs a token remembers.
+pub const MAX_LAST_USED_IPS: usize = 5;
+/// A new IP is recorded at most this often per token.
+pub const IP_RECORD_INTERVAL: Duration = Duration::minutes(1);
+/// A rotation without an expiry date gives the new token this long.
+pub const ROTATION_DEFAULT_DAYS: i64 = 7;
+
+pub struct NewTokenRequest<'a> {
+    pub user: &'a User,
+    pub name: &'a str,
+    pub description: Option<&'a str>,
+    pub scopes: &'a [String],
+    pub expires_at: Option<NaiveDate>,
+    /// A predetermined token string (admin automation), else one is generated.
+    pub token: Option<&'a str>,
+    pub impersonation: bool,
+}
+
+/// The token as the API and `token list --json` show it: never the secret.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TokenView {
+    pub id: i64,
+    pub name: String,
+    pub revoked: bool,
+    pub created_at: String,
+    pub description: Option<String>,
+    pub scopes: Vec<&'static str>,
+    pub user_id: i64,
+    pub last_used_at: Option<String>,
+    pub active: bool,
+    pub expires_at: Option<String>,
+    pub impersonation: bool,
+    pub last_used_ips: Vec<String>,
+}
+
+/// ISO 8601 UTC with milliseconds, as GitLab writes timestamps.
+pub fn iso(t: chrono::NaiveDateTime) -> String {
+    t.and_utc().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+impl TokenView {
+    pub fn new(row: &TokenRow, settings: &Settings, today: NaiveDate) -> TokenView {
+        TokenView {
+            id: row.id,
+            name: row.name.clone(),
+            revoked: row.revoked,
+            created_at: iso(row.created_at),
+            description: row.description.clone(),
+            scopes: token::scopes_from_db(&row.scopes)
+                .into_iter()
+                .map(Scope::as_str)
+                .collect(),
+            user_id: row.user_id,
+            last_used_at: row.last_used_at.map(iso),
+            active: is_active(row, today, settings.enforce_personal_access_token_expiration),
+            expires_at: row.expires_at.map(|d| d.format("%Y-%m-%d").to_string()),
+            impersonation: row.impersonation,
+            last_used_ips: parse_ips(&row.last_used_ips),
+        }
+    }
+}
+
+/// Has the token expired on `today` (UTC)? A token is valid while
+/// `today < expires_at`: it expires at 00:00 UTC of its expiry date.
+pub fn is_expired(row: &TokenRow, today: NaiveDate) -> bool {
+    row.expires_at.is_some_and(|d| today >= d)
+}
+
+/// Active = not revoked and not expired (expiry counts only while enforced).
+pub fn is_active(row: &TokenRow, today: NaiveDate, enforce_expiry: bool) -> bool {
+    !row.revoked && !(enforce_expiry && is_expired(row, today))
+}
+
+/// Checks an expiry date against the instance's maximum lifetime, filling in
+/// the maximum when none is given.
+pub fn resolve_expiry(
+    expires_at: Option<NaiveDate>,
+    settings: &Settings,
+    today: NaiveDate,
+) -> Result<Option<NaiveDate>> {
+    if let Some(d) = expires_at {
+        if d < today {
+            return Err(Error::Invalid(format!("expires_at {d} is in the past")));
+        }
+    }
+    let Some(max_days) = settings.max_personal_access_token_lifetime else {
+        return Ok(expires_at);
+    };
+    let latest = today + Duration::days(i64::from(max_days));
+    match expires_at {
+        None => Ok(Some(latest)),
+        Some(d) if d > latest => Err(Error::Invalid(format!(
+            "expires_at {d} is too far away: this instance allows tokens to live at most {max_days} days, until {latest}"
+        ))),
+        Some(d) => Ok(Some(d)),
+    }
+}
+
+fn validate_text(field: &str, v: &str, required: bool) -> Result<()> {
+    if required && v.trim().is_empty() {
+        return Err(Error::Invalid(format!("{field} is required")));
+    }
+    if v.chars().count() > 255 {
+        return Err(Error::Invalid(format!("{field} is too long (at most 255 characters)")));
+    }
+    Ok(())
+}
+
+/// Creates a token and returns it with the secret, to be shown once.
+pub fn create(
+    conn: &mut DbConn,
+    key: &SecretKey,
+    settings: &Settings,
+    req: &NewTokenRequest,
+    now: DateTime<Utc>,
+) -> Result<(TokenRow, PlainToken)> {
+    validate_text("name", req.name, true)?;
+    if let Some(d) = req.description {
+        validate_text("description", d, false)?;
+    }
+    let scopes = token::parse_scopes(req.scopes, req.user.is_admin).map_err(Error::Invalid)?;
+    let expires_at = resolve_expiry(req.expires_at, settings, now.date_naive())?;
+    let plain = match req.token {
+        Some(s) => {
+            token::validate_predetermined(s).map_err(Error::Invalid)?;
+            PlainToken::new(s)
+        }
+        None => PlainToken::generate(&settings.personal_access_token_prefix)?,
+    };
+    let digest = key.digest(&plain);
+    let new = NewToken {
+        user_id: req.user.id,
+        name: req.name,
+        description: req.description,
+        scopes: &token::scopes_to_db(&scopes),
+        token_digest: &digest,
+        created_at: now.naive_utc(),
+        expires_at,
+        impersonation: req.impersonation,
+        previous_token_id: None,
+    };
+    let row = conn.transaction(|conn| {
+        if db::token::find_by_digest(conn, &digest)?.is_some() {
+            return Err(Error::Conflict("that token string is already in use".into()));
+        }
+        Ok(db::token::insert(conn, &new)?)
+    })?;
+    Ok((row, plain))
+}
+
+pub fn get(conn: &mut DbConn, id: i64) -> Result<TokenRow> {
+    db::token::find(conn, id)?.ok_or_else(|| Error::NotFound(format!("no token with id {id}")))
+}
+
+/// Finds a token by its secret (for `token revoke --token`).
+pub fn find_by_secret(conn: &mut DbConn, key: &SecretKey, secret: &PlainToken) -> Result<TokenRow> {
+    db::token::find_by_digest(conn, &key.digest(secret))?.ok_or_else(|| Error::NotFound("no such token".into()))
+}
+
+pub fn revoke(conn: &mut DbConn, id: i64) -> Result<TokenRow> {
+    let row = get(conn, id)?;
+    if row.revoked {
+        return Err(Error::Conflict(format!("token {id} is already revoked")));
+    }
+    db::token::revoke(conn, id)?;
+    get(conn, id)
+}
+
+/// Rotates a token in one transaction: revokes it and creates its successor
+/// with the same name, description, scopes and kind. The new expiry is the
+/// one given, else today + 7 days.
+pub fn rotate(
+    conn: &mut DbConn,
+    key: &SecretKey,
+    settings: &Settings,
+    id: i64,
+    expires_at: Option<NaiveDate>,
+    now: DateTime<Utc>,
+) -> Result<(TokenRow, PlainToken)> {
+    let today = now.date_naive();
+    let expires_at = resolve_expiry(
+        Some(expires_at.unwrap_or(today + Duration::days(ROTATION_DEFAULT_DAYS))),
+        settings,
+        today,
+    )?;
+    let plain = PlainToken::generate(&settings.personal_access_token_prefix)?;
+    let digest = key.digest(&plain);
+    let row = conn.transaction(|conn| {
+        let old = get(conn, id)?;
+        if old.revoked {
+            return Err(Error::Invalid("Token already revoked".into()));
+        }
+        // Compare-and-set: of two rotations at once, only one revokes.
+        if db::token::revoke_all(conn, &[old.id])? != 1 {
+            return Err(Error::Invalid("Token already revoked".into()));
+        }
+        let new = NewToken {
+            user_id: old.user_id,
+            name: &old.name,
+            description: old.description.as_deref(),
+            scopes: &old.scopes,
+            token_digest: &digest,
+            created_at: now.naive_utc(),
+            expires_at,
+            impersonation: old.impersonation,
+            previous_token_id: Some(old.id),
+        };
+        Ok(db::token::insert(conn, &new)?)
+    })?;
+    Ok((row, plain))
+}
+
+/// Every token linked to `start` by rotation: its ancestors and descendants.
+fn family_ids(conn: &mut DbConn, start: &TokenRow) -> Result<Vec<i64>> {
+    let mut root = start.clone();
+    let mut ids = vec![root.id];
+    while let Some(prev) = root.previous_token_id {
+        if ids.contains(&prev) {
+            break;
+        }
+        match db::token::find(conn, prev)? {
+            Some(p) => {
+                ids.push(p.id);
+                root = p;
+            }
+            None => break,
+        }
+    }
+    let mut cursor = start.id;
+    while let Some(next) = db::token::find_successor(conn, cursor)? {
+        if ids.contains(&next.id) {
+            break;
+        }
+        ids.push(next.id);
+        cursor = next.id;
+    }
+    Ok(ids)
+}
+
+/// Why a token did not authenticate. The caller shows one text for all of
+/// them (no oracle), but logs and tests can tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    Unknown,
+    Revoked,
+    /// A rotated-away token was used: its whole family is now revoked.
+    ReusedAfterRotation,
+    Expired,
+    UserBlocked,
+}
+
+pub enum AuthOutcome {
+    Ok(Box<(TokenRow, User)>),
+    Rejected(Rejection),
+}
+
+/// Authenticates a presented token string and records its use.
+pub fn authenticate(
+    conn: &mut DbConn,
+    key: &SecretKey,
+    settings: &Settings,
+    secret: &str,
+    ip: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<AuthOutcome> {
+    if secret.is_empty() || secret.len() > token::MAX_TOKEN_LEN {
+        return Ok(AuthOutcome::Rejected(Rejection::Unknown));
+    }
+    let digest = key.digest(&PlainToken::new(secret));
+    let Some(row) = db::token::find_by_digest(conn, &digest)? else {
+        return Ok(AuthOutcome::Rejected(Rejection::Unknown));
+    };
+    if row.revoked {
+        if db::token::find_successor(conn, row.id)?.is_some() {
+            conn.transaction(|conn| {
+                let ids = family_ids(conn, &row)?;
+                db::token::revoke_all(conn, &ids)?;
+                Ok::<_, Error>(())
+            })?;
+            tracing::warn!(
+                token_id = row.id,
+                user_id = row.user_id,
+                "a rotated-away token was used: its family is revoked"
+            );
+            return Ok(AuthOutcome::Rejected(Rejection::ReusedAfterRotation));
+        }
+        return Ok(AuthOutcome::Rejected(Rejection::Revoked));
+    }
+    if settings.enforce_personal_access_token_expiration && is_expired(&row, now.date_naive()) {
+        return Ok(AuthOutcome::Rejected(Rejection::Expired));
+    }
+    let Some(user) = db::user::find(conn, row.user_id)? else {
+        return Ok(AuthOutcome::Rejected(Rejection::Unknown));
+    };
+    if user.is_blocked() {
+        return Ok(AuthOutcome::Rejected(Rejection::UserBlocked));
+    }
+    let throttle = Duration::minutes(i64::from(settings.personal_access_token_last_used_throttle_minutes));
+    if let Err(e) = record_use(conn, &row, ip, now, throttle) {
+        // The request is authentic; failing to note its use must not stop it.
+        tracing::warn!(token_id = row.id, "cannot record token use: {e}");
+    }
+    let row = db::token::find(conn, row.id)?.unwrap_or(row);
+    Ok(AuthOutcome::Ok(Box::new((row, user))))
+}
+
+fn parse_ips(json: &str) -> Vec<String> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+/// Writes `last_used_at` at most once per `throttle`, and adds a new client
+/// IP to the last five (at most once a minute), without a write when
+/// neither is due.
+pub fn record_use(
+    conn: &mut DbConn,
+    row: &TokenRow,
+    ip: Option<&str>,
+    now: DateTime<Utc>,
+    throttle: Duration,
+) -> Result<()> {
+    let now_n = now.naive_utc();
+    let stamp_due = row.last_used_at.is_none_or(|t| now_n - t >= throttle);
+    if stamp_due {
+        db::token::set_last_used_at(conn, row.id, now_n)?;
+    }
+    let Some(ip) = ip else { return Ok(()) };
+    let mut ips = parse_ips(&row.last_used_ips);
+    let known = ips.iter().any(|i| i == ip);
+    let ip_due = if known {
+        // Keep the list in order of use, but only on a throttled write.
+        stamp_due && ips.last().map(String::as_str) != Some(ip)
+    } else {
+        row.ips_updated_at.is_none_or(|t| now_n - t >= IP_RECORD_INTERVAL)
+    };
+    if ip_due {
+        ips.retain(|i| i != ip);
+        ips.push(ip.to_string());
+        let excess = ips.len().saturating_sub(MAX_LAST_USED_IPS);
+        ips.drain(..excess);
+        let json = serde_json::to_string(&ips).map_err(anyhow::Error::from)?;
+        db::token::set_last_used_ips(conn, row.id, &json, now_n)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Users: creation with GitLab's username rules, blocking, two-factor, and
+//! the initial administrator.
+
+use diesel::Connection;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+
+use crate::auth::{password, totp};
+use crate::db::{self, user::NewUser, user::User, DbConn};
+use crate::error::{Error, Result};
+
+/// The user entity as the API and `user list --json` show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserView {
+    pub id: i64,
+    pub username: String,
+    pub name: String,
+    pub email: String,
+    pub state: String,
+    pub is_admin: bool,
+    pub two_factor_enabled: bool,
+    pub created_at: String,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            id: u.id,
+            username: u.username.clone(),
+            name: u.name.clone(),
+            email: u.email.clone(),
+            state: u.state.clone(),
+            is_admin: u.is_admin,
+            two_factor_enabled: u.two_factor_enabled,
+            created_at: crate::service::tokens::iso(u.created_at),
+        }
+    }
+}
+
+pub struct NewUserRequest<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub name: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub is_admin: bool,
+}
+
+/// GitLab's rule: letters, digits, `_`, `.`, `-`; not starting with `-` or
+/// `.`; not ending with `.`, `.git` or `.atom`.
+pub fn validate_username(u: &str) -> Result<()> {
+    let bad = |why: &str| Err(Error::Invalid(format!("invalid username {u:?}: {why}")));
+    if u.is_empty() || u.len() > 255 {
+        return bad("it must have 1 to 255 characters");
+    }
+    if !u
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        return bad("use only letters, digits, '_', '.' and '-'");
+    }
+    if u.starts_with('-') || u.starts_with('.') {
+        return bad("it cannot start with '-' or '.'");
+    }
+    let lower = u.to_ascii_lowercase();
+    if u.ends_with('.') || lower.ends_with(".git") || lower.ends_with(".atom") || u.contains("..") {
+        return bad("it cannot end with '.', '.git' or '.atom', nor hold '..'");
+    }
+    Ok(())
+}
+
+pub fn validate_email(e: &str) -> Result<()> {
+    let ok = e.len() <= 255
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+        && matches!(e.split_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains('@') && !d.starts_with('.') && !d.ends_with('.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("invalid email address {e:?}")))
+    }
+}
+
+fn validate_display_name(n: &str) -> Result<()> {
+    if n.trim().is_empty() || n.chars().count() > 255 || n.chars().any(char::is_control) {
+        return Err(Error::Invalid(
+            "the name must have 1 to 255 characters and no control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub fn create(conn: &mut DbConn, req: &NewUserRequest, now: DateTime<Utc>) -> Result<User> {
+    validate_username(req.username)?;
+    validate_email(req.email)?;
+    let name = req.name.unwrap_or(req.username);
+    validate_display_name(name)?;
+    let hash = match req.password {
+        Some(p) => {
+            password::validate(p).map_err(Error::Invalid)?;
+            Some(password::hash(p)?)
+        }
+        None => None,
+    };
+    conn.transaction(|conn| {
+        if db::user::find_by_username(conn, req.username)?.is_some() {
+            return Err(Error::Conflict(format!(
+                "the username {} is already taken",
+                req.username
+            )));
+        }
+        if db::user::find_by_email(conn, req.email)?.is_some() {
+            return Err(Error::Conflict(format!("the email {} is already taken", req.email)));
+        }
+        let new = NewUser {
+            username: req.username,
+            email: req.email,
+            name,
+            password_hash: hash.as_deref(),
+            is_admin: req.is_admin,
+            state: db::user::STATE_ACTIVE,
+            two_factor_enabled: false,
+            created_at: now.naive_utc(),
+        };
+        db::user::insert(conn, &new).map_err(|e| {
+            if db::is_unique_violation(&e) {
+                Error::Conflict(format!(
+                    "the username {} or email {} is already taken",
+                    req.username, req.email
+                ))
+            } else {
+                e.into()
+            }
+        })
+    })
+}
+
+pub fn get(conn: &mut DbConn, username: &str) -> Result<User> {
+    db::user::find_by_username(conn, username)?.ok_or_else(|| Error::NotFound(format!("no user named {username:?}")))
+}
+
+pub fn set_blocked(conn: &mut DbConn, username: &str, blocked: bool) -> Result<User> {
+    let user = get(conn, username)?;
+    let state = if blocked {
+        db::user::STATE_BLOCKED
+    } else {
+        db::user::STATE_ACTIVE
+    };
+    db::user::set_state(conn, user.id, state)?;
+    get(conn, username)
+}
+
+/// Enables two-factor authentication with a new secret; returns the
+/// `otpauth://` URI to give an authenticator app.
+pub fn enable_two_factor(conn: &mut DbConn, username: &str) -> Result<String> {
+    let user = get(conn, username)?;
+    if user.two_factor_enabled {
+        return Err(Error::Conflict(format!(
+            "two-factor authentication is already enabled for {}; disable it first to make a new secret",
+            user.username
+        )));
+    }
+    let secret = totp::generate_secret();
+    let uri = totp::provisioning_uri(&secret, &user.username)?;
+    db::user::set_two_factor(conn, user.id, Some(&secret))?;
+    Ok(uri)
+}
+
+pub fn disable_two_factor(conn: &mut DbConn, username: &str) -> Result<()> {
+    let user = get(conn, username)?;
+    db::user::set_two_factor(conn, user.id, None)?;
+    Ok(())
+}
+
+pub const ROOT_USERNAME: &str = "root";
+pub const INITIAL_PASSWORD_FILE: &str = "initial_root_password";
+
+/// On an instance with no users, creates the administrator `root` with a
+/// random password written once to `<data-dir>/initial_root_password`
+/// (mode 0600). Returns the file's path when it did.
+pub fn ensure_initial_root(
+    conn: &mut DbConn,
+    data_dir: &Path,
+    now: DateTime<Utc>,
+) -> Result<Option<std::path::PathBuf>> {
+    if db::user::count(conn)? > 0 {
+        return Ok(None);
+    }
+    let password = crate::fsutil::random_hex(16).map_err(anyhow::Error::from)?;
+    let req = NewUserRequest {
+        username: ROOT_USERNAME,
+        email: "admin@example.com",
+        name: Some("Administrator"),
+        password: Some(&password),
+        is_admin: true,
+    };
+    match create(conn, &req, now) {
+        Ok(_) => {}
+        // Another instance on the same database made it first.
+        Err(Error::Conflict(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let path = data_dir.join(INITIAL_PASSWORD_FILE);
+    crate::fsutil::write_new_private(&path, format!("{password}\n").as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(Some(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        for ok in ["alice", "a.b", "a_b-c", "A1", "x"] {
+            assert!(validate_username(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", ".a", "a.", "a b", "a/b", "a.git", "a.atom", "a..b", "é"] {
+            assert!(validate_username(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails() {
+        assert!(validate_email("a@b.c").is_ok());
+        for bad in ["", "a", "@b", "a@", "a b@c", "a@b@c", "a@.b"] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Instance settings (spec section 5): typed, validated, stored as text in
+//! `application_settings` so that every instance on one database agrees.
+
+use serde::Serialize;
+
+use crate::db::{self, DbConn};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Settings {
+    /// Days; when set, a token must expire within this many days.
+    pub max_personal_access_token_lifetime: Option<u32>,
+    /// When false, expired tokens still authenticate.
+    pub enforce_personal_access_token_expiration: bool,
+    /// May users without 2FA use their password for Git over HTTP?
+    pub password_authentication_enabled_for_git: bool,
+    /// Put before the random part of generated tokens.
+    pub personal_access_token_prefix: String,
+    /// `last_used_at` is written at most once in this many minutes.
+    pub personal_access_token_last_used_throttle_minutes: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_personal_access_token_lifetime: None,
+            enforce_personal_access_token_expiration: true,
+            password_authentication_enabled_for_git: true,
+            personal_access_token_prefix: "glpat-".into(),
+            personal_access_token_last_used_throttle_minutes: 10,
+        }
+    }
+}
+
+/// The setting names, in the order they are listed.
+pub const KEYS: [&str; 5] = [
+    "max_personal_access_token_lifetime",
+    "enforce_personal_access_token_expiration",
+    "password_authentication_enabled_for_git",
+    "personal_access_token_prefix",
+    "personal_access_token_last_used_throttle_minutes",
+];
+
+/// The longest lifetime an instance may impose (GitLab's upper bound).
+pub const MAX_LIFETIME_DAYS: u32 = 400;
+
+fn parse_bool(key: &str, v: &str) -> Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(Error::Invalid(format!("{key} must be true or false, not {v:?}"))),
+    }
+}
+
+impl Settings {
+    /// The value of one setting, as text (`none` for an unset lifetime).
+    pub fn get(&self, key: &str) -> Result<String> {
+        Ok(match key {
+            "max_personal_access_token_lifetime" => match self.max_personal_access_token_lifetime {
+                Some(d) => d.to_string(),
+                None => "none".into(),
+            },
+            "enforce_personal_access_token_expiration" => self.enforce_personal_access_token_expiration.to_string(),
+            "password_authentication_enabled_for_git" => self.password_authentication_enabled_for_git.to_string(),
+            "personal_access_token_prefix" => self.personal_access_token_prefix.clone(),
+            "personal_access_token_last_used_throttle_minutes" => {
+                self.personal_access_token_last_used_throttle_minutes.to_string()
+            }
+            _ => return Err(unknown_key(key)),
+        })
+    }
+
+    /// Sets one setting from text, validating it; `self` is unchanged on error.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let v = value.trim();
+        match key {
+            "max_personal_access_token_lifetime" => {
+                self.max_personal_access_token_lifetime = if v.is_empty() || v.eq_ignore_ascii_case("none") {
+                    None
+                } else {
+                    match v.parse::<u32>() {
+                        Ok(d) if (1..=MAX_LIFETIME_DAYS).contains(&d) => Some(d),
+                        _ => {
+                            return Err(Error::Invalid(format!(
+                                "max_personal_access_token_lifetime must be a number of days from 1 to {MAX_LIFETIME_DAYS}, or none; not {value:?}"
+                            )))
+                        }
+                    }
+                }
+            }
+            "enforce_personal_access_token_expiration" => {
+                self.enforce_personal_access_token_expiration = parse_bool(key, v)?
+            }
+            "password_authentication_enabled_for_git" => self.password_authentication_enabled_for_git = parse_bool(key, v)?,
+            "personal_access_token_prefix" => {
+                if v.len() > 20 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                    return Err(Error::Invalid(format!(
+                        "personal_access_token_prefix may hold at most 20 of the characters A-Z a-z 0-9 _ -; not {value:?}"
+                    )));
+                }
+                self.personal_access_token_prefix = v.to_string();
+            }
+            "personal_access_token_last_used_throttle_minutes" => {
+                self.personal_access_token_last_used_throttle_minutes = match v.parse::<u32>() {
+                    Ok(m) if m <= 1440 => m,
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "personal_access_token_last_used_throttle_minutes must be a number of minutes from 0 to 1440; not {value:?}"
+                        )))
+                    }
+                }
+            }
+            _ => return Err(unknown_key(key)),
+        }
+        Ok(())
+    }
+
+    /// Reads the settings; keys not stored keep their defaults.
+    pub fn load(conn: &mut DbConn) -> Result<Settings> {
+        let mut s = Settings::default();
+        for (k, v) in db::setting::all(conn)? {
+            // A stored value that no longer parses (or a key from a newer
+            // version) must not stop the server: it keeps its default.
+            if let Err(e) = s.set(&k, &v) {
+                tracing::warn!("ignoring the stored setting {k}: {e}");
+            }
+        }
+        Ok(s)
+    }
+
+    /// Validates and stores one setting; returns the new settings.
+    pub fn store(conn: &mut DbConn, key: &str, value: &str) -> Result<Settings> {
+        let mut s = Settings::load(conn)?;
+        s.set(key, value)?;
+        db::setting::put(conn, key, &s.get(key)?)?;
+        Ok(s)
+    }
+}
+
+fn unknown_key(key: &str) -> Error {
+    Error::Invalid(format!("unknown setting {key:?}; the settings are {}", KEYS.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_round_trips() {
+        let d = Settings::default();
+        for k in KEYS {
+            let mut s = d.clone();
+            s.set(k, &d.get(k).unwrap()).unwrap();
+            assert_eq!(s, d, "{k}");
+        }
+    }
+
+    #[test]
+    fn validation() {
+        let mut s = Settings::default();
+        s.set("max_personal_access_token_lifetime", "30").unwrap();
+        assert_eq!(s.max_personal_access_token_lifetime, Some(30));
+        s.set("max_personal_access_token_lifetime", "none").unwrap();
+        assert_eq!(s.max_personal_access_token_lifetime, None);
+        assert!(s.set("max_personal_access_token_lifetime", "0").is_err());
+        assert!(s.set("max_personal_access_token_lifetime", "401").is_err());
+        assert!(s.set("enforce_personal_access_token_expiration", "maybe").is_err());
+        s.set("enforce_personal_access_token_expiration", "false").unwrap();
+        assert!(!s.enforce_personal_access_token_expiration);
+        assert!(s.set("personal_access_token_prefix", "has space").is_err());
+        s.set("personal_access_token_prefix", "").unwrap();
+        assert_eq!(s.personal_access_token_prefix, "");
+        let err = s.set("no_such_key", "1").unwrap_err().to_string();
+        assert!(err.contains("unknown setting \"no_such_key\""), "{err}");
+    }
+}

@@ -1,0 +1,7 @@
+//! One integration test binary (built once): the model rules on every
+//! backend, and the CLI through the built binary.
+
+mod support;
+
+mod cli;
+mod models;
