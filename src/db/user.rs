@@ -6,7 +6,8 @@ use diesel::prelude::*;
 use super::schema::{lower, users};
 use super::DbConn;
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
+/// `Debug` leaves out the password hash and the TOTP secret.
+#[derive(Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = users)]
 pub struct User {
     pub id: i64,
@@ -21,6 +22,18 @@ pub struct User {
     pub created_at: NaiveDateTime,
 }
 
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("is_admin", &self.is_admin)
+            .field("state", &self.state)
+            .field("two_factor_enabled", &self.two_factor_enabled)
+            .finish_non_exhaustive()
+    }
+}
+
 impl User {
     pub fn is_blocked(&self) -> bool {
         self.state == STATE_BLOCKED
@@ -30,7 +43,7 @@ impl User {
 pub const STATE_ACTIVE: &str = "active";
 pub const STATE_BLOCKED: &str = "blocked";
 
-#[derive(Debug, Insertable)]
+#[derive(Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {
     pub username: &'a str,
@@ -96,4 +109,28 @@ pub fn set_password_hash(conn: &mut DbConn, id: i64, hash: Option<&str>) -> Quer
     diesel::update(users::table.find(id))
         .set(users::password_hash.eq(hash))
         .execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_credentials() {
+        let u = User {
+            id: 1,
+            username: "alice".into(),
+            email: "a@example.com".into(),
+            name: "Alice".into(),
+            password_hash: Some("$argon2id$SECRETHASH".into()),
+            is_admin: false,
+            state: STATE_ACTIVE.into(),
+            otp_secret: Some("TOTPSECRETBASE32".into()),
+            two_factor_enabled: true,
+            created_at: chrono::DateTime::UNIX_EPOCH.naive_utc(),
+        };
+        let d = format!("{u:?}");
+        assert!(d.contains("alice"));
+        assert!(!d.contains("SECRETHASH") && !d.contains("TOTPSECRET"), "{d}");
+    }
 }

@@ -81,7 +81,8 @@ pub fn is_expired(row: &TokenRow, today: NaiveDate) -> bool {
 
 /// Active = not revoked and not expired (expiry counts only while enforced).
 pub fn is_active(row: &TokenRow, today: NaiveDate, enforce_expiry: bool) -> bool {
-    !row.revoked && !(enforce_expiry && is_expired(row, today))
+    let expired = enforce_expiry && is_expired(row, today);
+    !row.revoked && !expired
 }
 
 /// Checks an expiry date against the instance's maximum lifetime, filling in
