@@ -1,6 +1,8 @@
 //! Instance settings (spec section 5): typed, validated, stored as text in
 //! `application_settings` so that every instance on one database agrees.
 
+use std::net::IpAddr;
+
 use serde::Serialize;
 
 use crate::db::{self, DbConn};
@@ -18,6 +20,15 @@ pub struct Settings {
     pub personal_access_token_prefix: String,
     /// `last_used_at` is written at most once in this many minutes.
     pub personal_access_token_last_used_throttle_minutes: u32,
+    /// Ban an IP from Git authentication after repeated failures?
+    pub git_auth_ban_enabled: bool,
+    /// This many failures within the window ban the IP...
+    pub git_auth_ban_max_failures: u32,
+    pub git_auth_ban_window_seconds: u32,
+    /// ...for this long.
+    pub git_auth_ban_duration_seconds: u32,
+    /// IPs never banned.
+    pub git_auth_ban_allowlist: Vec<IpAddr>,
 }
 
 impl Default for Settings {
@@ -28,21 +39,42 @@ impl Default for Settings {
             password_authentication_enabled_for_git: true,
             personal_access_token_prefix: "glpat-".into(),
             personal_access_token_last_used_throttle_minutes: 10,
+            git_auth_ban_enabled: true,
+            git_auth_ban_max_failures: 10,
+            git_auth_ban_window_seconds: 60,
+            git_auth_ban_duration_seconds: 3600,
+            git_auth_ban_allowlist: Vec::new(),
         }
     }
 }
 
 /// The setting names, in the order they are listed.
-pub const KEYS: [&str; 5] = [
+pub const KEYS: [&str; 10] = [
     "max_personal_access_token_lifetime",
     "enforce_personal_access_token_expiration",
     "password_authentication_enabled_for_git",
     "personal_access_token_prefix",
     "personal_access_token_last_used_throttle_minutes",
+    "git_auth_ban_enabled",
+    "git_auth_ban_max_failures",
+    "git_auth_ban_window_seconds",
+    "git_auth_ban_duration_seconds",
+    "git_auth_ban_allowlist",
 ];
 
 /// The longest lifetime an instance may impose (GitLab's upper bound).
 pub const MAX_LIFETIME_DAYS: u32 = 400;
+
+fn parse_u32(key: &str, v: &str, range: std::ops::RangeInclusive<u32>, unit: &str) -> Result<u32> {
+    match v.parse::<u32>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(Error::Invalid(format!(
+            "{key} must be a number of {unit} from {} to {}; not {v:?}",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
 
 fn parse_bool(key: &str, v: &str) -> Result<bool> {
     match v.to_ascii_lowercase().as_str() {
@@ -66,6 +98,16 @@ impl Settings {
             "personal_access_token_last_used_throttle_minutes" => {
                 self.personal_access_token_last_used_throttle_minutes.to_string()
             }
+            "git_auth_ban_enabled" => self.git_auth_ban_enabled.to_string(),
+            "git_auth_ban_max_failures" => self.git_auth_ban_max_failures.to_string(),
+            "git_auth_ban_window_seconds" => self.git_auth_ban_window_seconds.to_string(),
+            "git_auth_ban_duration_seconds" => self.git_auth_ban_duration_seconds.to_string(),
+            "git_auth_ban_allowlist" => self
+                .git_auth_ban_allowlist
+                .iter()
+                .map(|ip| ip.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
             _ => return Err(unknown_key(key)),
         })
     }
@@ -91,7 +133,9 @@ impl Settings {
             "enforce_personal_access_token_expiration" => {
                 self.enforce_personal_access_token_expiration = parse_bool(key, v)?
             }
-            "password_authentication_enabled_for_git" => self.password_authentication_enabled_for_git = parse_bool(key, v)?,
+            "password_authentication_enabled_for_git" => {
+                self.password_authentication_enabled_for_git = parse_bool(key, v)?
+            }
             "personal_access_token_prefix" => {
                 if v.len() > 20 || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
                     return Err(Error::Invalid(format!(
@@ -101,14 +145,24 @@ impl Settings {
                 self.personal_access_token_prefix = v.to_string();
             }
             "personal_access_token_last_used_throttle_minutes" => {
-                self.personal_access_token_last_used_throttle_minutes = match v.parse::<u32>() {
-                    Ok(m) if m <= 1440 => m,
-                    _ => {
-                        return Err(Error::Invalid(format!(
-                            "personal_access_token_last_used_throttle_minutes must be a number of minutes from 0 to 1440; not {value:?}"
-                        )))
-                    }
+                self.personal_access_token_last_used_throttle_minutes = parse_u32(key, v, 0..=1440, "minutes")?
+            }
+            "git_auth_ban_enabled" => self.git_auth_ban_enabled = parse_bool(key, v)?,
+            "git_auth_ban_max_failures" => self.git_auth_ban_max_failures = parse_u32(key, v, 1..=100_000, "failures")?,
+            "git_auth_ban_window_seconds" => {
+                self.git_auth_ban_window_seconds = parse_u32(key, v, 1..=86_400, "seconds")?
+            }
+            "git_auth_ban_duration_seconds" => {
+                self.git_auth_ban_duration_seconds = parse_u32(key, v, 1..=2_592_000, "seconds")?
+            }
+            "git_auth_ban_allowlist" => {
+                let mut ips = Vec::new();
+                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    ips.push(part.parse::<IpAddr>().map_err(|_| {
+                        Error::Invalid(format!("git_auth_ban_allowlist: {part:?} is not an IP address"))
+                    })?);
                 }
+                self.git_auth_ban_allowlist = ips;
             }
             _ => return Err(unknown_key(key)),
         }
@@ -168,6 +222,15 @@ mod tests {
         s.set("enforce_personal_access_token_expiration", "false").unwrap();
         assert!(!s.enforce_personal_access_token_expiration);
         assert!(s.set("personal_access_token_prefix", "has space").is_err());
+        assert!(s
+            .set("personal_access_token_last_used_throttle_minutes", "1441")
+            .is_err());
+        assert!(s.set("git_auth_ban_max_failures", "0").is_err());
+        s.set("git_auth_ban_allowlist", " 127.0.0.1 ,::1").unwrap();
+        assert_eq!(s.get("git_auth_ban_allowlist").unwrap(), "127.0.0.1,::1");
+        let before = s.clone();
+        assert!(s.set("git_auth_ban_allowlist", "127.0.0.1,not-an-ip").is_err());
+        assert_eq!(s, before, "a refused value must change nothing");
         s.set("personal_access_token_prefix", "").unwrap();
         assert_eq!(s.personal_access_token_prefix, "");
         let err = s.set("no_such_key", "1").unwrap_err().to_string();

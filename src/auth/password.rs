@@ -43,6 +43,14 @@ pub fn verify(password: &str, stored: &str) -> bool {
     }
 }
 
+/// Spends the time a verification takes, for callers that have no hash to
+/// check (an unknown user), so timing does not tell which usernames exist.
+pub fn verify_dummy(password: &str) {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let stored = DUMMY.get_or_init(|| hash("dummy password for timing").unwrap_or_default());
+    let _ = verify(password, stored);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! `web::block`.
 
 pub mod access;
+pub mod git_auth;
 pub mod repos;
 pub mod tokens;
 pub mod users;

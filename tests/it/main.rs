@@ -5,4 +5,5 @@ mod support;
 
 mod cli;
 mod fixtures;
+mod git_auth;
 mod models;
