@@ -26,6 +26,24 @@ pub fn write_new_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// Writes a file readable by its owner only (mode 0600), replacing any file
+/// already there atomically (a temporary file renamed over it).
+pub fn replace_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".tmp-{}", random_hex(8)?));
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        f.write_all(content)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Creates a directory (and its parents) readable by its owner only.
 pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;

@@ -100,6 +100,9 @@ fn check_segment(seg: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The default branch of a new repository.
+pub const DEFAULT_BRANCH: &str = "main";
+
 /// Is `name` a valid branch name for git?
 pub fn is_valid_branch_name(name: &str) -> bool {
     !name.is_empty() && git2::Reference::is_valid_name(&format!("refs/heads/{name}"))
@@ -132,11 +135,13 @@ impl RepoStore {
     }
 
     /// Builds a new bare repository in a temporary folder, empty with HEAD on
-    /// `default_branch`, or importing the branches and tags of the repository
-    /// at `import` (its HEAD branch then becomes the default branch). Returns
-    /// the staged repository, to be put in place with [`Staged::install`].
-    pub fn stage(&self, default_branch: &str, import: Option<&Path>) -> anyhow::Result<Staged> {
+    /// `branch` (default `main`), or importing the branches and tags of the
+    /// repository at `import`: HEAD then names `branch`, which must exist
+    /// there, or else the source's HEAD branch. Returns the staged
+    /// repository, to be put in place with [`Staged::install`].
+    pub fn stage(&self, branch: Option<&str>, import: Option<&Path>) -> anyhow::Result<Staged> {
         let tmp = self.tmp_dir()?;
+        let default_branch = branch.unwrap_or(DEFAULT_BRANCH);
         let staged = Staged {
             tmp,
             default_branch: default_branch.to_string(),
@@ -146,9 +151,11 @@ impl RepoStore {
         opts.initial_head(&format!("refs/heads/{default_branch}"));
         let repo = Repository::init_opts(&staged.tmp, &opts)
             .with_context(|| format!("cannot create a repository in {}", staged.tmp.display()))?;
+        // Reflogs record who pushed (the authenticated user) for every branch.
+        repo.config()?.set_str("core.logAllRefUpdates", "true")?;
         let mut staged = staged;
         if let Some(src) = import {
-            staged.default_branch = import_into(&repo, src, default_branch)?;
+            staged.default_branch = import_into(&repo, src, branch)?;
         }
         Ok(staged)
     }
@@ -235,9 +242,10 @@ impl Trashed {
     }
 }
 
-/// Fetches the branches and tags of `src` into `repo`; returns the branch
-/// HEAD should name (the source's HEAD branch when it has one).
-fn import_into(repo: &Repository, src: &Path, fallback: &str) -> anyhow::Result<String> {
+/// Fetches the branches and tags of `src` into `repo`; points HEAD at
+/// `wanted` (which must exist), else at the source's HEAD branch, else at
+/// `main`; returns that branch.
+fn import_into(repo: &Repository, src: &Path, wanted: Option<&str>) -> anyhow::Result<String> {
     let source = Repository::open(src).with_context(|| format!("cannot open {} as a git repository", src.display()))?;
     let head_branch = source
         .find_reference("HEAD")
@@ -254,7 +262,13 @@ fn import_into(repo: &Repository, src: &Path, fallback: &str) -> anyhow::Result<
     remote
         .fetch(&["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], None, None)
         .with_context(|| format!("cannot import the repository at {}", src.display()))?;
-    let branch = head_branch.unwrap_or_else(|| fallback.to_string());
+    let branch = match wanted {
+        Some(b) if repo.find_reference(&format!("refs/heads/{b}")).is_err() => {
+            bail!("the imported repository has no branch {b:?} to make the default")
+        }
+        Some(b) => b.to_string(),
+        None => head_branch.unwrap_or_else(|| DEFAULT_BRANCH.to_string()),
+    };
     repo.set_head(&format!("refs/heads/{branch}"))?;
     Ok(branch)
 }
@@ -317,7 +331,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = RepoStore::new(dir.path());
         let path = RepoPath::parse("alice/x").unwrap();
-        let staged = store.stage("trunk", None).unwrap();
+        let staged = store.stage(Some("trunk"), None).unwrap();
         let installed = staged.install(&store, &path).unwrap();
         let repo = store.open(&path).unwrap();
         assert!(repo.is_bare());
@@ -326,7 +340,7 @@ mod tests {
             Some("refs/heads/trunk")
         );
         // a second install at the same path fails and leaves the first alone
-        let again = store.stage("main", None).unwrap();
+        let again = store.stage(None, None).unwrap();
         assert!(again.install(&store, &path).is_err());
         assert!(store.open(&path).is_ok());
         let t = store.trash(&path).unwrap().unwrap();

@@ -1,6 +1,8 @@
 //! The HTTP server: the route table, request logging with secrets redacted,
 //! and the health endpoints.
 
+pub mod git;
+
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -14,7 +16,8 @@ use crate::app::App;
 /// Every route, in one place.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/-/liveness", web::get().to(liveness))
-        .route("/-/readiness", web::get().to(readiness));
+        .route("/-/readiness", web::get().to(readiness))
+        .configure(git::configure);
 }
 
 /// Binds the server (use port 0 for a free one) and returns it with the
@@ -57,11 +60,43 @@ pub fn redact_uri(uri: &str) -> String {
     let redacted: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((k, _)) if SECRET_KEYS.iter().any(|s| k.eq_ignore_ascii_case(s)) => format!("{k}=[REDACTED]"),
+            Some((k, _)) if SECRET_KEYS.iter().any(|s| percent_decode(k).eq_ignore_ascii_case(s)) => {
+                format!("{k}=[REDACTED]")
+            }
             _ => pair.to_string(),
         })
         .collect();
     format!("{path}?{}", redacted.join("&"))
+}
+
+/// Decodes `%XX` escapes and `+` in a query key, as a framework would
+/// before matching it, so `private%5Ftoken` is redacted too.
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => Some(hi * 16 + lo),
+            _ => None,
+        };
+        match escaped {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// 200 while the process serves requests.
@@ -105,5 +140,10 @@ mod tests {
             "/x/info/refs?service=git-upload-pack"
         );
         assert_eq!(redact_uri("/plain"), "/plain");
+        assert_eq!(
+            redact_uri("/x?private%5Ftoken=s&private%5ftoken=t"),
+            "/x?private%5Ftoken=[REDACTED]&private%5ftoken=[REDACTED]"
+        );
+        assert_eq!(redact_uri("/x?a%=1&b=%zz&%"), "/x?a%=1&b=%zz&%");
     }
 }

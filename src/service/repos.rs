@@ -13,8 +13,6 @@ use crate::git::store::{is_valid_branch_name, RepoPath, RepoStore};
 use crate::service::access::{Role, VISIBILITIES};
 use crate::service::{tokens::iso, users};
 
-pub const DEFAULT_BRANCH: &str = "main";
-
 pub struct NewRepoRequest<'a> {
     pub path: &'a str,
     /// The owner's username; by default the user named by the first segment.
@@ -83,9 +81,10 @@ pub fn create(conn: &mut DbConn, store: &RepoStore, req: &NewRepoRequest, now: D
     let path = parse_path(req.path)?;
     let visibility = req.visibility.unwrap_or("private");
     validate_visibility(visibility)?;
-    let branch = req.default_branch.unwrap_or(DEFAULT_BRANCH);
-    if !is_valid_branch_name(branch) {
-        return Err(Error::Invalid(format!("{branch:?} is not a valid branch name")));
+    if let Some(branch) = req.default_branch {
+        if !is_valid_branch_name(branch) {
+            return Err(Error::Invalid(format!("{branch:?} is not a valid branch name")));
+        }
     }
     if let Some(d) = req.description {
         if d.chars().count() > 2000 {
@@ -112,10 +111,12 @@ pub fn create(conn: &mut DbConn, store: &RepoStore, req: &NewRepoRequest, now: D
             store.path_of(&path).display()
         )));
     }
-    let staged = store.stage(branch, req.import).map_err(|e| match req.import {
-        Some(_) => Error::Invalid(format!("{e:#}")),
-        None => Error::Internal(e),
-    })?;
+    let staged = store
+        .stage(req.default_branch, req.import)
+        .map_err(|e| match req.import {
+            Some(_) => Error::Invalid(format!("{e:#}")),
+            None => Error::Internal(e),
+        })?;
     let new = NewProject {
         path: path.as_str(),
         name: path.name(),

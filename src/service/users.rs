@@ -199,8 +199,10 @@ pub fn ensure_initial_root(
         Err(Error::Conflict(_)) => return Ok(None),
         Err(e) => return Err(e),
     }
+    // A file left from an earlier database would name a password that no
+    // longer works: replace it.
     let path = data_dir.join(INITIAL_PASSWORD_FILE);
-    crate::fsutil::write_new_private(&path, format!("{password}\n").as_bytes())
+    crate::fsutil::replace_private(&path, format!("{password}\n").as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     Ok(Some(path))
 }

@@ -1,5 +1,7 @@
 //! The data-model rules, run on every backend through the library.
 
+use std::os::unix::fs::PermissionsExt;
+
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Utc};
 use diesel::prelude::*;
 use gitpat::auth::token::{PlainToken, SecretKey};
@@ -469,9 +471,12 @@ fn initial_root_is_created_once() {
     for tdb in backends() {
         let conn = &mut tdb.conn();
         let dir = tempfile::tempdir().unwrap();
+        // A file left by an earlier database is replaced, not trusted.
+        std::fs::write(dir.path().join(users::INITIAL_PASSWORD_FILE), "stale-password\n").unwrap();
         let path = users::ensure_initial_root(conn, dir.path(), Utc::now())
             .unwrap()
             .unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let password = std::fs::read_to_string(&path).unwrap();
         let root = users::get(conn, "root").unwrap();
         assert!(root.is_admin);
