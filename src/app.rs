@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::db::{self, DbPool, PooledConn};
 use crate::error::{Error, Result};
 use crate::git::store::RepoStore;
+use crate::service::git_auth::BanList;
 
 #[derive(Clone)]
 pub struct App {
@@ -17,6 +18,8 @@ pub struct App {
     pub pool: DbPool,
     pub key: Arc<SecretKey>,
     pub store: RepoStore,
+    /// Failed Git authentication per IP, in this process.
+    pub bans: Arc<BanList>,
 }
 
 impl App {
@@ -34,6 +37,7 @@ impl App {
             config: Arc::new(config),
             pool,
             key: Arc::new(key),
+            bans: Arc::new(BanList::default()),
         })
     }
 

@@ -66,3 +66,15 @@ pub fn list(conn: &mut DbConn) -> QueryResult<Vec<Project>> {
 pub fn delete(conn: &mut DbConn, id: i64) -> QueryResult<usize> {
     diesel::delete(projects::table.find(id)).execute(conn)
 }
+
+pub fn set_default_branch(conn: &mut DbConn, id: i64, branch: &str) -> QueryResult<usize> {
+    diesel::update(projects::table.find(id))
+        .set(projects::default_branch.eq(branch))
+        .execute(conn)
+}
+
+pub fn touch(conn: &mut DbConn, id: i64, at: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(projects::table.find(id))
+        .set(projects::last_activity_at.eq(at))
+        .execute(conn)
+}

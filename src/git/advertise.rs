@@ -1,0 +1,682 @@
+//! Ref advertisement: the v0 `info/refs` bodies of upload-pack and
+//! receive-pack, the v2 capability advertisement, and v2 `ls-refs`.
+//!
+//! Refs are read once into a list of [`AdvertisedRef`]; every output format
+//! is then a pure function of that list.
+
+use std::fmt;
+
+use git2::{ObjectType, Oid, Repository};
+
+use crate::git::pktline::{self, PktError};
+
+/// The all-zero object id used for `capabilities^{}` lines.
+pub const ZERO_ID: &str = "0000000000000000000000000000000000000000";
+
+/// A ref as the advertisement needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdvertisedRef {
+    /// A ref pointing at an object that is not a tag.
+    Direct { name: String, oid: Oid },
+    /// A ref pointing at an annotated tag; `peeled` is the first non-tag
+    /// object found by following the tag (through nested tags).
+    Peeled { name: String, tag: Oid, peeled: Oid },
+    /// A symbolic ref whose target exists; `oid` is what the target points
+    /// at and `peeled` is set when that is an annotated tag.
+    Symbolic {
+        name: String,
+        target: String,
+        oid: Oid,
+        peeled: Option<Oid>,
+    },
+    /// A symbolic ref (in practice HEAD) whose target does not exist yet.
+    Unborn { name: String, target: String },
+}
+
+impl AdvertisedRef {
+    /// The full ref name (`HEAD`, `refs/heads/main`, ...).
+    pub fn name(&self) -> &str {
+        match self {
+            AdvertisedRef::Direct { name, .. }
+            | AdvertisedRef::Peeled { name, .. }
+            | AdvertisedRef::Symbolic { name, .. }
+            | AdvertisedRef::Unborn { name, .. } => name,
+        }
+    }
+
+    /// The object the ref points at (a tag object for tags), if born.
+    pub fn oid(&self) -> Option<Oid> {
+        match self {
+            AdvertisedRef::Direct { oid, .. } | AdvertisedRef::Symbolic { oid, .. } => Some(*oid),
+            AdvertisedRef::Peeled { tag, .. } => Some(*tag),
+            AdvertisedRef::Unborn { .. } => None,
+        }
+    }
+
+    /// The peeled object of an annotated tag, if the ref points at one.
+    pub fn peeled(&self) -> Option<Oid> {
+        match self {
+            AdvertisedRef::Peeled { peeled, .. } => Some(*peeled),
+            AdvertisedRef::Symbolic { peeled, .. } => *peeled,
+            _ => None,
+        }
+    }
+
+    /// The target of a symbolic (or unborn) ref.
+    pub fn symref_target(&self) -> Option<&str> {
+        match self {
+            AdvertisedRef::Symbolic { target, .. } | AdvertisedRef::Unborn { target, .. } => Some(target),
+            _ => None,
+        }
+    }
+}
+
+/// An advertisement error.
+#[derive(Debug)]
+pub enum AdvertiseError {
+    /// Reading the repository failed.
+    Git(git2::Error),
+    /// A line did not fit in a pkt-line (absurdly long ref name).
+    Pkt(PktError),
+    /// An `ls-refs` argument this server does not know.
+    UnknownArgument(String),
+}
+
+impl fmt::Display for AdvertiseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdvertiseError::Git(e) => write!(f, "reading refs: {}", e.message()),
+            AdvertiseError::Pkt(e) => write!(f, "{e}"),
+            AdvertiseError::UnknownArgument(a) => write!(f, "unexpected line: '{a}'"),
+        }
+    }
+}
+
+impl std::error::Error for AdvertiseError {}
+
+impl From<git2::Error> for AdvertiseError {
+    fn from(e: git2::Error) -> Self {
+        AdvertiseError::Git(e)
+    }
+}
+
+impl From<PktError> for AdvertiseError {
+    fn from(e: PktError) -> Self {
+        AdvertiseError::Pkt(e)
+    }
+}
+
+/// The two services of smart HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    UploadPack,
+    ReceivePack,
+}
+
+impl Service {
+    /// `git-upload-pack` or `git-receive-pack`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::UploadPack => "git-upload-pack",
+            Service::ReceivePack => "git-receive-pack",
+        }
+    }
+}
+
+/// Peel `oid` when it names an annotated tag: `Some(first non-tag object)`,
+/// or `None` when it is not a tag (or cannot be read).
+fn peel_tag(repo: &Repository, oid: Oid) -> Option<Oid> {
+    let odb = repo.odb().ok()?;
+    let (_, kind) = odb.read_header(oid).ok()?;
+    if kind != ObjectType::Tag {
+        return None;
+    }
+    let object = repo.find_object(oid, Some(ObjectType::Tag)).ok()?;
+    object.peel(ObjectType::Any).ok().map(|o| o.id())
+}
+
+/// Turn a direct ref into `Direct` or `Peeled`.
+fn direct_ref(repo: &Repository, name: &str, oid: Oid) -> AdvertisedRef {
+    match peel_tag(repo, oid) {
+        Some(peeled) => AdvertisedRef::Peeled {
+            name: name.to_string(),
+            tag: oid,
+            peeled,
+        },
+        None => AdvertisedRef::Direct {
+            name: name.to_string(),
+            oid,
+        },
+    }
+}
+
+/// Read one ref. Returns `None` for refs that are not shown: non-UTF-8
+/// names, dangling symbolic refs other than HEAD, and refs the filter
+/// hides (a symbolic ref is hidden when its target is).
+fn read_ref(
+    repo: &Repository,
+    reference: &git2::Reference<'_>,
+    visible: &dyn Fn(&str) -> bool,
+) -> Option<AdvertisedRef> {
+    let name = reference.name()?;
+    if !visible(name) {
+        return None;
+    }
+    if let Some(target) = reference.symbolic_target() {
+        if !visible(target) {
+            return None;
+        }
+        return match reference.resolve().ok().and_then(|r| r.target()) {
+            Some(oid) => Some(AdvertisedRef::Symbolic {
+                name: name.to_string(),
+                target: target.to_string(),
+                oid,
+                peeled: peel_tag(repo, oid),
+            }),
+            None if name == "HEAD" => Some(AdvertisedRef::Unborn {
+                name: name.to_string(),
+                target: target.to_string(),
+            }),
+            None => None,
+        };
+    }
+    let oid = reference.target()?;
+    Some(direct_ref(repo, name, oid))
+}
+
+/// Every ref of `repo` that `visible` accepts: HEAD first (when it exists,
+/// possibly unborn), then all refs under `refs/` sorted by name bytes, as
+/// git orders them. `visible` gets full ref names, including `HEAD`.
+pub fn list_refs(repo: &Repository, visible: &dyn Fn(&str) -> bool) -> Result<Vec<AdvertisedRef>, AdvertiseError> {
+    let mut out = Vec::new();
+    if let Ok(head) = repo.find_reference("HEAD") {
+        out.extend(read_ref(repo, &head, visible));
+    }
+    let mut refs = Vec::new();
+    for reference in repo.references()? {
+        let reference = reference?;
+        if reference.name() == Some("HEAD") {
+            continue;
+        }
+        refs.extend(read_ref(repo, &reference, visible));
+    }
+    refs.sort_by(|a, b| a.name().as_bytes().cmp(b.name().as_bytes()));
+    out.extend(refs);
+    Ok(out)
+}
+
+/// [`list_refs`] with every ref visible.
+pub fn list_all_refs(repo: &Repository) -> Result<Vec<AdvertisedRef>, AdvertiseError> {
+    list_refs(repo, &|_| true)
+}
+
+/// The ids of every advertised object: each born ref's oid and peeled oid.
+/// These are the "tips" a want may name directly.
+pub fn tips(refs: &[AdvertisedRef]) -> Vec<Oid> {
+    let mut out: Vec<Oid> = refs
+        .iter()
+        .flat_map(|r| r.oid().into_iter().chain(r.peeled()))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The target of HEAD when it is a born symbolic ref: what v0 announces
+/// as `symref=HEAD:<target>`.
+pub fn head_symref(refs: &[AdvertisedRef]) -> Option<&str> {
+    refs.iter().find_map(|r| match r {
+        AdvertisedRef::Symbolic { name, target, .. } if name == "HEAD" => Some(target.as_str()),
+        _ => None,
+    })
+}
+
+/// The capability string of a v0 first line: `caps` in order, then
+/// `symref=HEAD:<target>` when given, then `agent=<agent>`.
+pub fn capability_string(caps: &[&str], head_symref: Option<&str>, agent: &str) -> String {
+    let mut parts: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
+    if let Some(target) = head_symref {
+        parts.push(format!("symref=HEAD:{target}"));
+    }
+    parts.push(format!("agent={agent}"));
+    parts.join(" ")
+}
+
+/// The `# service=<svc>` pkt-line and flush that precede a v0 smart-HTTP
+/// advertisement (git's http-backend adds them; upload-pack does not).
+pub fn service_header(service: Service) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Cannot fail: the line is short.
+    let _ = pktline::write_line(&mut out, &format!("# service={}", service.as_str()));
+    pktline::write_flush(&mut out);
+    out
+}
+
+/// Write `(oid, name)` lines, the first carrying `\0<caps>`; when there
+/// are none, a `capabilities^{}` line with the zero id. Ends with a flush.
+fn write_v0(lines: &[(Oid, String)], caps: &str) -> Result<Vec<u8>, AdvertiseError> {
+    let mut out = Vec::new();
+    match lines.split_first() {
+        None => write_first(&mut out, ZERO_ID, "capabilities^{}", caps)?,
+        Some(((oid, name), rest)) => {
+            write_first(&mut out, &oid.to_string(), name, caps)?;
+            for (oid, name) in rest {
+                pktline::write_line(&mut out, &format!("{oid} {name}"))?;
+            }
+        }
+    }
+    pktline::write_flush(&mut out);
+    Ok(out)
+}
+
+fn write_first(out: &mut Vec<u8>, oid: &str, name: &str, caps: &str) -> Result<(), PktError> {
+    pktline::write_data(out, format!("{oid} {name}\0{caps}\n").as_bytes())
+}
+
+/// The v0 upload-pack advertisement (without the service header): HEAD
+/// first when born, the first line carrying the capabilities (`caps`,
+/// `symref=HEAD:<ref>` when HEAD is symbolic and born, `agent=<agent>`),
+/// `<peeled> <ref>^{}` after each annotated tag, and for a repository with
+/// nothing to show `<zero-id> capabilities^{}`. Ends with a flush.
+/// Matches `git upload-pack --advertise-refs --stateless-rpc` line for line.
+pub fn upload_pack_v0(refs: &[AdvertisedRef], caps: &[&str], agent: &str) -> Result<Vec<u8>, AdvertiseError> {
+    let mut lines = Vec::new();
+    for r in refs {
+        let Some(oid) = r.oid() else { continue };
+        lines.push((oid, r.name().to_string()));
+        if let Some(peeled) = r.peeled() {
+            lines.push((peeled, format!("{}^{{}}", r.name())));
+        }
+    }
+    let caps = capability_string(caps, head_symref(refs), agent);
+    write_v0(&lines, &caps)
+}
+
+/// The v0 receive-pack advertisement (without the service header): every
+/// born ref except HEAD, no peeled lines, capabilities on the first line;
+/// `<zero-id> capabilities^{}` when there is no ref. Ends with a flush.
+pub fn receive_pack_v0(refs: &[AdvertisedRef], caps: &[&str], agent: &str) -> Result<Vec<u8>, AdvertiseError> {
+    let lines: Vec<(Oid, String)> = refs
+        .iter()
+        .filter(|r| r.name() != "HEAD")
+        .filter_map(|r| Some((r.oid()?, r.name().to_string())))
+        .collect();
+    write_v0(&lines, &capability_string(caps, None, agent))
+}
+
+/// The protocol v2 advertisement: `version 2`, `agent=<agent>`, then each
+/// of `caps` (e.g. `ls-refs=unborn`, `fetch=shallow filter`,
+/// `object-format=sha1`) on its own line, then a flush.
+pub fn capabilities_v2(caps: &[&str], agent: &str) -> Result<Vec<u8>, AdvertiseError> {
+    let mut out = Vec::new();
+    pktline::write_line(&mut out, "version 2")?;
+    pktline::write_line(&mut out, &format!("agent={agent}"))?;
+    for cap in caps {
+        pktline::write_line(&mut out, cap)?;
+    }
+    pktline::write_flush(&mut out);
+    Ok(out)
+}
+
+/// The arguments of a v2 `ls-refs` command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LsRefsArgs {
+    pub symrefs: bool,
+    pub peel: bool,
+    pub unborn: bool,
+    /// Only refs starting with one of these are listed; empty means all.
+    pub prefixes: Vec<String>,
+}
+
+impl LsRefsArgs {
+    /// Parse the argument lines (without trailing newlines) of an
+    /// `ls-refs` command. Unknown arguments are an error, as in git.
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<Self, AdvertiseError> {
+        let mut out = LsRefsArgs::default();
+        for arg in args {
+            let arg = arg.as_ref();
+            match arg {
+                "symrefs" => out.symrefs = true,
+                "peel" => out.peel = true,
+                "unborn" => out.unborn = true,
+                _ => match arg.strip_prefix("ref-prefix ") {
+                    Some(p) => out.prefixes.push(p.to_string()),
+                    None => return Err(AdvertiseError::UnknownArgument(arg.to_string())),
+                },
+            }
+        }
+        Ok(out)
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        self.prefixes.is_empty() || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
+    }
+}
+
+/// One `ls-refs` line for `r`, or `None` when it is not listed (unborn
+/// without `unborn` and `symrefs`).
+fn ls_refs_line(r: &AdvertisedRef, args: &LsRefsArgs) -> Option<String> {
+    let mut line = match r.oid() {
+        Some(oid) => format!("{oid} {}", r.name()),
+        None if args.unborn && args.symrefs => format!("unborn {}", r.name()),
+        None => return None,
+    };
+    if args.symrefs {
+        if let Some(target) = r.symref_target() {
+            line.push_str(&format!(" symref-target:{target}"));
+        }
+    }
+    if args.peel {
+        if let Some(peeled) = r.peeled() {
+            line.push_str(&format!(" peeled:{peeled}"));
+        }
+    }
+    Some(line)
+}
+
+/// The `ls-refs` reply: `<oid> <ref>[ symref-target:<t>][ peeled:<oid>]`
+/// for each ref matching the prefixes (in list order: HEAD first), an
+/// `unborn HEAD symref-target:<t>` line for an unborn HEAD when both
+/// `unborn` and `symrefs` were asked, then a flush. Matches git 2.47.
+pub fn ls_refs(refs: &[AdvertisedRef], args: &LsRefsArgs) -> Result<Vec<u8>, AdvertiseError> {
+    let mut out = Vec::new();
+    for r in refs.iter().filter(|r| args.matches(r.name())) {
+        if let Some(line) = ls_refs_line(r, args) {
+            pktline::write_line(&mut out, &line)?;
+        }
+    }
+    pktline::write_flush(&mut out);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::pktline::{decode_all, Packet};
+    use crate::git::test_fixtures::{self, git, git_io};
+    use std::path::Path;
+
+    /// Split a v0 advertisement into (ref lines without caps, caps).
+    fn split_v0(body: &[u8]) -> (Vec<String>, Vec<String>) {
+        let mut lines = Vec::new();
+        let mut caps = Vec::new();
+        for p in decode_all(body).expect("valid pkt-lines") {
+            match p {
+                Packet::Data(_) => {
+                    let text = String::from_utf8(p.line().unwrap().to_vec()).unwrap();
+                    match text.split_once('\0') {
+                        Some((line, c)) => {
+                            lines.push(line.to_string());
+                            caps = c.split(' ').map(String::from).collect();
+                        }
+                        None => lines.push(text),
+                    }
+                }
+                Packet::Flush => lines.push("<flush>".into()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        (lines, caps)
+    }
+
+    fn real(dir: &Path, service: &str) -> Vec<u8> {
+        let (out, ok) = git_io(dir, &[service, "--advertise-refs", "--stateless-rpc", "."], &[], b"");
+        assert!(ok);
+        out
+    }
+
+    fn v2_ls_refs(dir: &Path, args: &[&str]) -> Vec<u8> {
+        let mut req = Vec::new();
+        pktline::write_line(&mut req, "command=ls-refs").unwrap();
+        pktline::write_line(&mut req, "object-format=sha1").unwrap();
+        pktline::write_delim(&mut req);
+        for a in args {
+            pktline::write_line(&mut req, a).unwrap();
+        }
+        pktline::write_flush(&mut req);
+        let (out, ok) = git_io(
+            dir,
+            &["upload-pack", "--stateless-rpc", "."],
+            &[("GIT_PROTOCOL", "version=2")],
+            &req,
+        );
+        assert!(ok);
+        out
+    }
+
+    const UPLOAD_CAPS: &[&str] = &[
+        "multi_ack",
+        "thin-pack",
+        "side-band",
+        "side-band-64k",
+        "ofs-delta",
+        "shallow",
+        "deepen-since",
+        "deepen-not",
+        "deepen-relative",
+        "no-progress",
+        "include-tag",
+        "multi_ack_detailed",
+        "no-done",
+        "object-format=sha1",
+    ];
+    const RECEIVE_CAPS: &[&str] = &[
+        "report-status",
+        "report-status-v2",
+        "delete-refs",
+        "side-band-64k",
+        "quiet",
+        "atomic",
+        "ofs-delta",
+        "object-format=sha1",
+    ];
+
+    /// Compare our v0 output with git's: ref lines exactly, and the caps as
+    /// sets once git's agent is replaced by ours.
+    fn check_v0(dir: &Path, service: Service) {
+        let repo = Repository::open(dir).unwrap();
+        let refs = list_all_refs(&repo).unwrap();
+        let agent = "gitpat/test";
+        let (ours, theirs) = match service {
+            Service::UploadPack => (
+                upload_pack_v0(&refs, UPLOAD_CAPS, agent).unwrap(),
+                real(dir, "upload-pack"),
+            ),
+            Service::ReceivePack => (
+                receive_pack_v0(&refs, RECEIVE_CAPS, agent).unwrap(),
+                real(dir, "receive-pack"),
+            ),
+        };
+        let (our_lines, mut our_caps) = split_v0(&ours);
+        let (git_lines, git_caps) = split_v0(&theirs);
+        assert_eq!(our_lines, git_lines);
+        let mut git_caps: Vec<String> = git_caps
+            .into_iter()
+            .map(|c| {
+                if c.starts_with("agent=") {
+                    format!("agent={agent}")
+                } else {
+                    c
+                }
+            })
+            .collect();
+        our_caps.sort();
+        git_caps.sort();
+        assert_eq!(our_caps, git_caps);
+        // With the caps line normalised, the bytes agree too.
+        let caps = capability_string(UPLOAD_CAPS, head_symref(&refs), agent);
+        if service == Service::UploadPack {
+            assert_eq!(ours.len(), theirs.len() - git_caps_len(&theirs) + caps.len());
+        }
+    }
+
+    fn git_caps_len(body: &[u8]) -> usize {
+        let (p, _) = pktline::decode(body).unwrap().unwrap();
+        let line = p.line().unwrap();
+        let nul = line.iter().position(|&b| b == 0).unwrap();
+        line.len() - nul - 1
+    }
+
+    #[test]
+    fn upload_pack_v0_matches_git_on_rich_repo() {
+        let dir = test_fixtures::rich_repo();
+        check_v0(dir.path(), Service::UploadPack);
+        let repo = Repository::open(dir.path()).unwrap();
+        let refs = list_all_refs(&repo).unwrap();
+        assert_eq!(head_symref(&refs), Some("refs/heads/dev"));
+        let (lines, _) = split_v0(&upload_pack_v0(&refs, &[], "a").unwrap());
+        assert!(lines[0].ends_with(" HEAD"));
+        assert!(lines.iter().any(|l| l.ends_with("refs/tags/nested^{}")));
+    }
+
+    #[test]
+    fn receive_pack_v0_matches_git_on_rich_repo() {
+        let dir = test_fixtures::rich_repo();
+        check_v0(dir.path(), Service::ReceivePack);
+    }
+
+    #[test]
+    fn v0_matches_git_on_empty_repo() {
+        // git >= 2.41 sends `capabilities^{}` from upload-pack on an empty
+        // repository; git 2.39 (/usr/bin/git) sends a bare flush there.
+        let dir = test_fixtures::empty_repo();
+        check_v0(dir.path(), Service::UploadPack);
+        check_v0(dir.path(), Service::ReceivePack);
+        let repo = Repository::open(dir.path()).unwrap();
+        let refs = list_all_refs(&repo).unwrap();
+        assert_eq!(
+            refs,
+            vec![AdvertisedRef::Unborn {
+                name: "HEAD".into(),
+                target: "refs/heads/main".into()
+            }]
+        );
+        let body = upload_pack_v0(&refs, &["ofs-delta"], "x/1").unwrap();
+        let expected = format!("{ZERO_ID} capabilities^{{}}\0ofs-delta agent=x/1\n");
+        let mut want = Vec::new();
+        pktline::write_data(&mut want, expected.as_bytes()).unwrap();
+        pktline::write_flush(&mut want);
+        assert_eq!(body, want);
+    }
+
+    #[test]
+    fn v0_matches_git_with_detached_head_and_unborn_head_with_refs() {
+        let dir = test_fixtures::rich_repo();
+        let d = dir.path();
+        git(d, &["checkout", "-q", "--detach", "HEAD~1"]);
+        check_v0(d, Service::UploadPack);
+        git(d, &["symbolic-ref", "HEAD", "refs/heads/nothing"]);
+        check_v0(d, Service::UploadPack);
+        check_v0(d, Service::ReceivePack);
+    }
+
+    #[test]
+    fn filter_hides_refs_and_symrefs_to_hidden_refs() {
+        let dir = test_fixtures::rich_repo();
+        let repo = Repository::open(dir.path()).unwrap();
+        let refs = list_refs(&repo, &|name| !name.starts_with("refs/heads/main")).unwrap();
+        let names: Vec<&str> = refs.iter().map(|r| r.name()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "HEAD",
+                "refs/heads/dev",
+                "refs/tags/light",
+                "refs/tags/nested",
+                "refs/tags/v1"
+            ]
+        );
+        let none = list_refs(&repo, &|_| false).unwrap();
+        assert!(none.is_empty());
+        let body = upload_pack_v0(&none, &[], "a").unwrap();
+        assert!(split_v0(&body).0[0].ends_with("capabilities^{}"));
+    }
+
+    #[test]
+    fn tips_include_peeled_objects() {
+        let dir = test_fixtures::rich_repo();
+        let repo = Repository::open(dir.path()).unwrap();
+        let refs = list_all_refs(&repo).unwrap();
+        let t = tips(&refs);
+        let v1 = repo.revparse_single("v1").unwrap().id();
+        let v1_commit = repo.revparse_single("v1^{}").unwrap().id();
+        assert!(t.contains(&v1) && t.contains(&v1_commit));
+    }
+
+    #[test]
+    fn service_header_bytes() {
+        assert_eq!(
+            service_header(Service::UploadPack),
+            b"001e# service=git-upload-pack\n0000"
+        );
+        assert_eq!(
+            service_header(Service::ReceivePack),
+            b"001f# service=git-receive-pack\n0000"
+        );
+    }
+
+    #[test]
+    fn capabilities_v2_shape_matches_git() {
+        let dir = test_fixtures::empty_repo();
+        let theirs = {
+            let (out, ok) = git_io(
+                dir.path(),
+                &["upload-pack", "--advertise-refs", "--stateless-rpc", "."],
+                &[("GIT_PROTOCOL", "version=2")],
+                b"",
+            );
+            assert!(ok);
+            out
+        };
+        let packets = decode_all(&theirs).unwrap();
+        let lines: Vec<String> = packets
+            .iter()
+            .filter_map(|p| p.line())
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect();
+        let agent = lines[1].strip_prefix("agent=").unwrap().to_string();
+        let caps: Vec<&str> = lines[2..].iter().map(String::as_str).collect();
+        assert_eq!(capabilities_v2(&caps, &agent).unwrap(), theirs);
+    }
+
+    #[test]
+    fn ls_refs_args_parse() {
+        let args = LsRefsArgs::parse(&["peel", "symrefs", "unborn", "ref-prefix refs/tags/"]).unwrap();
+        assert!(args.peel && args.symrefs && args.unborn);
+        assert_eq!(args.prefixes, vec!["refs/tags/".to_string()]);
+        assert!(matches!(
+            LsRefsArgs::parse(&["bogus"]),
+            Err(AdvertiseError::UnknownArgument(_))
+        ));
+    }
+
+    #[test]
+    fn ls_refs_matches_git() {
+        let rich = test_fixtures::rich_repo();
+        let empty = test_fixtures::empty_repo();
+        let cases: &[&[&str]] = &[
+            &[],
+            &["peel"],
+            &["symrefs"],
+            &["symrefs", "peel", "unborn"],
+            &["unborn"],
+            &["peel", "symrefs", "ref-prefix refs/heads/", "ref-prefix HEAD"],
+            &["ref-prefix refs/tags/n", "peel"],
+            &["ref-prefix refs/nothing"],
+        ];
+        for dir in [rich.path(), empty.path()] {
+            let repo = Repository::open(dir).unwrap();
+            let refs = list_all_refs(&repo).unwrap();
+            for args in cases {
+                let parsed = LsRefsArgs::parse(args).unwrap();
+                let ours = ls_refs(&refs, &parsed).unwrap();
+                let theirs = v2_ls_refs(dir, args);
+                assert_eq!(
+                    String::from_utf8_lossy(&ours),
+                    String::from_utf8_lossy(&theirs),
+                    "args {args:?}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,515 @@
+//! receive-pack, protocol v0: read the commands and the pack, index the
+//! pack into a quarantine folder (thin packs completed from the object
+//! database, connectivity verified by libgit2's indexer), check each command
+//! against the ref's current value and the branch policy, move the pack in,
+//! then move the refs by compare-and-swap. A push that fails leaves no ref
+//! changed and no pack behind.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use git2::{Oid, Repository, Signature};
+
+use super::pkt_reader::{Pkt, PktReader};
+use super::pktline::{self, Band};
+
+/// What gitpat's receive-pack implements.
+pub const CAPABILITIES: &[&str] = &[
+    "report-status",
+    "report-status-v2",
+    "delete-refs",
+    "side-band-64k",
+    "quiet",
+    "atomic",
+    "ofs-delta",
+    "push-options",
+    "object-format=sha1",
+];
+
+pub const PROTECTED_PUSH: &str = "You are not allowed to push code to protected branches on this project.";
+pub const PROTECTED_FORCE_PUSH: &str = "You are not allowed to force push code to a protected branch on this project.";
+pub const DELETE_CURRENT: &str = "deletion of the current branch prohibited";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub old: Oid,
+    pub new: Oid,
+    pub name: String,
+}
+
+impl Command {
+    pub fn is_delete(&self) -> bool {
+        self.new.is_zero()
+    }
+    pub fn is_create(&self) -> bool {
+        self.old.is_zero()
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub commands: Vec<Command>,
+    pub capabilities: Vec<String>,
+    pub push_options: Vec<String>,
+    pub shallow: Vec<Oid>,
+}
+
+impl Request {
+    pub fn has(&self, cap: &str) -> bool {
+        self.capabilities.iter().any(|c| c == cap)
+    }
+}
+
+/// A request git would not send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError(pub String);
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "protocol error: {}", self.0)
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+fn perr<T>(msg: impl Into<String>) -> Result<T, ProtocolError> {
+    Err(ProtocolError(msg.into()))
+}
+
+fn parse_oid(s: &str) -> Result<Oid, ProtocolError> {
+    if s.len() != 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return perr(format!("expected an object id, got {s:?}"));
+    }
+    Oid::from_str(s).map_err(|_| ProtocolError(format!("bad object id {s:?}")))
+}
+
+fn next_line<R: Read>(r: &mut PktReader<R>) -> Result<Option<Vec<u8>>, ProtocolError> {
+    match r.read_pkt() {
+        Ok(Some(Pkt::Flush)) => Ok(None),
+        Ok(Some(Pkt::Data(d))) => Ok(Some(d.strip_suffix(b"\n").map(<[u8]>::to_vec).unwrap_or(d))),
+        Ok(Some(p)) => perr(format!("unexpected {p:?} packet")),
+        Ok(None) => perr("the request ended before its flush packet"),
+        Err(e) => perr(format!("cannot read the request: {e}")),
+    }
+}
+
+/// Reads the commands (and push options, when negotiated). The stream is
+/// left at the start of the pack. A request with no command at all (git's
+/// `0000` probe before a chunked push) gives an empty command list.
+pub fn read_request<R: Read>(r: &mut PktReader<R>) -> Result<Request, ProtocolError> {
+    let mut req = Request::default();
+    match r.read_pkt() {
+        Ok(None) => return Ok(req),
+        Ok(Some(Pkt::Flush)) => return Ok(req),
+        Ok(Some(Pkt::Data(first))) => {
+            let first = first.strip_suffix(b"\n").map(<[u8]>::to_vec).unwrap_or(first);
+            parse_line(&mut req, &first)?;
+        }
+        Ok(Some(p)) => return perr(format!("unexpected {p:?} packet")),
+        Err(e) => return perr(format!("cannot read the request: {e}")),
+    }
+    while let Some(line) = next_line(r)? {
+        parse_line(&mut req, &line)?;
+    }
+    if req.commands.is_empty() {
+        return perr("no command before the flush packet");
+    }
+    if req.has("push-options") {
+        while let Some(line) = next_line(r)? {
+            let opt = String::from_utf8(line).map_err(|_| ProtocolError("a push option is not UTF-8".into()))?;
+            req.push_options.push(opt);
+        }
+    }
+    Ok(req)
+}
+
+fn parse_line(req: &mut Request, line: &[u8]) -> Result<(), ProtocolError> {
+    let (text, caps) = match line.iter().position(|&b| b == 0) {
+        Some(i) => (&line[..i], Some(&line[i + 1..])),
+        None => (line, None),
+    };
+    let text = std::str::from_utf8(text).map_err(|_| ProtocolError("a command is not UTF-8".into()))?;
+    if let Some(oid) = text.strip_prefix("shallow ") {
+        if !req.commands.is_empty() {
+            return perr("shallow line after a command");
+        }
+        req.shallow.push(parse_oid(oid)?);
+        return Ok(());
+    }
+    let mut parts = text.splitn(3, ' ');
+    let (Some(old), Some(new), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        return perr(format!("malformed command {text:?}"));
+    };
+    if let Some(caps) = caps {
+        if !req.commands.is_empty() {
+            return perr("capabilities after the first command");
+        }
+        let caps = std::str::from_utf8(caps).map_err(|_| ProtocolError("capabilities are not UTF-8".into()))?;
+        req.capabilities = caps.split(' ').filter(|c| !c.is_empty()).map(str::to_string).collect();
+    }
+    req.commands.push(Command {
+        old: parse_oid(old)?,
+        new: parse_oid(new)?,
+        name: name.to_string(),
+    });
+    Ok(())
+}
+
+/// Which refs the pusher may move how.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The protected branch (the default branch), as a full ref name.
+    pub protected_ref: Option<String>,
+    /// Maintainers and owners may push to it (never force-push or delete).
+    pub may_push_protected: bool,
+}
+
+/// The outcome of a push, as report-status says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub unpack: Result<(), String>,
+    /// Per command, in order: `Ok` or the reason it was refused.
+    pub refs: Vec<(String, Result<(), String>)>,
+}
+
+impl Report {
+    /// The report-status lines (v1 and v2 read the same lines when no hook
+    /// rewrites a ref), framed in side-band 1 when asked, ending with flush.
+    pub fn encode(&self, side_band: bool) -> Vec<u8> {
+        let mut inner = Vec::new();
+        let unpack = match &self.unpack {
+            Ok(()) => "unpack ok".to_string(),
+            Err(e) => format!("unpack {}", one_line(e)),
+        };
+        let _ = pktline::write_line(&mut inner, &unpack);
+        for (name, r) in &self.refs {
+            let line = match r {
+                Ok(()) => format!("ok {name}"),
+                Err(why) => format!("ng {name} {}", one_line(why)),
+            };
+            let _ = pktline::write_line(&mut inner, &line);
+        }
+        pktline::write_flush(&mut inner);
+        if !side_band {
+            return inner;
+        }
+        let mut out = Vec::new();
+        pktline::write_sideband(&mut out, Band::Data, &inner);
+        pktline::write_flush(&mut out);
+        out
+    }
+
+    pub fn all_ok(&self) -> bool {
+        self.unpack.is_ok() && self.refs.iter().all(|(_, r)| r.is_ok())
+    }
+}
+
+fn one_line(s: &str) -> String {
+    let s: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    s.chars().take(1000).collect()
+}
+
+/// A pack indexed into `objects/incoming-*/pack`, not yet visible.
+struct Quarantine {
+    dir: PathBuf,
+}
+
+impl Quarantine {
+    fn pack_dir(&self) -> PathBuf {
+        self.dir.join("pack")
+    }
+
+    /// Moves the pack (and its index, last, which is what makes a pack
+    /// visible to readers) into `objects/pack`.
+    fn install(&self, objects: &Path) -> std::io::Result<()> {
+        let dest = objects.join("pack");
+        std::fs::create_dir_all(&dest)?;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.pack_dir())?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        files.sort_by_key(|p| p.extension().is_some_and(|e| e == "idx"));
+        for f in files {
+            if let Some(name) = f.file_name() {
+                std::fs::rename(&f, dest.join(name))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Quarantine {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Streams the pack into a quarantine and indexes it; an error is the text
+/// of `unpack <error>`.
+fn unpack(repo: &Repository, pack: &mut dyn Read) -> Result<Option<Quarantine>, String> {
+    let objects = repo.path().join("objects");
+    let name = format!("incoming-{}", crate::fsutil::random_hex(8).map_err(|e| e.to_string())?);
+    let q = Quarantine {
+        dir: objects.join(name),
+    };
+    std::fs::create_dir_all(q.pack_dir()).map_err(|e| format!("cannot make a quarantine: {e}"))?;
+    let odb = repo.odb().map_err(|e| e.message().to_string())?;
+    let mut indexer =
+        git2::Indexer::new(Some(&odb), &q.pack_dir(), 0o444, true).map_err(|e| e.message().to_string())?;
+    let copied = std::io::copy(pack, &mut indexer).map_err(|e| format!("cannot read the pack: {e}"))?;
+    if copied == 0 {
+        return Err("the pack is missing".into());
+    }
+    indexer.commit().map_err(|e| e.message().to_string())?;
+    odb.add_disk_alternate(q.dir.to_str().ok_or("quarantine path is not UTF-8")?)
+        .map_err(|e| e.message().to_string())?;
+    Ok(Some(q))
+}
+
+fn current(repo: &Repository, name: &str) -> Option<Oid> {
+    repo.refname_to_id(name).ok()
+}
+
+/// Why a command may not go ahead, before anything is written.
+fn check(repo: &Repository, c: &Command, policy: &Policy) -> Result<(), String> {
+    if !c.name.starts_with("refs/") || !git2::Reference::is_valid_name(&c.name) {
+        return Err("funny refname".into());
+    }
+    let protected = policy.protected_ref.as_deref() == Some(c.name.as_str());
+    let cur = current(repo, &c.name);
+    if c.is_delete() {
+        if protected {
+            return Err(DELETE_CURRENT.into());
+        }
+        return match cur {
+            Some(cur) if cur != c.old && !c.old.is_zero() => Err("failed to update ref".into()),
+            _ => Ok(()),
+        };
+    }
+    let Ok(obj) = repo.find_object(c.new, None) else {
+        return Err("missing necessary objects".into());
+    };
+    if c.name.starts_with("refs/heads/") && obj.kind() != Some(git2::ObjectType::Commit) {
+        return Err("non-commit object on a branch".into());
+    }
+    match (cur, c.is_create()) {
+        (Some(_), true) => return Err("failed to update ref".into()),
+        (None, false) => return Err("failed to update ref".into()),
+        (Some(cur), false) if cur != c.old => return Err("failed to update ref".into()),
+        _ => {}
+    }
+    if protected && !c.is_create() {
+        if !policy.may_push_protected {
+            return Err(PROTECTED_PUSH.into());
+        }
+        let fast_forward = repo.graph_descendant_of(c.new, c.old).unwrap_or(false) || c.new == c.old;
+        if !fast_forward {
+            return Err(PROTECTED_FORCE_PUSH.into());
+        }
+    }
+    Ok(())
+}
+
+/// Applies commands in one libgit2 transaction: every ref locked, its value
+/// checked again under the lock, then all written.
+fn apply(repo: &Repository, cmds: &[&Command], sig: &Signature) -> Result<(), String> {
+    let mut tx = repo.transaction().map_err(|e| e.message().to_string())?;
+    for c in cmds {
+        tx.lock_ref(&c.name).map_err(|_| "failed to lock".to_string())?;
+    }
+    for c in cmds {
+        let cur = current(repo, &c.name);
+        let expected = if c.old.is_zero() { None } else { Some(c.old) };
+        let stale = if c.is_delete() {
+            expected.is_some() && cur != expected
+        } else {
+            cur != expected
+        };
+        if stale {
+            return Err("failed to update ref".into());
+        }
+    }
+    for c in cmds {
+        if c.is_delete() {
+            if current(repo, &c.name).is_some() {
+                tx.remove(&c.name).map_err(|e| e.message().to_string())?;
+            }
+        } else {
+            tx.set_target(&c.name, c.new, Some(sig), "push")
+                .map_err(|e| e.message().to_string())?;
+        }
+    }
+    tx.commit().map_err(|_| "failed to update ref".to_string())
+}
+
+/// Runs a push: unpacks `pack` (unless every command is a deletion), checks
+/// and applies the commands, and reports. `atomic` pushes apply all or none.
+pub fn execute(repo: &Repository, req: &Request, pack: &mut dyn Read, policy: &Policy, sig: &Signature) -> Report {
+    let n = req.commands.len();
+    let mut results: Vec<Result<(), String>> = vec![Ok(()); n];
+    let mut quarantine = None;
+    if req.commands.iter().any(|c| !c.is_delete()) {
+        match unpack(repo, pack) {
+            Ok(q) => quarantine = q,
+            Err(e) => {
+                return Report {
+                    unpack: Err(e),
+                    refs: req
+                        .commands
+                        .iter()
+                        .map(|c| (c.name.clone(), Err("unpacker error".into())))
+                        .collect(),
+                }
+            }
+        }
+    }
+    for (i, c) in req.commands.iter().enumerate() {
+        if req.commands[..i].iter().any(|p| p.name == c.name) {
+            results[i] = Err("duplicate ref update".into());
+        } else {
+            results[i] = check(repo, c, policy);
+        }
+    }
+    let atomic = req.has("atomic");
+    if atomic && results.iter().any(Result::is_err) {
+        for r in results.iter_mut().filter(|r| r.is_ok()) {
+            *r = Err("atomic push failure".into());
+        }
+    }
+    if results.iter().any(Result::is_ok) {
+        if let Some(q) = &quarantine {
+            if let Err(e) = q.install(&repo.path().join("objects")) {
+                let msg = format!("cannot store the pack: {e}");
+                return Report {
+                    unpack: Err(msg),
+                    refs: req
+                        .commands
+                        .iter()
+                        .map(|c| (c.name.clone(), Err("unpacker error".into())))
+                        .collect(),
+                };
+            }
+        }
+    }
+    drop(quarantine);
+    if let Ok(odb) = repo.odb() {
+        let _ = odb.refresh();
+    }
+    let ok: Vec<usize> = (0..n).filter(|&i| results[i].is_ok()).collect();
+    if atomic {
+        let cmds: Vec<&Command> = ok.iter().map(|&i| &req.commands[i]).collect();
+        if !cmds.is_empty() {
+            if let Err(e) = apply(repo, &cmds, sig) {
+                for &i in &ok {
+                    results[i] = Err(e.clone());
+                }
+            }
+        }
+    } else {
+        for &i in &ok {
+            if let Err(e) = apply(repo, &[&req.commands[i]], sig) {
+                results[i] = Err(e);
+            }
+        }
+    }
+    Report {
+        unpack: Ok(()),
+        refs: req.commands.iter().map(|c| c.name.clone()).zip(results).collect(),
+    }
+}
+
+/// After a push into a repository whose HEAD names a branch that does not
+/// exist, points HEAD at the branch the push created (as GitLab does for a
+/// first push). Returns the new default branch, if it changed.
+pub fn adopt_pushed_head(repo: &Repository, report: &Report) -> Option<String> {
+    let head = repo.find_reference("HEAD").ok()?;
+    let target = head.symbolic_target()?.to_string();
+    if current(repo, &target).is_some() {
+        return None;
+    }
+    let branch = report
+        .refs
+        .iter()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(name, _)| name)
+        .find(|name| name.starts_with("refs/heads/") && current(repo, name).is_some())?;
+    repo.set_head(branch).ok()?;
+    branch.strip_prefix("refs/heads/").map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(body: &[u8]) -> Result<Request, ProtocolError> {
+        read_request(&mut PktReader::new(body))
+    }
+
+    fn pkt(s: &str) -> Vec<u8> {
+        let mut v = Vec::new();
+        pktline::write_data(&mut v, s.as_bytes()).unwrap();
+        v
+    }
+
+    const A: &str = "1111111111111111111111111111111111111111";
+    const Z: &str = "0000000000000000000000000000000000000000";
+
+    #[test]
+    fn parses_commands_caps_and_options() {
+        let mut body = pkt(&format!(
+            "{Z} {A} refs/heads/new\0report-status side-band-64k push-options agent=git/2.47\n"
+        ));
+        body.extend(pkt(&format!("{A} {Z} refs/heads/old\n")));
+        body.extend(b"0000");
+        body.extend(pkt("ci.skip\n"));
+        body.extend(b"0000PACK");
+        let mut r = PktReader::new(&body[..]);
+        let q = read_request(&mut r).unwrap();
+        assert_eq!(q.commands.len(), 2);
+        assert!(q.commands[0].is_create() && q.commands[1].is_delete());
+        assert!(q.has("side-band-64k") && q.has("report-status") && !q.has("atomic"));
+        assert_eq!(q.push_options, vec!["ci.skip"]);
+        let mut rest = Vec::new();
+        r.into_inner().read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"PACK");
+    }
+
+    #[test]
+    fn the_probe_is_an_empty_request() {
+        assert_eq!(req(b"0000").unwrap().commands.len(), 0);
+        assert_eq!(req(b"").unwrap().commands.len(), 0);
+    }
+
+    #[test]
+    fn malformed_requests_are_refused() {
+        for body in [
+            pkt("garbage\n"),
+            pkt(&format!("{A} refs/heads/x\n")),
+            pkt(&format!("{Z} zzzz refs/heads/x\n")),
+            pkt(&format!("{Z} {A} refs/heads/x\n")), // no flush
+            b"00zz".to_vec(),
+        ] {
+            assert!(req(&body).is_err(), "{:?}", String::from_utf8_lossy(&body));
+        }
+    }
+
+    #[test]
+    fn report_is_framed_for_side_band() {
+        let r = Report {
+            unpack: Ok(()),
+            refs: vec![
+                ("refs/heads/a".into(), Ok(())),
+                ("refs/heads/b".into(), Err("non-fast-forward".into())),
+            ],
+        };
+        let plain = r.encode(false);
+        assert_eq!(
+            plain,
+            b"000eunpack ok\n0014ok refs/heads/a\n0025ng refs/heads/b non-fast-forward\n0000".to_vec()
+        );
+        let sb = r.encode(true);
+        assert_eq!(&sb[..5], format!("{:04x}\x01", plain.len() + 5).as_bytes());
+        assert!(sb.ends_with(b"0000"));
+        assert_eq!(&sb[5..sb.len() - 4], &plain[..]);
+    }
+}
