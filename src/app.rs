@@ -9,6 +9,7 @@ use crate::auth::token::SecretKey;
 use crate::config::Config;
 use crate::db::{self, DbPool, PooledConn};
 use crate::error::{Error, Result};
+use crate::git::pack::PackEngine;
 use crate::git::store::RepoStore;
 use crate::service::git_auth::BanList;
 
@@ -20,6 +21,8 @@ pub struct App {
     pub store: RepoStore,
     /// Failed Git authentication per IP, in this process.
     pub bans: Arc<BanList>,
+    /// What makes the packs that fetches receive.
+    pub engine: PackEngine,
 }
 
 impl App {
@@ -31,6 +34,8 @@ impl App {
         let repos = config.repositories_dir();
         std::fs::create_dir_all(&repos).with_context(|| format!("cannot create {}", repos.display()))?;
         let key = SecretKey::load_or_create(&config.secret_key_file)?;
+        let engine = PackEngine::resolve(&config.pack_engine, std::env::var_os("PATH").as_deref())
+            .map_err(anyhow::Error::msg)?;
         let pool = db::open_pool(&config.database_url, config.db_pool_size)?;
         Ok(App {
             store: RepoStore::new(repos),
@@ -38,6 +43,7 @@ impl App {
             pool,
             key: Arc::new(key),
             bans: Arc::new(BanList::default()),
+            engine,
         })
     }
 

@@ -46,6 +46,10 @@ pub enum Command {
         /// Address to listen on [default: 127.0.0.1:8080].
         #[arg(long, env = "GITPAT_LISTEN")]
         listen: Option<String>,
+        /// What makes packs for fetches: auto (git when on PATH), git or
+        /// libgit2 [default: auto].
+        #[arg(long, env = "GITPAT_PACK_ENGINE")]
+        pack_engine: Option<String>,
     },
     /// Manage users.
     #[command(subcommand)]
@@ -266,7 +270,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         data_dir: cli.data_dir,
         database_url: cli.database_url,
         listen: match &cli.command {
-            Command::Serve { listen } => listen.clone(),
+            Command::Serve { listen, .. } => listen.clone(),
+            _ => None,
+        },
+        pack_engine: match &cli.command {
+            Command::Serve { pack_engine, .. } => pack_engine.clone(),
             _ => None,
         },
         secret_key_file: cli.secret_key_file,
@@ -493,6 +501,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         db::redact_url(&config.database_url)
     );
     let app = App::open(config)?;
+    tracing::info!("pack engine: {}", app.engine.name());
     {
         let mut conn = app.conn()?;
         if let Some(path) = users::ensure_initial_root(&mut conn, &app.config.data_dir, service::now())? {

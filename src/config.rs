@@ -20,6 +20,8 @@ pub struct Config {
     pub listen: String,
     pub secret_key_file: PathBuf,
     pub db_pool_size: u32,
+    /// `auto` (git when found on PATH), `git` or `libgit2`.
+    pub pack_engine: String,
 }
 
 /// The keys a config file may hold; an unknown key is an error, not a
@@ -32,6 +34,7 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub secret_key_file: Option<PathBuf>,
     pub db_pool_size: Option<u32>,
+    pub pack_engine: Option<String>,
 }
 
 /// What flags and the environment said (already merged by clap).
@@ -41,6 +44,7 @@ pub struct Overrides {
     pub database_url: Option<String>,
     pub listen: Option<String>,
     pub secret_key_file: Option<PathBuf>,
+    pub pack_engine: Option<String>,
 }
 
 impl Config {
@@ -73,12 +77,14 @@ impl Config {
         if db_pool_size == 0 {
             anyhow::bail!("db_pool_size must be at least 1");
         }
+        let pack_engine = o.pack_engine.or(f.pack_engine).unwrap_or_else(|| "auto".to_string());
         Ok(Config {
             data_dir,
             database_url,
             listen,
             secret_key_file,
             db_pool_size,
+            pack_engine,
         })
     }
 

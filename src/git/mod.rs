@@ -5,6 +5,7 @@
 
 pub mod advertise;
 pub mod negotiate;
+pub mod pack;
 pub mod pack_objects;
 pub mod pkt_reader;
 pub mod pktline;

@@ -1,9 +1,9 @@
 //! upload-pack, protocol v0/v1: what is advertised, and the plan for one
 //! stateless POST (acknowledgments, shallow lines, the pack-objects run).
 
-/// The capabilities gitpat's upload-pack implements (symref and agent are
-/// added by the advertisement).
-pub const CAPABILITIES: &[&str] = &[
+/// The capabilities gitpat's upload-pack implements with either engine
+/// (symref and agent are added by the advertisement).
+const CAPABILITIES: &[&str] = &[
     "multi_ack_detailed",
     "no-done",
     "side-band-64k",
@@ -17,9 +17,18 @@ pub const CAPABILITIES: &[&str] = &[
     "include-tag",
     "allow-tip-sha1-in-want",
     "allow-reachable-sha1-in-want",
-    "filter",
     "object-format=sha1",
 ];
+
+/// The capabilities to advertise: `filter` only when the pack engine can
+/// apply filters (git pack-objects can; libgit2 cannot).
+pub fn capabilities(filter: bool) -> Vec<&'static str> {
+    let mut caps = CAPABILITIES.to_vec();
+    if filter {
+        caps.insert(caps.len() - 1, "filter");
+    }
+    caps
+}
 
 use git2::Repository;
 
@@ -38,14 +47,30 @@ pub enum Plan {
     /// The whole reply: acknowledgments (and shallow lines), no pack yet;
     /// or an `ERR` packet.
     Reply(Vec<u8>),
-    /// `preamble` (shallow lines, acknowledgments), then the pack that
-    /// `command` makes, through side-band when `side_band` says so.
+    /// `preamble` (shallow lines, acknowledgments), then the pack of
+    /// `spec`, through side-band when `side_band` says so.
     Pack {
         preamble: Vec<u8>,
-        command: PackObjectsCommand,
+        spec: Box<PackSpec>,
         side_band: SideBand,
         progress: bool,
     },
+}
+
+/// What goes in the pack, for either engine.
+#[derive(Debug)]
+pub struct PackSpec {
+    pub req: UploadRequest,
+    /// The client's haves we hold.
+    pub common: Vec<git2::Oid>,
+    pub shallow: ShallowUpdate,
+}
+
+impl PackSpec {
+    /// The `git pack-objects` run that makes this pack.
+    pub fn git_command(&self, progress: bool) -> PackObjectsCommand {
+        pack_objects::pack_objects_command(&self.req, &self.common, &self.shallow, progress)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,10 +127,10 @@ pub fn plan_v0(repo: &Repository, body: &[u8]) -> Result<Plan, BadRequest> {
     if !n.send_pack {
         return Ok(Plan::Reply(preamble));
     }
-    Ok(pack_plan(&req, &n.common, &shallow, preamble))
+    Ok(pack_plan(req, n.common, shallow, preamble))
 }
 
-fn pack_plan(req: &UploadRequest, common: &[git2::Oid], shallow: &ShallowUpdate, preamble: Vec<u8>) -> Plan {
+fn pack_plan(req: UploadRequest, common: Vec<git2::Oid>, shallow: ShallowUpdate, preamble: Vec<u8>) -> Plan {
     let side_band = if req.options.side_band_64k {
         SideBand::Large
     } else if req.options.side_band {
@@ -116,7 +141,7 @@ fn pack_plan(req: &UploadRequest, common: &[git2::Oid], shallow: &ShallowUpdate,
     let progress = side_band != SideBand::None && !req.options.no_progress;
     Plan::Pack {
         preamble,
-        command: pack_objects::pack_objects_command(req, common, shallow, progress),
+        spec: Box::new(PackSpec { req, common, shallow }),
         side_band,
         progress,
     }
@@ -144,5 +169,29 @@ pub fn frame(side_band: SideBand, band: pktline::Band, data: &[u8]) -> Vec<u8> {
             }
             out
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_is_advertised_only_when_it_works() {
+        assert!(capabilities(true).contains(&"filter"));
+        assert!(!capabilities(false).contains(&"filter"));
+        assert_eq!(capabilities(true).last(), Some(&"object-format=sha1"));
+    }
+
+    #[test]
+    fn side_band_framing() {
+        let data = vec![7u8; 2000];
+        assert_eq!(frame(SideBand::None, pktline::Band::Data, &data), data);
+        assert!(frame(SideBand::None, pktline::Band::Progress, b"x").is_empty());
+        let small = frame(SideBand::Small, pktline::Band::Data, &data);
+        let packets = pktline::decode_all(&small).unwrap();
+        assert_eq!(packets.len(), 3, "side-band packets carry at most 995 bytes");
+        let large = frame(SideBand::Large, pktline::Band::Progress, &data);
+        assert_eq!(&large[..5], b"07d5\x02");
     }
 }

@@ -17,6 +17,7 @@ use crate::auth::basic;
 use crate::db::{self, project::Project};
 use crate::error::Error;
 use crate::git::advertise::{self, Service};
+use crate::git::pack::PackEngine;
 use crate::git::pkt_reader::PktReader;
 use crate::git::pktline::{self, Band};
 use crate::git::receive_pack;
@@ -215,7 +216,10 @@ async fn info_refs(app: web::Data<App>, req: HttpRequest, q: web::Query<InfoRefs
         };
         let mut body = advertise::service_header(service);
         body.extend(match service {
-            Service::UploadPack => advertise::upload_pack_v0(&refs, crate::git::upload_pack::CAPABILITIES, AGENT)?,
+            Service::UploadPack => {
+                let filter = matches!(app.engine, PackEngine::Git { .. });
+                advertise::upload_pack_v0(&refs, &upload_pack::capabilities(filter), AGENT)?
+            }
             Service::ReceivePack => advertise::receive_pack_v0(&refs, receive_pack::CAPABILITIES, AGENT)?,
         });
         Ok(body)
@@ -429,6 +433,7 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, payload: web::P
     };
     let body = body_reader(&req, payload);
     let git_dir = app.store.path_of(&granted.path);
+    let engine = app.engine.clone();
     let app = app.into_inner();
     let path = granted.path.clone();
     let plan = web::block(move || -> anyhow::Result<Result<Plan, upload_pack::BadRequest>> {
@@ -459,12 +464,21 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, payload: web::P
         Plan::Reply(bytes) => resp.body(bytes),
         Plan::Pack {
             preamble,
-            command,
+            spec,
             side_band,
             progress,
         } => {
+            let (events_tx, events) = tokio::sync::mpsc::channel::<PackEvent>(16);
+            match engine {
+                PackEngine::Git { binary } => {
+                    actix_web::rt::spawn(run_pack_objects(binary, git_dir, spec.git_command(progress), events_tx));
+                }
+                PackEngine::Libgit2 => {
+                    actix_web::rt::task::spawn_blocking(move || run_packbuilder(&git_dir, &spec, events_tx));
+                }
+            }
             let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-            actix_web::rt::spawn(stream_pack(git_dir, command, side_band, progress, preamble, tx));
+            actix_web::rt::spawn(pump(events, side_band, progress, preamble, tx));
             let stream = futures::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
             });
@@ -473,32 +487,80 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, payload: web::P
     }
 }
 
+/// What a pack engine produces.
+enum PackEvent {
+    Data(Vec<u8>),
+    Progress(Vec<u8>),
+    /// The end: `Err` carries the message for the client.
+    Done(Result<(), String>),
+}
+
 /// How long pack-objects may stay silent before a keep-alive packet.
 const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Runs `git pack-objects` and streams its output to the client through
-/// side-band (band 1 the pack, band 2 its progress), with keep-alives while
-/// it counts. A client that goes away stops it.
-async fn stream_pack(
-    git_dir: std::path::PathBuf,
-    command: crate::git::pack_objects::PackObjectsCommand,
+/// Frames what the engine produces for the client: the preamble, then the
+/// pack on band 1 and progress on band 2 (side-band), a keep-alive whenever
+/// the engine is silent, and a final flush; a failure goes out on band 3.
+/// When the client goes away the engine's channel closes, which stops it.
+async fn pump(
+    mut events: tokio::sync::mpsc::Receiver<PackEvent>,
     side_band: SideBand,
     progress: bool,
     preamble: Vec<u8>,
     tx: tokio::sync::mpsc::Sender<Bytes>,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     if tx.send(Bytes::from(preamble)).await.is_err() {
         return;
     }
-    let fail = |msg: &str| {
-        let mut out = Vec::new();
-        if side_band != SideBand::None {
-            pktline::write_sideband(&mut out, Band::Error, format!("{msg}\n").as_bytes());
+    loop {
+        let out = tokio::select! {
+            ev = events.recv() => match ev {
+                Some(PackEvent::Data(d)) => upload_pack::frame(side_band, Band::Data, &d),
+                Some(PackEvent::Progress(p)) if progress => upload_pack::frame(side_band, Band::Progress, &p),
+                Some(PackEvent::Progress(_)) => continue,
+                Some(PackEvent::Done(result)) => {
+                    let mut end = Vec::new();
+                    if side_band != SideBand::None {
+                        if let Err(msg) = result {
+                            pktline::write_sideband(&mut end, Band::Error, format!("{msg}\n").as_bytes());
+                        } else {
+                            pktline::write_flush(&mut end);
+                        }
+                    }
+                    let _ = tx.send(Bytes::from(end)).await;
+                    return;
+                }
+                None => {
+                    let mut end = Vec::new();
+                    if side_band != SideBand::None {
+                        pktline::write_sideband(&mut end, Band::Error, b"upload-pack: the pack engine stopped\n");
+                    }
+                    let _ = tx.send(Bytes::from(end)).await;
+                    return;
+                }
+            },
+            _ = tokio::time::sleep(KEEPALIVE), if side_band != SideBand::None => {
+                let mut k = Vec::new();
+                pktline::write_keepalive(&mut k);
+                k
+            }
+        };
+        if tx.send(Bytes::from(out)).await.is_err() {
+            return;
         }
-        Bytes::from(out)
-    };
-    let mut cmd = tokio::process::Command::new("git");
+    }
+}
+
+/// Runs `git pack-objects` (the default engine): stdout is the pack,
+/// stderr its progress. Dropping the child (on any return) kills it.
+async fn run_pack_objects(
+    binary: std::path::PathBuf,
+    git_dir: std::path::PathBuf,
+    command: crate::git::pack_objects::PackObjectsCommand,
+    events: tokio::sync::mpsc::Sender<PackEvent>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cmd = tokio::process::Command::new(&binary);
     for var in [
         "GIT_WORK_TREE",
         "GIT_OBJECT_DIRECTORY",
@@ -518,15 +580,21 @@ async fn stream_pack(
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("cannot run git pack-objects: {e}");
-            let _ = tx.send(fail("upload-pack: cannot run git pack-objects")).await;
+            tracing::error!("cannot run {} pack-objects: {e}", binary.display());
+            let _ = events
+                .send(PackEvent::Done(Err("upload-pack: cannot run git pack-objects".into())))
+                .await;
             return;
         }
     };
     let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        let _ = tx.send(fail("upload-pack: cannot talk to git pack-objects")).await;
+        let _ = events
+            .send(PackEvent::Done(Err(
+                "upload-pack: cannot talk to git pack-objects".into()
+            )))
+            .await;
         return;
     };
     let input = command.stdin;
@@ -543,49 +611,55 @@ async fn stream_pack(
             n = stdout.read(&mut buf) => match n {
                 Ok(0) => break,
                 Ok(n) => {
-                    if tx.send(Bytes::from(upload_pack::frame(side_band, Band::Data, &buf[..n]))).await.is_err() {
-                        return; // the client is gone; dropping the child kills it
+                    if events.send(PackEvent::Data(buf[..n].to_vec())).await.is_err() {
+                        return;
                     }
                 }
                 Err(e) => {
                     tracing::error!("reading git pack-objects: {e}");
-                    let _ = tx.send(fail("upload-pack: reading the pack failed")).await;
+                    let _ = events.send(PackEvent::Done(Err("upload-pack: reading the pack failed".into()))).await;
                     return;
                 }
             },
             n = stderr.read(&mut ebuf), if stderr_open => match n {
                 Ok(0) | Err(_) => stderr_open = false,
                 Ok(n) => {
-                    if progress {
-                        let _ = tx.send(Bytes::from(upload_pack::frame(side_band, Band::Progress, &ebuf[..n]))).await;
-                    } else if errors.len() < 64 * 1024 {
+                    if errors.len() < 64 * 1024 {
                         errors.extend_from_slice(&ebuf[..n]);
+                    }
+                    if events.send(PackEvent::Progress(ebuf[..n].to_vec())).await.is_err() {
+                        return;
                     }
                 }
             },
-            _ = tokio::time::sleep(KEEPALIVE), if side_band != SideBand::None => {
-                let mut k = Vec::new();
-                pktline::write_keepalive(&mut k);
-                if tx.send(Bytes::from(k)).await.is_err() {
-                    return;
-                }
-            }
         }
     }
-    match child.wait().await {
-        Ok(status) if status.success() => {}
+    let result = match child.wait().await {
+        Ok(status) if status.success() => Ok(()),
         other => {
             tracing::error!(
                 "git pack-objects failed ({other:?}): {}",
                 String::from_utf8_lossy(&errors)
             );
-            let _ = tx.send(fail("upload-pack: git pack-objects failed")).await;
-            return;
+            Err("upload-pack: git pack-objects failed".to_string())
         }
+    };
+    let _ = events.send(PackEvent::Done(result)).await;
+}
+
+/// Builds the pack with libgit2 (the fallback engine), on a blocking thread.
+fn run_packbuilder(
+    git_dir: &std::path::Path,
+    spec: &upload_pack::PackSpec,
+    events: tokio::sync::mpsc::Sender<PackEvent>,
+) {
+    let result = crate::git::pack::build_with_libgit2(git_dir, spec, &mut |chunk| {
+        chunk
+            .chunks(pktline::MAX_SIDEBAND_DATA)
+            .all(|c| events.blocking_send(PackEvent::Data(c.to_vec())).is_ok())
+    });
+    if let Err(e) = &result {
+        tracing::error!("libgit2 pack engine failed: {e}");
     }
-    if side_band != SideBand::None {
-        let mut end = Vec::new();
-        pktline::write_flush(&mut end);
-        let _ = tx.send(Bytes::from(end)).await;
-    }
+    let _ = events.blocking_send(PackEvent::Done(result.map_err(|e| format!("upload-pack: {e}"))));
 }
