@@ -221,13 +221,22 @@ impl Quarantine {
     }
 
     /// Moves the pack (and its index, last, which is what makes a pack
-    /// visible to readers) into `objects/pack`.
+    /// visible to readers) into `objects/pack`. A pack with no object (the
+    /// 12-byte header and 20-byte checksum git sends when every object is
+    /// already here) is not kept.
     fn install(&self, objects: &Path) -> std::io::Result<()> {
         let dest = objects.join("pack");
         std::fs::create_dir_all(&dest)?;
         let mut files: Vec<PathBuf> = std::fs::read_dir(self.pack_dir())?
             .map(|e| e.map(|e| e.path()))
             .collect::<Result<_, _>>()?;
+        let empty = files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "pack"))
+            .all(|f| std::fs::metadata(f).is_ok_and(|m| m.len() <= 32));
+        if empty {
+            return Ok(());
+        }
         files.sort_by_key(|p| p.extension().is_some_and(|e| e == "idx"));
         for f in files {
             if let Some(name) = f.file_name() {
@@ -491,6 +500,273 @@ mod tests {
         ] {
             assert!(req(&body).is_err(), "{:?}", String::from_utf8_lossy(&body));
         }
+    }
+
+    use crate::git::test_fixtures::{git, git_io, rich_repo};
+
+    /// A bare copy of the rich fixture (main: c1 c2 c3, dev: + d1) to push into.
+    fn server() -> (tempfile::TempDir, tempfile::TempDir, Repository) {
+        let src = rich_repo();
+        let dest = tempfile::tempdir().unwrap();
+        git(
+            dest.path(),
+            &["clone", "-q", "--bare", src.path().to_str().unwrap(), "."],
+        );
+        // As gitpat's own repositories are made (RepoStore::stage).
+        git(dest.path(), &["config", "core.logAllRefUpdates", "true"]);
+        let repo = Repository::open_bare(dest.path()).unwrap();
+        (src, dest, repo)
+    }
+
+    fn oid(repo: &Repository, rev: &str) -> Oid {
+        repo.revparse_single(rev).unwrap().id()
+    }
+
+    fn cmd(old: Oid, new: Oid, name: &str) -> Command {
+        Command {
+            old,
+            new,
+            name: name.into(),
+        }
+    }
+
+    fn request(commands: Vec<Command>, atomic: bool) -> Request {
+        let caps = if atomic {
+            vec!["report-status".into(), "atomic".into()]
+        } else {
+            vec!["report-status".into()]
+        };
+        Request {
+            commands,
+            capabilities: caps,
+            ..Default::default()
+        }
+    }
+
+    /// `git pack-objects` output for `revs` (rev-list syntax) from `dir`.
+    fn pack_of(dir: &std::path::Path, revs: &str) -> Vec<u8> {
+        let (out, ok) = git_io(
+            dir,
+            &["pack-objects", "--revs", "--stdout", "-q"],
+            &[],
+            format!("{revs}\n").as_bytes(),
+        );
+        assert!(ok);
+        out
+    }
+
+    /// What git sends when the server has every object already.
+    fn empty_pack() -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        git(dir.path(), &["init", "-q", "--bare", "."]);
+        let (out, ok) = git_io(dir.path(), &["pack-objects", "--stdout", "-q"], &[], b"");
+        assert!(ok && out.len() == 32);
+        out
+    }
+
+    fn policy(may_push_protected: bool) -> Policy {
+        Policy {
+            protected_ref: Some("refs/heads/main".into()),
+            may_push_protected,
+        }
+    }
+
+    fn sig() -> Signature<'static> {
+        Signature::now("Pusher", "pusher@example.com").unwrap()
+    }
+
+    fn packs(repo: &Repository) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(repo.path().join("objects/pack"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn leftovers(repo: &Repository) -> usize {
+        std::fs::read_dir(repo.path().join("objects"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("incoming-")
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_new_branch_at_a_known_commit_keeps_no_empty_pack() {
+        let (src, _d, repo) = server();
+        let before = packs(&repo);
+        let main = oid(&repo, "main");
+        let empty = pack_of(src.path(), &format!("{main}\n--not\n{main}"));
+        let r = execute(
+            &repo,
+            &request(vec![cmd(Oid::zero(), main, "refs/heads/copy")], false),
+            &mut &empty[..],
+            &policy(false),
+            &sig(),
+        );
+        assert!(r.all_ok(), "{r:?}");
+        assert_eq!(repo.refname_to_id("refs/heads/copy").unwrap(), main);
+        assert_eq!(packs(&repo), before);
+        assert_eq!(leftovers(&repo), 0);
+        // The reflog names the pusher.
+        let log = repo.reflog("refs/heads/copy").unwrap();
+        assert_eq!(log.get(0).unwrap().committer().email(), Some("pusher@example.com"));
+    }
+
+    #[test]
+    fn pushes_land_with_their_objects() {
+        let (src, _d, repo) = server();
+        git(src.path(), &["checkout", "-q", "main"]);
+        crate::git::test_fixtures::commit(src.path(), "f", "4", "c4", 50);
+        let old = oid(&repo, "main");
+        let new = Repository::open(src.path())
+            .unwrap()
+            .revparse_single("main")
+            .unwrap()
+            .id();
+        let pack = pack_of(src.path(), &format!("{new}\n--not\n{old}"));
+        let r = execute(
+            &repo,
+            &request(vec![cmd(old, new, "refs/heads/main")], false),
+            &mut &pack[..],
+            &policy(true),
+            &sig(),
+        );
+        assert!(r.all_ok(), "{r:?}");
+        assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), new);
+        assert!(repo.find_commit(new).is_ok());
+    }
+
+    #[test]
+    fn the_protected_branch_rules() {
+        let (_s, _d, repo) = server();
+        let main = oid(&repo, "main");
+        let parent = oid(&repo, "main~1");
+        let dev = oid(&repo, "dev");
+        let empty = empty_pack();
+        let run = |c: Command, may: bool| {
+            execute(&repo, &request(vec![c], false), &mut &empty[..], &policy(may), &sig()).refs[0]
+                .1
+                .clone()
+        };
+        // Deleting the default branch: never.
+        assert_eq!(
+            run(cmd(main, Oid::zero(), "refs/heads/main"), true),
+            Err(DELETE_CURRENT.into())
+        );
+        // A developer may not push to it; a maintainer may fast-forward only.
+        assert_eq!(
+            run(cmd(main, dev, "refs/heads/main"), false),
+            Err(PROTECTED_PUSH.into())
+        );
+        assert_eq!(
+            run(cmd(main, parent, "refs/heads/main"), true),
+            Err(PROTECTED_FORCE_PUSH.into())
+        );
+        assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), main);
+        // Other branches: anything goes, force included, and deletion.
+        assert_eq!(run(cmd(dev, parent, "refs/heads/dev"), false), Ok(()));
+        assert_eq!(run(cmd(parent, Oid::zero(), "refs/heads/dev"), false), Ok(()));
+        assert!(repo.refname_to_id("refs/heads/dev").is_err());
+        // A funny name, a stale old value.
+        assert_eq!(run(cmd(Oid::zero(), main, "HEAD"), true), Err("funny refname".into()));
+        assert_eq!(
+            run(cmd(Oid::zero(), main, "refs/heads/a..b"), true),
+            Err("funny refname".into())
+        );
+        assert_eq!(
+            run(cmd(parent, main, "refs/heads/main"), true),
+            Err("failed to update ref".into())
+        );
+    }
+
+    #[test]
+    fn atomic_pushes_land_whole_or_not_at_all() {
+        let (_s, _d, repo) = server();
+        let main = oid(&repo, "main");
+        let dev = oid(&repo, "dev");
+        let stale = oid(&repo, "main~2");
+        let cmds = vec![
+            cmd(Oid::zero(), main, "refs/heads/new"),
+            cmd(stale, main, "refs/heads/dev"),
+        ];
+        let empty = empty_pack();
+        let r = execute(
+            &repo,
+            &request(cmds.clone(), true),
+            &mut &empty[..],
+            &policy(true),
+            &sig(),
+        );
+        assert_eq!(r.refs[0].1, Err("atomic push failure".into()));
+        assert_eq!(r.refs[1].1, Err("failed to update ref".into()));
+        assert!(repo.refname_to_id("refs/heads/new").is_err());
+        assert_eq!(repo.refname_to_id("refs/heads/dev").unwrap(), dev);
+        // Without atomic, the good one lands.
+        let r = execute(&repo, &request(cmds, false), &mut &empty[..], &policy(true), &sig());
+        assert_eq!(r.refs[0].1, Ok(()));
+        assert!(r.refs[1].1.is_err());
+    }
+
+    #[test]
+    fn a_cut_or_broken_pack_changes_nothing() {
+        let (src, _d, repo) = server();
+        git(src.path(), &["checkout", "-q", "main"]);
+        crate::git::test_fixtures::commit(src.path(), "f", "4", "c4", 50);
+        let old = oid(&repo, "main");
+        let new = Repository::open(src.path())
+            .unwrap()
+            .revparse_single("main")
+            .unwrap()
+            .id();
+        let pack = pack_of(src.path(), &format!("{new}\n--not\n{old}"));
+        let before = packs(&repo);
+        for bad in [
+            &pack[..pack.len() / 2],
+            &pack[..pack.len() - 1],
+            &b"PACKgarbage"[..],
+            &b""[..],
+        ] {
+            let r = execute(
+                &repo,
+                &request(vec![cmd(old, new, "refs/heads/main")], false),
+                &mut &bad[..],
+                &policy(true),
+                &sig(),
+            );
+            assert!(r.unpack.is_err(), "{r:?}");
+            assert_eq!(r.refs[0].1, Err("unpacker error".into()));
+            assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), old);
+            assert_eq!(packs(&repo), before);
+            assert_eq!(leftovers(&repo), 0);
+        }
+        // A pack whose commit lacks its tree: the indexer's connectivity
+        // check refuses it.
+        let tree = Repository::open(src.path())
+            .unwrap()
+            .find_commit(new)
+            .unwrap()
+            .tree_id();
+        let list = format!("{new}\n");
+        let (partial, ok) = git_io(src.path(), &["pack-objects", "--stdout", "-q"], &[], list.as_bytes());
+        assert!(ok);
+        assert!(repo.find_object(tree, None).is_err());
+        let r = execute(
+            &repo,
+            &request(vec![cmd(old, new, "refs/heads/main")], false),
+            &mut &partial[..],
+            &policy(true),
+            &sig(),
+        );
+        assert!(r.unpack.is_err(), "a pack missing objects was accepted: {r:?}");
+        assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), old);
+        assert_eq!(packs(&repo), before);
     }
 
     #[test]
