@@ -118,12 +118,20 @@ fn peel_to_commit(repo: &Repository, oid: Oid) -> Option<Oid> {
 // Want validation.
 
 /// Check every want: it must be one of `tips` (the oids and peeled oids of
-/// the refs the caller may read) or a commit reachable from one of them.
-/// The first offender gives [`NegotiateError::NotOurRef`]. Walks history
-/// only when some want is not a tip, and stops once all are found.
+/// the refs the caller may read), a commit reachable from one of them, or a
+/// tree or blob in the repository (what a partial clone fetches lazily;
+/// proving a blob reachable would mean walking every tree, and GitLab
+/// allows any object id in a want). The first offender gives
+/// [`NegotiateError::NotOurRef`]. Walks history only when some commit want
+/// is not a tip, and stops once all are found.
 pub fn validate_wants(repo: &Repository, wants: &[Oid], tips: &[Oid]) -> Result<(), NegotiateError> {
     let tip_set: HashSet<Oid> = tips.iter().copied().collect();
-    let mut pending: Vec<Oid> = wants.iter().copied().filter(|w| !tip_set.contains(w)).collect();
+    let mut pending: Vec<Oid> = wants
+        .iter()
+        .copied()
+        .filter(|w| !tip_set.contains(w))
+        .filter(|w| !matches!(object_type(repo, *w), Some(ObjectType::Tree | ObjectType::Blob)))
+        .collect();
     if pending.is_empty() {
         return Ok(());
     }
@@ -850,6 +858,17 @@ mod tests {
         }
         assert!(validate_wants(&repo, &[], &[]).is_ok());
         assert!(validate_wants(&repo, &[oid("c1")], &[]).is_err());
+        // Trees and blobs in the repository may be wanted (lazy fetches of
+        // a partial clone); an object that is not there may not.
+        let c1 = repo.find_commit(oid("c1")).unwrap();
+        let tree = c1.tree_id();
+        let blob = c1.tree().unwrap().iter().next().unwrap().id();
+        assert!(validate_wants(&repo, &[tree, blob], &[]).is_ok());
+        let absent = Oid::from_str("0123456789abcdef0123456789abcdef01234567").unwrap();
+        assert!(matches!(
+            validate_wants(&repo, &[blob, absent], &side_tips),
+            Err(NegotiateError::NotOurRef(o)) if o == absent
+        ));
     }
 
     #[test]

@@ -136,15 +136,25 @@ async fn grant(app: &App, req: &HttpRequest, op: Operation) -> Result<Granted, H
                 // Push to create, inside the pusher's own namespace only.
                 let own = path.namespace().eq_ignore_ascii_case(&c.user.username);
                 if own && c.scope_allows(Operation::Push) {
+                    // The namespace as the user spells it, whatever the URL's casing.
+                    let canonical = RepoPath::parse(&format!("{}/{}", c.user.username, path.name()))
+                        .map_err(|e| Error::Internal(anyhow::anyhow!("username as a namespace: {e}")))?;
                     return Ok(Ok(Granted {
                         caller,
                         project: None,
-                        path,
+                        path: canonical,
                         settings,
                     }));
                 }
             }
         }
+        // Paths are unique without regard to case: serve the repository
+        // under the path it was created with, whatever the URL's casing.
+        let path = match &project {
+            Some(p) => RepoPath::parse(&p.path)
+                .map_err(|e| Error::Internal(anyhow::anyhow!("stored project path {:?}: {e}", p.path)))?,
+            None => path,
+        };
         match git_auth::authorize(conn, caller.as_ref(), project.as_ref(), op)? {
             Ok(()) => Ok(Ok(Granted {
                 caller,
@@ -604,12 +614,15 @@ async fn run_pack_objects(
     });
     let mut buf = vec![0u8; pktline::MAX_SIDEBAND_DATA];
     let mut ebuf = vec![0u8; 4096];
+    let mut stdout_open = true;
     let mut stderr_open = true;
     let mut errors = Vec::new();
-    loop {
+    // Both pipes to their end: the last progress ("Total ...") often comes
+    // after the last pack byte, as with git's own upload-pack.
+    while stdout_open || stderr_open {
         tokio::select! {
-            n = stdout.read(&mut buf) => match n {
-                Ok(0) => break,
+            n = stdout.read(&mut buf), if stdout_open => match n {
+                Ok(0) => stdout_open = false,
                 Ok(n) => {
                     if events.send(PackEvent::Data(buf[..n].to_vec())).await.is_err() {
                         return;

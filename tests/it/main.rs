@@ -6,4 +6,5 @@ mod support;
 mod cli;
 mod fixtures;
 mod git_auth;
+mod git_http;
 mod models;

@@ -9,6 +9,8 @@ use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use gitpat::db::{self, DbConn};
 
+pub mod server;
+
 pub const PG_ENV: &str = "GITPAT_TEST_DATABASE_URL";
 
 /// A database for one test; a PostgreSQL one is dropped when this is.
