@@ -12,6 +12,7 @@ pub mod pktline;
 pub mod receive_pack;
 pub mod store;
 pub mod upload_pack;
+pub mod upload_pack_v2;
 pub mod upload_request;
 
 #[cfg(test)]

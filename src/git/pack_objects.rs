@@ -72,6 +72,79 @@ fn arguments(req: &UploadRequest, has_shallow: bool, progress: bool) -> Vec<Stri
     args
 }
 
+/// Checks a `filter` spec as git's upload-pack does before any work:
+/// `blob:none`, `blob:limit=<n>[kmg]`, `tree:<depth>`, `sparse:oid=<rev>`,
+/// `object:type=<type>`, and `combine:<a>+<b>...` of those (sub-specs
+/// URL-encoded). The error is the text the client is shown.
+pub fn validate_filter(spec: &str) -> Result<(), String> {
+    check_filter(spec, 0).map_err(|why| format!("invalid filter-spec '{spec}': {why}"))
+}
+
+fn check_filter(spec: &str, nesting: usize) -> Result<(), String> {
+    let number = |n: &str, suffixes: bool| {
+        let digits = if suffixes {
+            n.strip_suffix(['k', 'K', 'm', 'M', 'g', 'G']).unwrap_or(n)
+        } else {
+            n
+        };
+        !digits.is_empty() && digits.len() <= 19 && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    if spec == "blob:none" {
+        Ok(())
+    } else if let Some(n) = spec.strip_prefix("blob:limit=") {
+        number(n, true)
+            .then_some(())
+            .ok_or_else(|| format!("'{n}' is not a size"))
+    } else if let Some(n) = spec.strip_prefix("tree:") {
+        number(n, false)
+            .then_some(())
+            .ok_or_else(|| format!("'{n}' is not a depth"))
+    } else if let Some(rev) = spec.strip_prefix("sparse:oid=") {
+        let ok = !rev.is_empty() && !rev.starts_with('-') && !rev.bytes().any(|b| b.is_ascii_control());
+        ok.then_some(())
+            .ok_or_else(|| "a sparse:oid filter needs an object".to_string())
+    } else if spec.starts_with("sparse:path=") {
+        Err("sparse:path filters support has been dropped".into())
+    } else if let Some(t) = spec.strip_prefix("object:type=") {
+        matches!(t, "blob" | "tree" | "commit" | "tag")
+            .then_some(())
+            .ok_or_else(|| format!("'{t}' is not an object type"))
+    } else if let Some(subs) = spec.strip_prefix("combine:") {
+        if nesting > 0 {
+            return Err("combine filters cannot be nested".into());
+        }
+        for sub in subs.split('+') {
+            let decoded = url_decode(sub).ok_or_else(|| format!("bad escape in '{sub}'"))?;
+            if decoded.is_empty() {
+                return Err("empty sub-filter in combine".into());
+            }
+            check_filter(&decoded, nesting + 1)?;
+        }
+        Ok(())
+    } else {
+        Err("unknown filter".into())
+    }
+}
+
+/// `%XX` decoding of a combine sub-spec; `None` for a broken escape or a
+/// result that is not UTF-8.
+fn url_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The rev-list input fed to `pack-objects --revs`.
 fn stdin_text(req: &UploadRequest, common: &[Oid], shallow: &ShallowUpdate) -> String {
     let mut text = String::new();
@@ -119,6 +192,47 @@ mod tests {
             ofs_delta: true,
             include_tag: true,
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn filter_specs_are_checked_like_git() {
+        for ok in [
+            "blob:none",
+            "blob:limit=0",
+            "blob:limit=1k",
+            "blob:limit=10M",
+            "tree:0",
+            "tree:3",
+            "sparse:oid=main:sparse",
+            "object:type=blob",
+            "combine:blob:none+tree:2",
+            "combine:blob%3Alimit%3D1k+object%3Atype%3Dtree",
+        ] {
+            assert!(validate_filter(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "blob",
+            "blob:some",
+            "blob:limit=",
+            "blob:limit=-1",
+            "blob:limit=1x",
+            "tree:",
+            "tree:-1",
+            "tree:one",
+            "sparse:oid=",
+            "sparse:oid=--all",
+            "sparse:path=/etc/passwd",
+            "object:type=file",
+            "combine:",
+            "combine:blob:none+",
+            "combine:combine:blob:none",
+            "combine:blob%3",
+            "--all",
+        ] {
+            let e = validate_filter(bad).expect_err(bad);
+            assert!(e.starts_with("invalid filter-spec"), "{bad}: {e}");
         }
     }
 

@@ -101,6 +101,11 @@ pub fn plan_v0(repo: &Repository, body: &[u8]) -> Result<Plan, BadRequest> {
         // The probe git sends before a large (chunked) request.
         return Ok(Plan::Reply(Vec::new()));
     }
+    if let Some(spec) = &req.filter {
+        if let Err(e) = pack_objects::validate_filter(spec) {
+            return Ok(err_reply(&format!("upload-pack: {e}")));
+        }
+    }
     let refs = match advertise::list_all_refs(repo) {
         Ok(r) => r,
         Err(e) => return Ok(err_reply(&format!("upload-pack: cannot read refs: {e}"))),

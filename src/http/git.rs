@@ -23,6 +23,7 @@ use crate::git::pktline::{self, Band};
 use crate::git::receive_pack;
 use crate::git::store::RepoPath;
 use crate::git::upload_pack::{self, Plan, SideBand};
+use crate::git::upload_pack_v2;
 use crate::service::access;
 use crate::service::git_auth::{self, Caller, Denied, Operation};
 use crate::service::repos;
@@ -219,6 +220,17 @@ async fn info_refs(app: web::Data<App>, req: HttpRequest, q: web::Query<InfoRefs
         Err(resp) => return resp,
     };
     let app = app.into_inner();
+    let v2 = service == Service::UploadPack && upload_pack_v2::wants_v2(git_protocol(&req));
+    if v2 {
+        // Protocol v2: capabilities only, no refs and no `# service=` line.
+        let filter = matches!(app.engine, PackEngine::Git { .. });
+        return match upload_pack_v2::advertisement(filter, &session_id(), AGENT) {
+            Ok(body) => no_cache(&mut HttpResponse::Ok())
+                .content_type("application/x-git-upload-pack-advertisement")
+                .body(body),
+            Err(e) => internal(e),
+        };
+    }
     let body = web::block(move || -> anyhow::Result<Vec<u8>> {
         let refs = match &granted.project {
             Some(_) => advertise::list_all_refs(&app.store.open(&granted.path)?)?,
@@ -242,6 +254,21 @@ async fn info_refs(app: web::Data<App>, req: HttpRequest, q: web::Query<InfoRefs
         Ok(Err(e)) => internal(format!("{e:#}")),
         Err(e) => internal(e),
     }
+}
+
+/// The `Git-Protocol` header, if any.
+fn git_protocol(req: &HttpRequest) -> Option<&str> {
+    req.headers().get("git-protocol").and_then(|v| v.to_str().ok())
+}
+
+/// This server's side of a v2 session, as advertised in `session-id=`.
+fn session_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return "gitpat".into();
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("gitpat-{hex}")
 }
 
 /// The 415 answer for a POST without the service's content type.
@@ -444,6 +471,8 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, payload: web::P
     let body = body_reader(&req, payload);
     let git_dir = app.store.path_of(&granted.path);
     let engine = app.engine.clone();
+    let filter = matches!(engine, PackEngine::Git { .. });
+    let v2 = upload_pack_v2::wants_v2(git_protocol(&req));
     let app = app.into_inner();
     let path = granted.path.clone();
     let plan = web::block(move || -> anyhow::Result<Result<Plan, upload_pack::BadRequest>> {
@@ -459,7 +488,11 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, payload: web::P
             return Ok(Err(upload_pack::BadRequest("the request is larger than 10 MiB".into())));
         }
         let repo = app.store.open(&path)?;
-        Ok(upload_pack::plan_v0(&repo, &buf))
+        if v2 {
+            Ok(upload_pack_v2::plan_v2(&repo, &buf, filter))
+        } else {
+            Ok(upload_pack::plan_v0(&repo, &buf))
+        }
     })
     .await;
     let plan = match plan {

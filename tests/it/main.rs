@@ -7,4 +7,5 @@ mod cli;
 mod fixtures;
 mod git_auth;
 mod git_http;
+mod git_http_v2;
 mod models;

@@ -392,9 +392,12 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// One git client, run hermetically: no system or global config, no
-/// credential helper, no prompt, fixed identities and dates, protocol v0.
+/// credential helper, no prompt, fixed identities and dates; protocol v0
+/// unless made with [`gits_speaking`].
 pub struct Git {
     pub bin: PathBuf,
+    /// `protocol.version` to force, or `None` for the client's default.
+    pub protocol: Option<&'static str>,
     /// `git version 2.47.3`.
     pub version: String,
     /// Named in every assertion message: the backend under test.
@@ -402,13 +405,23 @@ pub struct Git {
     home: tempfile::TempDir,
 }
 
-/// The git binaries of this machine (`/usr/bin/git`, `/usr/local/bin/git`).
+/// The git binaries of this machine (`/usr/bin/git`, `/usr/local/bin/git`),
+/// forced to protocol v0.
 pub fn gits() -> Vec<Git> {
+    gits_speaking(Some("0"))
+}
+
+/// The git binaries of this machine with `protocol.version` forced to
+/// `protocol`, or left at the client's default (v2) for `None`.
+pub fn gits_speaking(protocol: Option<&'static str>) -> Vec<Git> {
     let v: Vec<Git> = ["/usr/bin/git", "/usr/local/bin/git"]
         .iter()
         .map(PathBuf::from)
         .filter(|p| p.exists())
-        .map(Git::new)
+        .map(|bin| Git {
+            protocol,
+            ..Git::new(bin)
+        })
         .collect();
     assert!(!v.is_empty(), "no git binary on this machine");
     v
@@ -419,6 +432,7 @@ impl Git {
         let out = Command::new(&bin).arg("--version").output().expect("git --version");
         Git {
             version: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            protocol: Some("0"),
             bin,
             ctx: std::sync::Mutex::new(String::new()),
             home: tempfile::tempdir().expect("tempdir"),
@@ -435,11 +449,15 @@ impl Git {
     /// `[<backend> / git version x.y.z]`.
     pub fn label(&self) -> String {
         let ctx = self.ctx.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        format!("[{ctx} / {}]", self.version)
+        let protocol = match self.protocol {
+            Some(v) => format!("protocol.version={v}"),
+            None => "default protocol".to_string(),
+        };
+        format!("[{ctx} / {} / {protocol}]", self.version)
     }
 
     /// A command in `dir` with the hermetic environment and the options
-    /// every run gets (`-c protocol.version=0`, no credential helper).
+    /// every run gets (the forced protocol version, no credential helper).
     pub fn cmd(&self, dir: &Path) -> Command {
         let mut c = Command::new(&self.bin);
         let path = format!(
@@ -463,9 +481,12 @@ impl Git {
             .env("TZ", "UTC")
             .env("LC_ALL", "C")
             .env("LANG", "C")
+            .args(
+                self.protocol
+                    .map(|v| vec!["-c".to_string(), format!("protocol.version={v}")])
+                    .unwrap_or_default(),
+            )
             .args([
-                "-c",
-                "protocol.version=0",
                 "-c",
                 "credential.helper=",
                 "-c",
