@@ -330,7 +330,20 @@ fn partial_clones_fetch_what_they_lack_with_the_same_token() {
             let url = srv.url_as("alice", &tok, &format!("/{path}.git"));
             let w = tmp();
             let w = w.path();
-            for filter in ["blob:none", "tree:0", "blob:limit=15", "combine:blob:none+tree:1"] {
+            // sparse:oid names a blob of sparse-checkout patterns: any
+            // blob of the repository will do for the comparison.
+            let sparse = format!(
+                "sparse:oid={}",
+                git.ok(&basic_dir, &["rev-parse", "main:README"]).trim()
+            );
+            for filter in [
+                "blob:none",
+                "tree:0",
+                "blob:limit=15",
+                "combine:blob:none+tree:1",
+                "object:type=commit",
+                sparse.as_str(),
+            ] {
                 let name = filter.replace([':', '+', '='], "-");
                 let (ours, theirs) = (format!("{name}-s"), format!("{name}-o"));
                 let f = format!("--filter={filter}");
