@@ -3,6 +3,7 @@
 
 mod support;
 
+mod api_tokens;
 mod cli;
 mod fixtures;
 mod git_auth;
