@@ -118,5 +118,7 @@ fn python_gitlab_manages_users_tokens_projects_members_and_settings() {
             "[{}] the script exited 0 without finishing:\n{stdout}",
             srv.backend()
         );
+        // Shown with --nocapture: which checks ran, on which backend.
+        println!("[{}] python-gitlab conformance:\n{stdout}", srv.backend());
     }
 }
