@@ -203,6 +203,17 @@ fn create_token(cx: &mut Ctx, user: &User, impersonation: bool) -> Result<Reply,
         .collect();
     let expires_at = p.date("expires_at")?;
     let description = p.str("description")?;
+    // What GitLab's token model refuses, its create service answers 422.
+    if name.chars().count() > 255 {
+        return Err(ApiError::Unprocessable(
+            "Name is too long (maximum is 255 characters)".into(),
+        ));
+    }
+    if description.as_ref().is_some_and(|d| d.chars().count() > 255) {
+        return Err(ApiError::Unprocessable(
+            "Description is too long (maximum is 255 characters)".into(),
+        ));
+    }
     let req = NewTokenRequest {
         user,
         name: &name,
