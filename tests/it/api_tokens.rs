@@ -428,6 +428,28 @@ fn auth_private_token_in_a_json_body_authenticates() {
 }
 
 #[test]
+fn auth_private_token_in_the_body_wins_over_the_query() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("alice", false, None);
+        let good = srv.token("alice", &["api"], None);
+        let bad = "glpat-notarealtoken00000";
+        let path = format!("/personal_access_tokens/self/rotate?private_token={bad}");
+        let r = srv.api_form("POST", &path, None, &format!("private_token={good}"));
+        expect(&srv, "bad private_token in the query, good one in the body", &r, 200);
+        assert!(srv.token_row(&good).revoked, "[{b}] the body's token was rotated");
+        let other = srv.token("alice", &["api"], None);
+        warm(&srv, &other);
+        let before = srv.snapshot();
+        let path = format!("/personal_access_tokens/self/rotate?private_token={other}");
+        let r = srv.api_form("POST", &path, None, &format!("private_token={bad}"));
+        let what = "good private_token in the query, bad one in the body";
+        expect_json(&srv, what, &r, 401, &unauthorized());
+        unchanged(&srv, &before, what);
+    }
+}
+
+#[test]
 fn auth_bearer_header_authenticates() {
     for srv in TestServer::each() {
         srv.user("alice", false, None);
@@ -590,7 +612,9 @@ fn auth_token_of_a_blocked_user_is_401() {
 #[test]
 fn auth_reusing_a_rotated_away_token_revokes_its_whole_family() {
     for srv in TestServer::each() {
+        let b = srv.backend();
         srv.user("alice", false, None);
+        let bystander = srv.token("alice", &["api"], None);
         let old = srv.token("alice", &["api"], None);
         let r = srv.api("POST", "/personal_access_tokens/self/rotate", Some(&old), None);
         expect(&srv, "POST /personal_access_tokens/self/rotate", &r, 200);
@@ -605,11 +629,43 @@ fn auth_reusing_a_rotated_away_token_revokes_its_whole_family() {
         expect_json(&srv, "GET /user with the rotated-away token", &r, 401, &unauthorized());
         assert!(
             srv.token_row(&new).revoked,
-            "[{}] the successor is revoked once the old token was reused",
-            srv.backend()
+            "[{b}] the successor is revoked once the old token was reused"
         );
         let r = srv.api("GET", "/user", Some(&new), None);
         expect_json(&srv, "GET /user with the burnt successor", &r, 401, &unauthorized());
+        assert!(
+            !srv.token_row(&bystander).revoked,
+            "[{b}] a token of another family revoked"
+        );
+    }
+}
+
+#[test]
+fn auth_reusing_the_first_of_two_rotations_revokes_the_latest() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("alice", false, None);
+        let first = srv.token("alice", &["api"], None);
+        let r = srv.api("POST", "/personal_access_tokens/self/rotate", Some(&first), None);
+        expect(&srv, "first rotation", &r, 200);
+        let second = r.str("token").to_string();
+        let r = srv.api("POST", "/personal_access_tokens/self/rotate", Some(&second), None);
+        expect(&srv, "second rotation", &r, 200);
+        let third = r.str("token").to_string();
+        expect(
+            &srv,
+            "GET /user with the third",
+            &srv.api("GET", "/user", Some(&third), None),
+            200,
+        );
+        let r = srv.api("GET", "/user", Some(&first), None);
+        expect_json(&srv, "GET /user with the first", &r, 401, &unauthorized());
+        assert!(
+            srv.token_row(&third).revoked,
+            "[{b}] the latest of the family is revoked"
+        );
+        let r = srv.api("GET", "/user", Some(&third), None);
+        expect_json(&srv, "GET /user with the burnt third", &r, 401, &unauthorized());
     }
 }
 
@@ -680,6 +736,23 @@ fn auth_last_used_at_is_written_at_most_once_per_throttle_window() {
             stored >= before,
             "[{b}] last_used_at {stored} not refreshed after the throttle window"
         );
+        // The window is the instance setting.
+        srv.setting("personal_access_token_last_used_throttle_minutes", "60");
+        let recent = minutes_ago(30);
+        set_last_used(&srv, id, recent);
+        expect(&srv, "GET /user", &srv.api("GET", "/user", Some(&t), None), 200);
+        assert_eq!(
+            srv.token_row(&t).last_used_at,
+            Some(recent),
+            "[{b}] last_used_at rewritten within a 60-minute window"
+        );
+        srv.setting("personal_access_token_last_used_throttle_minutes", "1");
+        expect(&srv, "GET /user", &srv.api("GET", "/user", Some(&t), None), 200);
+        let stored = srv.token_row(&t).last_used_at.expect("last_used_at");
+        assert!(
+            stored >= before,
+            "[{b}] last_used_at {stored} not refreshed past a 1-minute window"
+        );
     }
 }
 
@@ -714,6 +787,47 @@ fn scope_read_api_reads_but_cannot_write() {
             let what = format!("{method} {path} with read_api");
             expect_json(&srv, &what, &r, 403, &insufficient("api"));
             unchanged(&srv, &before, &what);
+        }
+    }
+}
+
+/// The status of `HEAD /api/v4<path>` with the token as `PRIVATE-TOKEN`
+/// (read by hand: a HEAD reply announces a body it does not send).
+fn head_status(srv: &TestServer, path: &str, secret: &str) -> u16 {
+    let req = format!(
+        "HEAD /api/v4{path} HTTP/1.1\r\nHost: {}\r\nPRIVATE-TOKEN: {secret}\r\nConnection: close\r\n\r\n",
+        srv.addr
+    );
+    let reply = srv
+        .raw_bytes(req.as_bytes(), false)
+        .unwrap_or_else(|e| panic!("[{}] HEAD {path}: {e}", srv.backend()));
+    let text = String::from_utf8_lossy(&reply);
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok());
+    status.unwrap_or_else(|| panic!("[{}] HEAD {path}: no status line in {text:?}", srv.backend()))
+}
+
+#[test]
+fn scope_head_requests_follow_the_get_rules() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("alice", false, None);
+        let read_api = srv.token("alice", &["read_api"], None);
+        let read_user = srv.token("alice", &["read_user"], None);
+        let read_repo = srv.token("alice", &["read_repository"], None);
+        let cases = [
+            ("/personal_access_tokens", &read_api, 200),
+            ("/user", &read_api, 200),
+            ("/user", &read_user, 200),
+            ("/personal_access_tokens", &read_user, 403),
+            ("/user", &read_repo, 403),
+        ];
+        for (path, secret, want) in cases {
+            let scope = scopes(&srv.api("GET", "/personal_access_tokens/self", Some(secret), None).json);
+            assert_eq!(
+                head_status(&srv, path, secret),
+                want,
+                "[{b}] HEAD {path} with {scope:?}"
+            );
         }
     }
 }
@@ -876,6 +990,35 @@ fn sudo_param_by_username_and_by_id_acts_as_the_user() {
         let r = srv.api("GET", "/user", Some(&t), None);
         expect(&srv, "GET /user without sudo", &r, 200);
         assert_eq!(r.str("username"), "root", "[{b}] no sudo: the caller");
+    }
+}
+
+#[test]
+fn sudo_acts_as_the_user_on_token_endpoints() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("root", true, None);
+        let alice = srv.user("alice", false, None);
+        let bob = srv.user("bob", false, None);
+        let t = srv.token("root", &["api", "sudo"], None);
+        named(&srv, "alice", "a1");
+        let b1 = named(&srv, "bob", "b1");
+        let b2 = named(&srv, "bob", "b2");
+        let r = srv.api_raw(
+            "GET",
+            "/personal_access_tokens",
+            &[("PRIVATE-TOKEN", &t), ("Sudo", "bob")],
+            b"",
+        );
+        expect(&srv, "GET /personal_access_tokens as bob", &r, 200);
+        assert_eq!(r.ids(), vec![b1, b2], "[{b}] as bob: bob's tokens only");
+        // Bob is no admin: creating a token for alice is refused.
+        warm(&srv, &t);
+        let before = srv.snapshot();
+        let path = format!("/users/{}/personal_access_tokens?sudo={}", alice.id, bob.id);
+        let r = srv.api("POST", &path, Some(&t), Some(&json!({"name": "n", "scopes": ["api"]})));
+        expect_json(&srv, &format!("POST {path}"), &r, 403, &forbidden());
+        unchanged(&srv, &before, &format!("POST {path}"));
     }
 }
 
@@ -2018,6 +2161,13 @@ fn impersonation_token_list_has_only_impersonation_tokens_and_filters_state() {
             let r = srv.api("GET", &path, Some(&admin), None);
             expect(&srv, &format!("GET {path}"), &r, 200);
             assert_eq!(id_set(&r), want, "[{b}] GET {path}");
+            let total = want.len().to_string();
+            assert_headers(
+                &srv,
+                &format!("GET {path}"),
+                &r,
+                &[("X-Total", &total), ("X-Page", "1")],
+            );
             for v in r.list() {
                 check_token_json(&srv, &format!("GET {path}"), v, false);
                 assert_eq!(v["impersonation"], json!(true), "[{b}] {v}");
