@@ -3,6 +3,9 @@
 
 mod support;
 
+mod api_projects;
+mod api_settings;
+mod api_users;
 mod cli;
 mod fixtures;
 mod git_auth;

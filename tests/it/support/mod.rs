@@ -9,6 +9,7 @@ use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use gitpat::db::{self, DbConn};
 
+pub mod api;
 pub mod server;
 
 pub const PG_ENV: &str = "GITPAT_TEST_DATABASE_URL";
