@@ -437,6 +437,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             } => {
                 let req = repos::NewRepoRequest {
                     path: &path,
+                    name: None,
                     owner: owner.as_deref(),
                     visibility: visibility.as_deref(),
                     default_branch: default_branch.as_deref(),

@@ -1,6 +1,7 @@
 //! gitpat: a Git smart-HTTP server whose credentials work like GitLab's
 //! personal access tokens. See ARCHITECTURE.md for the map.
 
+pub mod api;
 pub mod app;
 pub mod auth;
 pub mod cli;

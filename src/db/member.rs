@@ -44,3 +44,11 @@ pub fn set_level(conn: &mut DbConn, project_id: i64, user_id: i64, level: i32) -
 pub fn delete(conn: &mut DbConn, project_id: i64, user_id: i64) -> QueryResult<usize> {
     diesel::delete(pm::table.find((project_id, user_id))).execute(conn)
 }
+
+/// Every membership of one user.
+pub fn list_for_user(conn: &mut DbConn, user_id: i64) -> QueryResult<Vec<Member>> {
+    pm::table
+        .filter(pm::user_id.eq(user_id))
+        .select(Member::as_select())
+        .load(conn)
+}

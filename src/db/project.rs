@@ -73,6 +73,23 @@ pub fn set_default_branch(conn: &mut DbConn, id: i64, branch: &str) -> QueryResu
         .execute(conn)
 }
 
+/// The fields an update may change; `None` keeps the stored value.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = projects)]
+pub struct ProjectChanges<'a> {
+    pub name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub visibility: Option<&'a str>,
+    pub default_branch: Option<&'a str>,
+}
+
+pub fn update(conn: &mut DbConn, id: i64, c: &ProjectChanges) -> QueryResult<usize> {
+    if c.name.is_none() && c.description.is_none() && c.visibility.is_none() && c.default_branch.is_none() {
+        return Ok(0);
+    }
+    diesel::update(projects::table.find(id)).set(c).execute(conn)
+}
+
 pub fn touch(conn: &mut DbConn, id: i64, at: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(projects::table.find(id))
         .set(projects::last_activity_at.eq(at))

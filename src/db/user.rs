@@ -96,6 +96,34 @@ pub fn set_state(conn: &mut DbConn, id: i64, state: &str) -> QueryResult<usize> 
         .execute(conn)
 }
 
+/// The fields an update may change; `None` keeps the stored value.
+#[derive(Default, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct UserChanges<'a> {
+    pub username: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub is_admin: Option<bool>,
+    pub password_hash: Option<&'a str>,
+}
+
+impl UserChanges<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.username.is_none()
+            && self.email.is_none()
+            && self.name.is_none()
+            && self.is_admin.is_none()
+            && self.password_hash.is_none()
+    }
+}
+
+pub fn update(conn: &mut DbConn, id: i64, changes: &UserChanges) -> QueryResult<usize> {
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    diesel::update(users::table.find(id)).set(changes).execute(conn)
+}
+
 pub fn set_two_factor(conn: &mut DbConn, id: i64, secret: Option<&str>) -> QueryResult<usize> {
     diesel::update(users::table.find(id))
         .set((

@@ -407,6 +407,7 @@ fn push(app: &App, g: Granted, body: Body) -> Result<Vec<u8>, PushError> {
         None => {
             let req = repos::NewRepoRequest {
                 path: g.path.as_str(),
+                name: None,
                 owner: Some(&caller.user.username),
                 visibility: None,
                 default_branch: None,

@@ -17,6 +17,7 @@ use crate::app::App;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/-/liveness", web::get().to(liveness))
         .route("/-/readiness", web::get().to(readiness))
+        .configure(crate::api::configure)
         .configure(git::configure);
 }
 

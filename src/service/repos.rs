@@ -15,6 +15,8 @@ use crate::service::{tokens::iso, users};
 
 pub struct NewRepoRequest<'a> {
     pub path: &'a str,
+    /// The display name; by default the last segment of the path.
+    pub name: Option<&'a str>,
     /// The owner's username; by default the user named by the first segment.
     pub owner: Option<&'a str>,
     pub visibility: Option<&'a str>,
@@ -63,6 +65,25 @@ pub fn parse_path(path: &str) -> Result<RepoPath> {
     RepoPath::parse(path).map_err(Error::Invalid)
 }
 
+/// A project's display name: 1 to 255 characters, no control characters.
+pub fn validate_name(n: &str) -> Result<()> {
+    if n.trim().is_empty() || n.chars().count() > 255 || n.chars().any(char::is_control) {
+        return Err(Error::Invalid(
+            "the name must have 1 to 255 characters and no control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_description(d: &str) -> Result<()> {
+    if d.chars().count() > 2000 {
+        return Err(Error::Invalid(
+            "the description is too long (at most 2000 characters)".into(),
+        ));
+    }
+    Ok(())
+}
+
 pub fn validate_visibility(v: &str) -> Result<()> {
     if VISIBILITIES.contains(&v) {
         Ok(())
@@ -87,11 +108,10 @@ pub fn create(conn: &mut DbConn, store: &RepoStore, req: &NewRepoRequest, now: D
         }
     }
     if let Some(d) = req.description {
-        if d.chars().count() > 2000 {
-            return Err(Error::Invalid(
-                "the description is too long (at most 2000 characters)".into(),
-            ));
-        }
+        validate_description(d)?;
+    }
+    if let Some(n) = req.name {
+        validate_name(n)?;
     }
     let owner: User = match req.owner {
         Some(name) => users::get(conn, name)?,
@@ -119,7 +139,7 @@ pub fn create(conn: &mut DbConn, store: &RepoStore, req: &NewRepoRequest, now: D
         })?;
     let new = NewProject {
         path: path.as_str(),
-        name: path.name(),
+        name: req.name.unwrap_or(path.name()),
         description: req.description,
         owner_id: owner.id,
         visibility,
@@ -145,6 +165,55 @@ pub fn create(conn: &mut DbConn, store: &RepoStore, req: &NewRepoRequest, now: D
         }
     }
     result
+}
+
+/// What may change of a repository; `None` keeps it.
+#[derive(Default)]
+pub struct ProjectUpdate<'a> {
+    pub name: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub visibility: Option<&'a str>,
+    /// Moves HEAD too; the branch must exist unless the repository has none.
+    pub default_branch: Option<&'a str>,
+}
+
+/// Validates, then updates the row and (for a new default branch) HEAD in
+/// one transaction: if HEAD cannot move, the row is not changed either.
+pub fn update(conn: &mut DbConn, store: &RepoStore, project: &Project, req: &ProjectUpdate) -> Result<Project> {
+    if let Some(n) = req.name {
+        validate_name(n)?;
+    }
+    if let Some(d) = req.description {
+        validate_description(d)?;
+    }
+    if let Some(v) = req.visibility {
+        validate_visibility(v)?;
+    }
+    let repo_path = parse_path(&project.path)?;
+    let branch = req.default_branch.filter(|b| *b != project.default_branch);
+    if let Some(b) = branch {
+        if !is_valid_branch_name(b) {
+            return Err(Error::Invalid(format!("{b:?} is not a valid branch name")));
+        }
+    }
+    conn.transaction(|conn| {
+        let changes = db::project::ProjectChanges {
+            name: req.name,
+            description: req.description,
+            visibility: req.visibility,
+            default_branch: branch,
+        };
+        db::project::update(conn, project.id, &changes)?;
+        if let Some(b) = branch {
+            let repo = store.open(&repo_path)?;
+            let has_branches = repo.references_glob("refs/heads/*")?.next().is_some();
+            if has_branches && repo.find_branch(b, git2::BranchType::Local).is_err() {
+                return Err(Error::Invalid(format!("the branch {b} does not exist")));
+            }
+            repo.set_head(&format!("refs/heads/{b}"))?;
+        }
+        db::project::find(conn, project.id)?.ok_or_else(|| Error::NotFound(format!("no repository {}", project.path)))
+    })
 }
 
 pub fn get(conn: &mut DbConn, path: &str) -> Result<Project> {

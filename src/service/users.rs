@@ -134,6 +134,77 @@ pub fn create(conn: &mut DbConn, req: &NewUserRequest, now: DateTime<Utc>) -> Re
     })
 }
 
+/// What an admin may change of a user; `None` keeps it.
+#[derive(Default)]
+pub struct UserUpdate<'a> {
+    pub username: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub is_admin: Option<bool>,
+}
+
+/// Validates every given field, then updates them in one statement. A
+/// username or email held by another user is a conflict.
+pub fn update(conn: &mut DbConn, id: i64, req: &UserUpdate) -> Result<User> {
+    if let Some(u) = req.username {
+        validate_username(u)?;
+    }
+    if let Some(e) = req.email {
+        validate_email(e)?;
+    }
+    if let Some(n) = req.name {
+        validate_display_name(n)?;
+    }
+    let hash = match req.password {
+        Some(p) => {
+            password::validate(p).map_err(Error::Invalid)?;
+            Some(password::hash(p)?)
+        }
+        None => None,
+    };
+    conn.transaction(|conn| {
+        let user = db::user::find(conn, id)?.ok_or_else(|| Error::NotFound(format!("no user with id {id}")))?;
+        if let Some(u) = req.username {
+            if db::user::find_by_username(conn, u)?.is_some_and(|other| other.id != user.id) {
+                return Err(Error::Conflict(format!("the username {u} is already taken")));
+            }
+            // Repositories live under the username: a rename would orphan them.
+            let prefix = format!("{}/", user.username.to_lowercase());
+            if !u.eq_ignore_ascii_case(&user.username)
+                && db::project::list(conn)?
+                    .iter()
+                    .any(|p| p.path.to_lowercase().starts_with(&prefix))
+            {
+                return Err(Error::Invalid(format!(
+                    "{} has repositories under their namespace; renaming a user with repositories is not supported",
+                    user.username
+                )));
+            }
+        }
+        if let Some(e) = req.email {
+            if db::user::find_by_email(conn, e)?.is_some_and(|other| other.id != user.id) {
+                return Err(Error::Conflict(format!("the email {e} is already taken")));
+            }
+        }
+        let changes = db::user::UserChanges {
+            username: req.username,
+            email: req.email,
+            name: req.name,
+            is_admin: req.is_admin,
+            password_hash: hash.as_deref(),
+        };
+        db::user::update(conn, user.id, &changes).map_err(|e| {
+            if db::is_unique_violation(&e) {
+                Error::Conflict("the username or email is already taken".into())
+            } else {
+                e.into()
+            }
+        })?;
+        db::user::find(conn, user.id)?.ok_or_else(|| Error::NotFound(format!("no user with id {id}")))
+    })
+}
+
 pub fn get(conn: &mut DbConn, username: &str) -> Result<User> {
     db::user::find_by_username(conn, username)?.ok_or_else(|| Error::NotFound(format!("no user named {username:?}")))
 }

@@ -127,6 +127,7 @@ fn fixtures_import_into_gitpat_with_every_ref() {
             let src = fx.path().join(name);
             let req = repos::NewRepoRequest {
                 path: &path,
+                name: None,
                 owner: None,
                 visibility: None,
                 default_branch: None,

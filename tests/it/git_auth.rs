@@ -53,6 +53,7 @@ fn setup(conn: &mut DbConn) -> World {
     users::enable_two_factor(conn, "twofa").unwrap();
     let new = |path, visibility| repos::NewRepoRequest {
         path,
+        name: None,
         owner: None,
         visibility: Some(visibility),
         default_branch: None,

@@ -386,6 +386,7 @@ fn an_empty_repository_clone_gets_the_default_branch() {
         let tok = srv.token("alice", &["write_repository"], None);
         let req = repos::NewRepoRequest {
             path: "alice/empty",
+            name: None,
             owner: Some("alice"),
             visibility: Some("private"),
             default_branch: Some("trunk"),

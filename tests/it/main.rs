@@ -12,3 +12,4 @@ mod git_auth;
 mod git_http;
 mod git_http_v2;
 mod models;
+mod python_gitlab;

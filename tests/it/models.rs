@@ -506,6 +506,7 @@ fn repos_store() -> Repos {
 fn new_repo<'a>(path: &'a str) -> repos::NewRepoRequest<'a> {
     repos::NewRepoRequest {
         path,
+        name: None,
         owner: None,
         visibility: None,
         default_branch: None,

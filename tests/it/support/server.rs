@@ -186,6 +186,7 @@ impl TestServer {
     fn create_repo(&self, path: &str, owner: &str, visibility: &str, import: Option<&Path>) -> Project {
         let req = repos::NewRepoRequest {
             path,
+            name: None,
             owner: Some(owner),
             visibility: Some(visibility),
             default_branch: None,

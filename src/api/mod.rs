@@ -1,0 +1,409 @@
+//! The GitLab v4 REST API under `/api/v4` (spec section 4): the route
+//! table, the request extractor every endpoint takes ([`ApiCall`]: body
+//! read with a bound, parameters merged, credentials picked), and the one
+//! way an endpoint runs ([`ApiCall::run`]: on a blocking thread, with a
+//! database connection, the settings, authentication, the scope rule and
+//! Sudo applied before the endpoint's own code).
+//!
+//! Endpoints return a [`Reply`]; lists are paginated here, with GitLab's
+//! headers. Every refusal is an [`ApiError`] in GitLab's JSON shapes.
+
+pub mod auth;
+mod entities;
+pub mod error;
+pub mod pagination;
+pub mod params;
+mod projects;
+mod settings;
+mod tokens;
+mod users;
+
+use actix_web::dev::Payload;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::http::{Method, StatusCode};
+use actix_web::{guard, web, FromRequest, HttpRequest, HttpResponse, Resource};
+use chrono::{DateTime, Utc};
+use futures::future::LocalBoxFuture;
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::app::App;
+use crate::db::DbConn;
+use crate::settings::Settings;
+pub use auth::Policy;
+use auth::{Caller, Credentials};
+pub use error::ApiError;
+use pagination::{Pagination, RequestUrl};
+use params::{Params, MAX_BODY};
+
+pub type ApiResult = Result<HttpResponse, ApiError>;
+
+/// Every API route. Each path is one resource whose other methods get 405;
+/// anything else under `/api/v4` gets GitLab's 404.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v4")
+            .service(resource("/version").route(get().to(settings::version)))
+            .service(
+                resource("/application/settings")
+                    .route(get().to(settings::show))
+                    .route(web::put().to(settings::update)),
+            )
+            .service(resource("/user").route(get().to(users::me)))
+            .service(
+                resource("/users")
+                    .route(get().to(users::list))
+                    .route(web::post().to(users::create)),
+            )
+            .service(
+                resource("/users/{id}")
+                    .route(get().to(users::show))
+                    .route(web::put().to(users::update)),
+            )
+            .service(resource("/users/{id}/block").route(web::post().to(users::block)))
+            .service(resource("/users/{id}/unblock").route(web::post().to(users::unblock)))
+            .service(resource("/users/{user_id}/personal_access_tokens").route(web::post().to(tokens::create_for_user)))
+            .service(
+                resource("/users/{user_id}/impersonation_tokens")
+                    .route(get().to(tokens::impersonation_list))
+                    .route(web::post().to(tokens::impersonation_create)),
+            )
+            .service(
+                resource("/users/{user_id}/impersonation_tokens/{impersonation_token_id}")
+                    .route(get().to(tokens::impersonation_show))
+                    .route(web::delete().to(tokens::impersonation_revoke)),
+            )
+            .service(resource("/personal_access_tokens").route(get().to(tokens::list)))
+            .service(
+                resource("/personal_access_tokens/self")
+                    .route(get().to(tokens::show_self))
+                    .route(web::delete().to(tokens::revoke_self)),
+            )
+            .service(resource("/personal_access_tokens/self/rotate").route(web::post().to(tokens::rotate_self)))
+            .service(
+                resource("/personal_access_tokens/{id}")
+                    .route(get().to(tokens::show))
+                    .route(web::delete().to(tokens::revoke)),
+            )
+            .service(resource("/personal_access_tokens/{id}/rotate").route(web::post().to(tokens::rotate)))
+            .service(
+                resource("/projects")
+                    .route(get().to(projects::list))
+                    .route(web::post().to(projects::create)),
+            )
+            .service(
+                resource("/projects/{id}")
+                    .route(get().to(projects::show))
+                    .route(web::put().to(projects::update))
+                    .route(web::delete().to(projects::delete)),
+            )
+            .service(
+                resource("/projects/{id}/members")
+                    .route(get().to(projects::members))
+                    .route(web::post().to(projects::add_member)),
+            )
+            .service(
+                resource("/projects/{id}/members/{user_id}")
+                    .route(get().to(projects::member))
+                    .route(web::put().to(projects::update_member))
+                    .route(web::delete().to(projects::remove_member)),
+            )
+            .default_service(web::to(no_route)),
+    );
+}
+
+fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// GET, and HEAD answered the same way (actix drops the body).
+fn get() -> actix_web::Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
+async fn no_route() -> ApiResult {
+    Err(ApiError::NoRoute)
+}
+
+async fn method_not_allowed() -> ApiResult {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// What an endpoint answers.
+pub enum Reply {
+    Json(StatusCode, Value),
+    /// A list, paginated from the whole: the page and the total count.
+    Page {
+        items: Vec<Value>,
+        total: i64,
+        pagination: Pagination,
+    },
+    /// No body (204).
+    Empty(StatusCode),
+}
+
+impl Reply {
+    pub fn ok(v: Value) -> Result<Reply, ApiError> {
+        Ok(Reply::Json(StatusCode::OK, v))
+    }
+
+    pub fn created(v: Value) -> Result<Reply, ApiError> {
+        Ok(Reply::Json(StatusCode::CREATED, v))
+    }
+
+    pub fn no_content() -> Result<Reply, ApiError> {
+        Ok(Reply::Empty(StatusCode::NO_CONTENT))
+    }
+}
+
+/// One API request, read and ready to run: the extractor of every endpoint.
+pub struct ApiCall {
+    app: App,
+    params: Params,
+    creds: Credentials,
+    url: RequestUrl,
+    ip: Option<String>,
+    read: bool,
+    /// The path's `{name}` segments, percent-decoded.
+    segments: Vec<(String, String)>,
+}
+
+/// `%XX` escapes decoded (not `+`: it is a plus in a path). Refuses text
+/// that is not UTF-8 once decoded.
+fn unescape(s: &str) -> Result<String, ApiError> {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi * 16 + lo);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| ApiError::bad_request("the path is not valid UTF-8"))
+}
+
+impl FromRequest for ApiCall {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<ApiCall, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let app = req
+                .app_data::<web::Data<App>>()
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("the application state is missing")))?
+                .get_ref()
+                .clone();
+            let declared = req
+                .headers()
+                .get(actix_web::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > MAX_BODY as u64) {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk =
+                    chunk.map_err(|e| ApiError::bad_request(format!("the request body could not be read: {e}")))?;
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(ApiError::PayloadTooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let mut params = Params::from_query(req.query_string());
+            let content_type = req
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+                .filter(|v| !v.is_empty());
+            params.merge_body(content_type.as_deref(), &body)?;
+            let creds = Credentials::read(req.headers(), &params);
+            let info = req.connection_info();
+            let url = RequestUrl {
+                base: format!("{}://{}", info.scheme(), info.host()),
+                path: req.path().to_string(),
+                query: req.query_string().to_string(),
+            };
+            drop(info);
+            let mut segments = Vec::new();
+            for (name, value) in req.match_info().iter() {
+                segments.push((name.to_string(), unescape(value)?));
+            }
+            Ok(ApiCall {
+                app,
+                params,
+                creds,
+                url,
+                ip: req.peer_addr().map(|a| a.ip().to_string()),
+                read: matches!(*req.method(), Method::GET | Method::HEAD),
+                segments,
+            })
+        })
+    }
+}
+
+/// What an endpoint's code gets: a connection, the caller, the parameters.
+pub struct Ctx<'a> {
+    pub conn: &'a mut DbConn,
+    pub app: &'a App,
+    /// `None` only on endpoints open to anonymous callers.
+    pub caller: Option<Caller>,
+    pub params: &'a Params,
+    pub settings: Settings,
+    pub now: DateTime<Utc>,
+    /// `scheme://host[:port]` as the client addressed us.
+    pub base: &'a str,
+    segments: &'a [(String, String)],
+}
+
+impl Ctx<'_> {
+    /// The authenticated caller (401 for an anonymous one).
+    pub fn me(&self) -> Result<&Caller, ApiError> {
+        self.caller.as_ref().ok_or(ApiError::Unauthorized)
+    }
+
+    /// A `{name}` segment of the path, decoded.
+    pub fn segment(&self, name: &str) -> &str {
+        self.segments
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    }
+
+    /// A numeric `{name}` segment: `{"error":"id is invalid"}` otherwise,
+    /// as GitLab's typed parameters answer (a number too large to be an id
+    /// is simply not found).
+    pub fn id(&self, name: &str, not_found: &str) -> Result<i64, ApiError> {
+        let s = self.segment(name);
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ApiError::InvalidParam(name.to_string()));
+        }
+        s.parse().map_err(|_| ApiError::not_found(not_found))
+    }
+
+    pub fn today(&self) -> chrono::NaiveDate {
+        self.now.date_naive()
+    }
+
+    /// One page of `items`, each made JSON by `f`.
+    pub fn page<T>(&self, items: Vec<T>, f: impl Fn(&T) -> Value) -> Result<Reply, ApiError> {
+        let pagination = Pagination::from_params(self.params)?;
+        let total = i64::try_from(items.len()).unwrap_or(i64::MAX);
+        let items = pagination.slice(items).iter().map(f).collect();
+        Ok(Reply::Page {
+            items,
+            total,
+            pagination,
+        })
+    }
+}
+
+impl ApiCall {
+    /// Runs `f` as an authenticated caller under `policy`.
+    pub async fn run<F>(self, policy: Policy, f: F) -> ApiResult
+    where
+        F: FnOnce(&mut Ctx) -> Result<Reply, ApiError> + Send + 'static,
+    {
+        self.run_as(policy, false, f).await
+    }
+
+    /// Runs `f`; a request without a token runs as anonymous.
+    pub async fn run_public<F>(self, policy: Policy, f: F) -> ApiResult
+    where
+        F: FnOnce(&mut Ctx) -> Result<Reply, ApiError> + Send + 'static,
+    {
+        self.run_as(policy, true, f).await
+    }
+
+    async fn run_as<F>(self, policy: Policy, anonymous: bool, f: F) -> ApiResult
+    where
+        F: FnOnce(&mut Ctx) -> Result<Reply, ApiError> + Send + 'static,
+    {
+        let ApiCall {
+            app,
+            params,
+            creds,
+            url,
+            ip,
+            read,
+            segments,
+        } = self;
+        let base = url.base.clone();
+        let reply = web::block(move || -> Result<Reply, ApiError> {
+            let mut conn = app.conn()?;
+            let conn: &mut DbConn = &mut conn;
+            let settings = Settings::load(conn)?;
+            let now = crate::service::now();
+            let caller = if anonymous && !creds.has_token() && creds.sudo.is_none() {
+                None
+            } else {
+                Some(auth::authenticate(
+                    conn,
+                    &app.key,
+                    &settings,
+                    &creds,
+                    ip.as_deref(),
+                    policy.accepted(read),
+                    now,
+                )?)
+            };
+            let mut ctx = Ctx {
+                conn,
+                app: &app,
+                caller,
+                params: &params,
+                settings,
+                now,
+                base: &base,
+                segments: &segments,
+            };
+            f(&mut ctx)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("the API worker failed: {e}")))??;
+        Ok(match reply {
+            Reply::Json(status, v) => HttpResponse::build(status).json(v),
+            Reply::Empty(status) => HttpResponse::build(status).finish(),
+            Reply::Page {
+                items,
+                total,
+                pagination,
+            } => {
+                let mut r = HttpResponse::Ok();
+                for (k, v) in pagination.headers(total, &url) {
+                    r.insert_header((k, v));
+                }
+                r.json(Value::Array(items))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_percent_decoded_but_plus_stays() {
+        assert_eq!(unescape("alice%2Frepo").unwrap(), "alice/repo");
+        assert_eq!(unescape("a+b%2b").unwrap(), "a+b+");
+        assert_eq!(unescape("100%").unwrap(), "100%");
+        assert!(unescape("%ff").is_err());
+    }
+}

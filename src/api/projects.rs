@@ -1,0 +1,391 @@
+//! Projects (hosted repositories) and their members.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde_json::{json, Value};
+
+use super::{entities, ApiCall, ApiError, ApiResult, Ctx, Policy, Reply};
+use crate::db::{self, member::Member, project::Project, user::User};
+use crate::error::Error;
+use crate::git::store::RepoPath;
+use crate::service::access::{self, Role, VISIBILITIES};
+use crate::service::repos::{self, NewRepoRequest, ProjectUpdate};
+
+const PROJECT_NOT_FOUND: &str = "Project";
+const MEMBER_NOT_FOUND: &str = "Member";
+
+/// GitLab's path from a name: lowercased; every run of characters other
+/// than letters, digits, `_`, `.` and `-` becomes one `-`; no `-` or `.`
+/// at either end.
+pub fn path_from_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.to_lowercase().chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches(|c| c == '-' || c == '.').to_string()
+}
+
+/// The project of `{id}` (a number or a URL-encoded path) if the caller
+/// may see it; 404 Project Not Found otherwise.
+fn visible(cx: &mut Ctx) -> Result<Project, ApiError> {
+    let raw = cx.segment("id").to_string();
+    let found = if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        match raw.parse::<i64>() {
+            Ok(id) => db::project::find(cx.conn, id)?,
+            Err(_) => None,
+        }
+    } else {
+        match RepoPath::parse(&raw) {
+            Ok(p) => db::project::find_by_path(cx.conn, p.as_str())?,
+            Err(_) => None,
+        }
+    };
+    let project = found.ok_or_else(|| ApiError::not_found(PROJECT_NOT_FOUND))?;
+    let user = cx.caller.as_ref().map(|c| c.user.clone());
+    if !access::access(cx.conn, user.as_ref(), &project)?.see {
+        return Err(ApiError::not_found(PROJECT_NOT_FOUND));
+    }
+    Ok(project)
+}
+
+/// The caller's role in `project`, admins counting as owners.
+fn role_of(cx: &mut Ctx, project: &Project) -> Result<Option<Role>, ApiError> {
+    let me = cx.me()?.clone();
+    if me.is_admin() {
+        return Ok(Some(Role::Owner));
+    }
+    Ok(access::role(cx.conn, &me.user, project)?)
+}
+
+/// 403 unless the caller's role is at least `min`.
+fn require_role(cx: &mut Ctx, project: &Project, min: Role) -> Result<Role, ApiError> {
+    match role_of(cx, project)? {
+        Some(r) if r >= min => Ok(r),
+        _ => Err(ApiError::forbidden()),
+    }
+}
+
+fn owner_of(cx: &mut Ctx, p: &Project) -> Result<Option<User>, ApiError> {
+    Ok(db::user::find(cx.conn, p.owner_id)?)
+}
+
+fn project_json(cx: &mut Ctx, p: &Project) -> Result<Value, ApiError> {
+    let owner = owner_of(cx, p)?;
+    Ok(entities::project(p, owner.as_ref(), cx.base))
+}
+
+fn taken() -> ApiError {
+    ApiError::Fields(BTreeMap::from([
+        ("name".to_string(), vec!["has already been taken".to_string()]),
+        ("path".to_string(), vec!["has already been taken".to_string()]),
+    ]))
+}
+
+/// The user whose namespace `namespace_id` names (an id or a username).
+fn namespace_owner(cx: &mut Ctx) -> Result<Option<User>, ApiError> {
+    let Some(ns) = cx.params.str("namespace_id")?.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let found = if ns.bytes().all(|b| b.is_ascii_digit()) {
+        match ns.parse::<i64>() {
+            Ok(id) => db::user::find(cx.conn, id)?,
+            Err(_) => None,
+        }
+    } else {
+        db::user::find_by_username(cx.conn, &ns)?
+    };
+    found.map(Some).ok_or_else(|| ApiError::not_found("Namespace"))
+}
+
+pub async fn create(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let me = cx.me()?.clone();
+        let p = cx.params;
+        let name = p.str("name")?.filter(|s| !s.trim().is_empty());
+        let path = p.str("path")?.filter(|s| !s.trim().is_empty());
+        let (name, path) = match (name, path) {
+            (None, None) => {
+                return Err(ApiError::ParamRule(
+                    "name, path are missing, at least one parameter must be provided".into(),
+                ))
+            }
+            (Some(n), None) => {
+                let derived = path_from_name(&n);
+                (n, derived)
+            }
+            (None, Some(p)) => (p.clone(), p),
+            (Some(n), Some(p)) => (n, p),
+        };
+        let visibility = p.one_of("visibility", &VISIBILITIES)?;
+        let default_branch = p.str("default_branch")?.filter(|s| !s.is_empty());
+        let description = p.str("description")?;
+        let ns_user = match namespace_owner(cx)? {
+            Some(u) if u.id != me.user.id && !me.is_admin() => return Err(ApiError::forbidden()),
+            Some(u) => u,
+            None => me.user.clone(),
+        };
+        repos::validate_name(&name).map_err(|e| ApiError::field("name", e.to_string()))?;
+        let full = format!("{}/{path}", ns_user.username);
+        let parsed = RepoPath::parse(&full).map_err(|e| ApiError::field("path", e))?;
+        if db::project::find_by_path(cx.conn, parsed.as_str())?.is_some() {
+            return Err(taken());
+        }
+        let req = NewRepoRequest {
+            path: parsed.as_str(),
+            name: Some(&name),
+            owner: Some(&ns_user.username),
+            visibility: visibility.as_deref(),
+            default_branch: default_branch.as_deref(),
+            description: description.as_deref(),
+            import: None,
+        };
+        let project = repos::create(cx.conn, &cx.app.store, &req, cx.now).map_err(|e| match e {
+            Error::Conflict(m) if m.contains("already exists on disk") => ApiError::Conflict(m),
+            Error::Conflict(_) => taken(),
+            other => other.into(),
+        })?;
+        Reply::created(entities::project(&project, Some(&ns_user), cx.base))
+    })
+    .await
+}
+
+pub async fn list(call: ApiCall) -> ApiResult {
+    call.run_public(Policy::Api, |cx| {
+        let p = cx.params;
+        let owned = p.bool("owned")?.unwrap_or(false);
+        let membership = p.bool("membership")?.unwrap_or(false);
+        let search = p.str("search")?.map(|s| s.to_lowercase());
+        let visibility = p.one_of("visibility", &VISIBILITIES)?;
+        let me = cx.caller.as_ref().map(|c| c.user.clone());
+        let member_of: HashSet<i64> = match &me {
+            Some(u) => db::member::list_for_user(cx.conn, u.id)?
+                .into_iter()
+                .map(|m| m.project_id)
+                .collect(),
+            None => HashSet::new(),
+        };
+        let my_id = me.as_ref().map(|u| u.id);
+        let admin = me.as_ref().is_some_and(|u| u.is_admin);
+        let mine = |pr: &Project| my_id == Some(pr.owner_id) || member_of.contains(&pr.id);
+        let mut found: Vec<Project> = db::project::list(cx.conn)?
+            .into_iter()
+            .filter(|pr| {
+                admin || pr.visibility == "public" || (me.is_some() && pr.visibility == "internal") || mine(pr)
+            })
+            .filter(|pr| !owned || my_id == Some(pr.owner_id))
+            .filter(|pr| !membership || mine(pr))
+            .filter(|pr| visibility.as_deref().is_none_or(|v| pr.visibility == v))
+            .filter(|pr| {
+                search
+                    .as_ref()
+                    .is_none_or(|s| pr.name.to_lowercase().contains(s) || pr.path.to_lowercase().contains(s))
+            })
+            .collect();
+        found.sort_by_key(|pr| std::cmp::Reverse(pr.id));
+        let owners: HashMap<i64, User> = db::user::list(cx.conn)?.into_iter().map(|u| (u.id, u)).collect();
+        let base = cx.base.to_string();
+        cx.page(found, |pr| entities::project(pr, owners.get(&pr.owner_id), &base))
+    })
+    .await
+}
+
+pub async fn show(call: ApiCall) -> ApiResult {
+    call.run_public(Policy::Api, |cx| {
+        let project = visible(cx)?;
+        Reply::ok(project_json(cx, &project)?)
+    })
+    .await
+}
+
+pub async fn update(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let project = visible(cx)?;
+        require_role(cx, &project, Role::Maintainer)?;
+        let p = cx.params;
+        let name = p.str("name")?;
+        let description = p.str("description")?;
+        let visibility = p.one_of("visibility", &VISIBILITIES)?;
+        let default_branch = p.str("default_branch")?.filter(|s| !s.is_empty());
+        if let Some(path) = p.str("path")? {
+            let current = project.path.rsplit('/').next().unwrap_or_default();
+            if path != current {
+                return Err(ApiError::bad_request(
+                    "changing a project's path is not supported; create a new project and push to it",
+                ));
+            }
+        }
+        let req = ProjectUpdate {
+            name: name.as_deref(),
+            description: description.as_deref(),
+            visibility: visibility.as_deref(),
+            default_branch: default_branch.as_deref(),
+        };
+        let updated = repos::update(cx.conn, &cx.app.store, &project, &req)?;
+        Reply::ok(project_json(cx, &updated)?)
+    })
+    .await
+}
+
+pub async fn delete(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let project = visible(cx)?;
+        require_role(cx, &project, Role::Owner)?;
+        repos::delete(cx.conn, &cx.app.store, &project.path)?;
+        Ok(Reply::Json(
+            actix_web::http::StatusCode::ACCEPTED,
+            json!({ "message": "202 Accepted" }),
+        ))
+    })
+    .await
+}
+
+/// The member entries of a project: its owner (access level 50), then
+/// every member by user id.
+fn entries(cx: &mut Ctx, project: &Project) -> Result<Vec<(User, i32, chrono::NaiveDateTime)>, ApiError> {
+    let users: HashMap<i64, User> = db::user::list(cx.conn)?.into_iter().map(|u| (u.id, u)).collect();
+    let mut out = Vec::new();
+    if let Some(o) = users.get(&project.owner_id) {
+        out.push((o.clone(), Role::Owner as i32, project.created_at));
+    }
+    for m in db::member::list(cx.conn, project.id)? {
+        if m.user_id == project.owner_id {
+            continue;
+        }
+        if let Some(u) = users.get(&m.user_id) {
+            out.push((u.clone(), m.access_level, m.created_at));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn members(call: ApiCall) -> ApiResult {
+    call.run_public(Policy::Api, |cx| {
+        let project = visible(cx)?;
+        let all = entries(cx, &project)?;
+        let base = cx.base.to_string();
+        cx.page(all, |(u, level, at)| entities::member(u, *level, *at, &base))
+    })
+    .await
+}
+
+/// `{user_id}`'s entry in the project, or 404 Member Not Found.
+fn entry(cx: &mut Ctx, project: &Project) -> Result<(User, i32, chrono::NaiveDateTime), ApiError> {
+    let uid = cx.id("user_id", MEMBER_NOT_FOUND)?;
+    entries(cx, project)?
+        .into_iter()
+        .find(|(u, _, _)| u.id == uid)
+        .ok_or_else(|| ApiError::not_found(MEMBER_NOT_FOUND))
+}
+
+pub async fn member(call: ApiCall) -> ApiResult {
+    call.run_public(Policy::Api, |cx| {
+        let project = visible(cx)?;
+        let (u, level, at) = entry(cx, &project)?;
+        Reply::ok(entities::member(&u, level, at, cx.base))
+    })
+    .await
+}
+
+/// `access_level` as one of GitLab's levels; only an owner (or admin)
+/// may give the owner level.
+fn level_param(cx: &Ctx, my_role: Role) -> Result<Role, ApiError> {
+    cx.params.require(&["access_level"])?;
+    let level = cx
+        .params
+        .int("access_level")?
+        .ok_or_else(|| ApiError::Missing(vec!["access_level".into()]))?;
+    let role = i32::try_from(level)
+        .ok()
+        .and_then(Role::from_level)
+        .ok_or_else(|| ApiError::NotAllowedValue("access_level".into()))?;
+    if role == Role::Owner && my_role < Role::Owner {
+        return Err(ApiError::forbidden());
+    }
+    Ok(role)
+}
+
+pub async fn add_member(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let project = visible(cx)?;
+        let my_role = require_role(cx, &project, Role::Maintainer)?;
+        cx.params.require(&["user_id", "access_level"])?;
+        let uid = cx
+            .params
+            .int("user_id")?
+            .ok_or_else(|| ApiError::Missing(vec!["user_id".into()]))?;
+        let role = level_param(cx, my_role)?;
+        let user = db::user::find(cx.conn, uid)?.ok_or_else(|| ApiError::not_found("User"))?;
+        if user.id == project.owner_id || db::member::find(cx.conn, project.id, user.id)?.is_some() {
+            return Err(ApiError::Conflict("Member already exists".into()));
+        }
+        let m = Member {
+            project_id: project.id,
+            user_id: user.id,
+            access_level: role as i32,
+            created_at: cx.now.naive_utc(),
+        };
+        db::member::insert(cx.conn, &m).map_err(|e| {
+            if db::is_unique_violation(&e) {
+                ApiError::Conflict("Member already exists".into())
+            } else {
+                e.into()
+            }
+        })?;
+        Reply::created(entities::member(&user, m.access_level, m.created_at, cx.base))
+    })
+    .await
+}
+
+pub async fn update_member(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let project = visible(cx)?;
+        let my_role = require_role(cx, &project, Role::Maintainer)?;
+        let (user, current, at) = entry(cx, &project)?;
+        let role = level_param(cx, my_role)?;
+        if user.id == project.owner_id || (current >= Role::Owner as i32 && my_role < Role::Owner) {
+            return Err(ApiError::forbidden());
+        }
+        db::member::set_level(cx.conn, project.id, user.id, role as i32)?;
+        Reply::ok(entities::member(&user, role as i32, at, cx.base))
+    })
+    .await
+}
+
+pub async fn remove_member(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let project = visible(cx)?;
+        let (user, current, _) = entry(cx, &project)?;
+        let leaving = cx.me()?.user.id == user.id;
+        if user.id == project.owner_id {
+            return Err(ApiError::forbidden());
+        }
+        if !leaving {
+            let my_role = require_role(cx, &project, Role::Maintainer)?;
+            if current >= Role::Owner as i32 && my_role < Role::Owner {
+                return Err(ApiError::forbidden());
+            }
+        }
+        db::member::delete(cx.conn, project.id, user.id)?;
+        Reply::no_content()
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_from_names() {
+        assert_eq!(path_from_name("My Project!"), "my-project");
+        assert_eq!(path_from_name("Second Repo"), "second-repo");
+        assert_eq!(path_from_name("tools"), "tools");
+        assert_eq!(path_from_name("  a__b..c  "), "a__b..c");
+        assert_eq!(path_from_name("Ünïcode"), "n-code");
+        assert_eq!(path_from_name("!!!"), "");
+    }
+}

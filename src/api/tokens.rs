@@ -1,0 +1,340 @@
+//! Personal access tokens and impersonation tokens (spec section 4).
+
+use std::cmp::Ordering;
+
+use super::{entities, users, ApiCall, ApiError, ApiResult, Ctx, Policy, Reply};
+use crate::auth::token;
+use crate::db::{self, token::TokenRow, user::User};
+use crate::service::tokens::{self as svc, NewTokenRequest};
+
+const PAT_NOT_FOUND: &str = "Personal Access Token";
+const IMPERSONATION_NOT_FOUND: &str = "Impersonation Token";
+
+const SORTS: [&str; 8] = [
+    "created_asc",
+    "created_desc",
+    "expires_asc",
+    "expires_desc",
+    "last_used_asc",
+    "last_used_desc",
+    "name_asc",
+    "name_desc",
+];
+
+/// Ascending with the absent last; the reverse puts them first (as SQL's
+/// default NULLS LAST / NULLS FIRST do).
+fn cmp_opt<T: Ord>(a: &Option<T>, b: &Option<T>) -> Ordering {
+    match (a, b) {
+        (Some(x), Some(y)) => x.cmp(y),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+fn sort_tokens(rows: &mut [TokenRow], sort: &str) {
+    let (key, desc) = sort
+        .rsplit_once('_')
+        .map(|(k, d)| (k, d == "desc"))
+        .unwrap_or(("id", false));
+    rows.sort_by(|a, b| {
+        let o = match key {
+            "created" => a.created_at.cmp(&b.created_at),
+            "expires" => cmp_opt(&a.expires_at, &b.expires_at),
+            "last_used" => cmp_opt(&a.last_used_at, &b.last_used_at),
+            "name" => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
+            _ => Ordering::Equal,
+        };
+        let o = if desc { o.reverse() } else { o };
+        o.then(a.id.cmp(&b.id))
+    });
+}
+
+pub async fn list(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let me = cx.me()?.clone();
+        let user_id = cx.params.int("user_id")?;
+        if !me.is_admin() && user_id.is_some_and(|u| u != me.user.id) {
+            return Err(ApiError::Unauthorized);
+        }
+        let owner = if me.is_admin() { user_id } else { Some(me.user.id) };
+        let p = cx.params;
+        let revoked = p.bool("revoked")?;
+        let state = p.one_of("state", &["active", "inactive"])?;
+        let created_before = p.datetime("created_before")?;
+        let created_after = p.datetime("created_after")?;
+        let last_used_before = p.datetime("last_used_before")?;
+        let last_used_after = p.datetime("last_used_after")?;
+        let expires_before = p.date("expires_before")?;
+        let expires_after = p.date("expires_after")?;
+        let search = p.str("search")?.map(|s| s.to_lowercase());
+        let sort = p.one_of("sort", &SORTS)?;
+        let today = cx.today();
+        let enforce = cx.settings.enforce_personal_access_token_expiration;
+        let mut rows: Vec<TokenRow> = db::token::list(cx.conn, owner)?
+            .into_iter()
+            .filter(|t| !t.impersonation)
+            .filter(|t| revoked.is_none_or(|r| t.revoked == r))
+            .filter(|t| {
+                state
+                    .as_deref()
+                    .is_none_or(|s| svc::is_active(t, today, enforce) == (s == "active"))
+            })
+            .filter(|t| created_before.is_none_or(|d| t.created_at.and_utc() < d))
+            .filter(|t| created_after.is_none_or(|d| t.created_at.and_utc() > d))
+            .filter(|t| last_used_before.is_none_or(|d| t.last_used_at.is_some_and(|u| u.and_utc() < d)))
+            .filter(|t| last_used_after.is_none_or(|d| t.last_used_at.is_some_and(|u| u.and_utc() > d)))
+            .filter(|t| expires_before.is_none_or(|d| t.expires_at.is_some_and(|e| e < d)))
+            .filter(|t| expires_after.is_none_or(|d| t.expires_at.is_some_and(|e| e > d)))
+            .filter(|t| search.as_ref().is_none_or(|s| t.name.to_lowercase().contains(s)))
+            .collect();
+        if let Some(s) = sort.as_deref() {
+            sort_tokens(&mut rows, s);
+        }
+        let settings = cx.settings.clone();
+        cx.page(rows, |t| entities::token(t, &settings, today))
+    })
+    .await
+}
+
+/// A token by id that the caller may manage: theirs, or any for an admin.
+/// Otherwise an admin gets 404 and anyone else 401 (as GitLab answers).
+fn manageable(cx: &mut Ctx, id: i64) -> Result<TokenRow, ApiError> {
+    let me = cx.me()?;
+    let admin = me.is_admin();
+    let uid = me.user.id;
+    match db::token::find(cx.conn, id)? {
+        Some(t) if admin || t.user_id == uid => Ok(t),
+        _ if admin => Err(ApiError::not_found(PAT_NOT_FOUND)),
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+fn token_id(cx: &Ctx) -> Result<i64, ApiError> {
+    let me_admin = cx.caller.as_ref().is_some_and(|c| c.is_admin());
+    match cx.id("id", PAT_NOT_FOUND) {
+        Err(ApiError::NotFound(_)) if !me_admin => Err(ApiError::Unauthorized),
+        other => other,
+    }
+}
+
+pub async fn show(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let id = token_id(cx)?;
+        let t = manageable(cx, id)?;
+        Reply::ok(entities::token(&t, &cx.settings, cx.today()))
+    })
+    .await
+}
+
+pub async fn show_self(call: ApiCall) -> ApiResult {
+    call.run(Policy::AnyScope, |cx| {
+        let t = cx.me()?.token.clone();
+        Reply::ok(entities::token(&t, &cx.settings, cx.today()))
+    })
+    .await
+}
+
+/// Revokes; revoking a revoked token changes nothing and is no error.
+fn revoke_row(cx: &mut Ctx, t: &TokenRow) -> Result<Reply, ApiError> {
+    if !t.revoked {
+        db::token::revoke(cx.conn, t.id)?;
+    }
+    Reply::no_content()
+}
+
+pub async fn revoke(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let id = token_id(cx)?;
+        let t = manageable(cx, id)?;
+        revoke_row(cx, &t)
+    })
+    .await
+}
+
+pub async fn revoke_self(call: ApiCall) -> ApiResult {
+    call.run(Policy::AnyScope, |cx| {
+        let t = cx.me()?.token.clone();
+        revoke_row(cx, &t)
+    })
+    .await
+}
+
+fn rotate_row(cx: &mut Ctx, t: &TokenRow) -> Result<Reply, ApiError> {
+    let expires_at = cx.params.date("expires_at")?;
+    if t.revoked {
+        return Err(ApiError::bad_request("Token already revoked"));
+    }
+    let (row, plain) = svc::rotate(cx.conn, &cx.app.key, &cx.settings, t.id, expires_at, cx.now)?;
+    Reply::ok(entities::new_token(&row, &plain, &cx.settings, cx.today()))
+}
+
+pub async fn rotate(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let id = token_id(cx)?;
+        let t = manageable(cx, id)?;
+        rotate_row(cx, &t)
+    })
+    .await
+}
+
+pub async fn rotate_self(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let t = cx.me()?.token.clone();
+        rotate_row(cx, &t)
+    })
+    .await
+}
+
+/// Creates a token for `user` from `name`, `scopes`, `expires_at` and
+/// `description`, checking every parameter before anything is written.
+fn create_token(cx: &mut Ctx, user: &User, impersonation: bool) -> Result<Reply, ApiError> {
+    let p = cx.params;
+    p.require(&["name", "scopes"])?;
+    let name = p.required_str("name")?;
+    let names = p.str_list("scopes")?.unwrap_or_default();
+    if names.is_empty() {
+        return Err(ApiError::Missing(vec!["scopes".into()]));
+    }
+    let scopes: Vec<String> = token::parse_scopes(&names, user.is_admin)
+        .map_err(|_| ApiError::NotAllowedValue("scopes".into()))?
+        .into_iter()
+        .map(|s| s.as_str().to_string())
+        .collect();
+    let expires_at = p.date("expires_at")?;
+    let description = p.str("description")?;
+    // What GitLab's token model refuses, its create service answers 422.
+    if name.chars().count() > 255 {
+        return Err(ApiError::Unprocessable(
+            "Name is too long (maximum is 255 characters)".into(),
+        ));
+    }
+    if description.as_ref().is_some_and(|d| d.chars().count() > 255) {
+        return Err(ApiError::Unprocessable(
+            "Description is too long (maximum is 255 characters)".into(),
+        ));
+    }
+    let req = NewTokenRequest {
+        user,
+        name: &name,
+        description: description.as_deref(),
+        scopes: &scopes,
+        expires_at,
+        token: None,
+        impersonation,
+    };
+    let (row, plain) = svc::create(cx.conn, &cx.app.key, &cx.settings, &req, cx.now)?;
+    Reply::created(entities::new_token(&row, &plain, &cx.settings, cx.today()))
+}
+
+/// The user of `{user_id}` for an admin (403 for anyone else).
+fn admin_target(cx: &mut Ctx) -> Result<User, ApiError> {
+    cx.me()?.require_admin()?;
+    users::find(cx, "user_id")
+}
+
+pub async fn create_for_user(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let user = admin_target(cx)?;
+        create_token(cx, &user, false)
+    })
+    .await
+}
+
+pub async fn impersonation_list(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let user = admin_target(cx)?;
+        let state = cx.params.one_of("state", &["all", "active", "inactive"])?;
+        let today = cx.today();
+        let enforce = cx.settings.enforce_personal_access_token_expiration;
+        let rows: Vec<TokenRow> = db::token::list(cx.conn, Some(user.id))?
+            .into_iter()
+            .filter(|t| t.impersonation)
+            .filter(|t| match state.as_deref() {
+                Some("active") => svc::is_active(t, today, enforce),
+                Some("inactive") => !svc::is_active(t, today, enforce),
+                _ => true,
+            })
+            .collect();
+        let settings = cx.settings.clone();
+        cx.page(rows, |t| entities::token(t, &settings, today))
+    })
+    .await
+}
+
+pub async fn impersonation_create(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let user = admin_target(cx)?;
+        create_token(cx, &user, true)
+    })
+    .await
+}
+
+fn impersonation_token(cx: &mut Ctx) -> Result<TokenRow, ApiError> {
+    let user = admin_target(cx)?;
+    let id = cx.id("impersonation_token_id", IMPERSONATION_NOT_FOUND)?;
+    db::token::find(cx.conn, id)?
+        .filter(|t| t.impersonation && t.user_id == user.id)
+        .ok_or_else(|| ApiError::not_found(IMPERSONATION_NOT_FOUND))
+}
+
+pub async fn impersonation_show(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let t = impersonation_token(cx)?;
+        Reply::ok(entities::token(&t, &cx.settings, cx.today()))
+    })
+    .await
+}
+
+pub async fn impersonation_revoke(call: ApiCall) -> ApiResult {
+    call.run(Policy::Api, |cx| {
+        let t = impersonation_token(cx)?;
+        revoke_row(cx, &t)
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, NaiveDate};
+
+    fn row(id: i64, name: &str, expires: Option<NaiveDate>) -> TokenRow {
+        let t = chrono::DateTime::UNIX_EPOCH.naive_utc() + Duration::days(id);
+        TokenRow {
+            id,
+            user_id: 1,
+            name: name.into(),
+            description: None,
+            scopes: "api".into(),
+            token_digest: String::new(),
+            created_at: t,
+            expires_at: expires,
+            revoked: false,
+            last_used_at: None,
+            last_used_ips: "[]".into(),
+            ips_updated_at: None,
+            impersonation: false,
+            previous_token_id: None,
+            expire_notification_delivered: false,
+            after_expiry_notification_delivered: false,
+        }
+    }
+
+    #[test]
+    fn sorts() {
+        let d = |n| NaiveDate::from_ymd_opt(2030, 1, n);
+        let mut rows = vec![row(1, "b", d(3)), row(2, "A", None), row(3, "c", d(1))];
+        let ids = |rows: &[TokenRow]| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+        sort_tokens(&mut rows, "expires_asc");
+        assert_eq!(ids(&rows), vec![3, 1, 2]);
+        sort_tokens(&mut rows, "expires_desc");
+        assert_eq!(ids(&rows), vec![2, 1, 3]);
+        sort_tokens(&mut rows, "name_asc");
+        assert_eq!(ids(&rows), vec![2, 1, 3]);
+        sort_tokens(&mut rows, "created_desc");
+        assert_eq!(ids(&rows), vec![3, 2, 1]);
+        sort_tokens(&mut rows, "last_used_asc");
+        assert_eq!(ids(&rows), vec![1, 2, 3]);
+    }
+}
