@@ -121,8 +121,40 @@ fn assert_project(srv: &TestServer, what: &str, got: &Value, w: &Want) -> i64 {
         },
         "owner": {"id": owner_id, "username": owner_name, "name": owner_display},
     });
-    assert_eq!(got, &want, "[{b}] {what}: the project entity");
+    // Every field of the contract, with its value; whether there are
+    // other fields is `project_entity_has_exactly_the_contract_fields`.
+    let mut missing = Vec::new();
+    let seen = project_onto(got, &want, "", &mut missing);
+    assert!(missing.is_empty(), "[{b}] {what}: missing {missing:?} in {got}");
+    assert_eq!(seen, want, "[{b}] {what}: the project entity");
     id
+}
+
+/// `got` cut down to the keys of `shape` (recursively into objects); the
+/// keys `got` lacks are added to `missing`.
+fn project_onto(got: &Value, shape: &Value, at: &str, missing: &mut Vec<String>) -> Value {
+    match shape.as_object() {
+        Some(fields) => {
+            let mut out = serde_json::Map::new();
+            for (k, sub) in fields {
+                match got.get(k) {
+                    Some(g) => {
+                        out.insert(k.clone(), project_onto(g, sub, &format!("{at}{k}."), missing));
+                    }
+                    None => missing.push(format!("{at}{k}")),
+                }
+            }
+            Value::Object(out)
+        }
+        None => got.clone(),
+    }
+}
+
+/// The keys of an object, sorted.
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    k.sort();
+    k
 }
 
 /// The exact member entity of `user` at `level`.
@@ -583,6 +615,51 @@ fn created_project_can_be_cloned_and_pushed_with_real_git() {
                 git.ok(&work.path().join("d"), &["rev-parse", "HEAD"]).trim(),
                 mine,
                 "{ctx}"
+            );
+        }
+    }
+}
+
+/// The contract lists the project entity's fields; no other are asserted
+/// absent elsewhere, so this is the one test that says "exactly these".
+#[test]
+fn project_entity_has_exactly_the_contract_fields() {
+    for srv in TestServer::each() {
+        let (_, at) = someone(&srv, "alice");
+        let created = srv.api("POST", "/projects", Some(&at), Some(&json!({"path": "shape"})));
+        status(&srv, "POST /projects", &created, 201);
+        let got = srv.api("GET", "/projects/alice%2Fshape", Some(&at), None);
+        let listed = srv.api("GET", "/projects", Some(&at), None);
+        let top = [
+            "created_at",
+            "default_branch",
+            "description",
+            "http_url_to_repo",
+            "id",
+            "last_activity_at",
+            "name",
+            "name_with_namespace",
+            "namespace",
+            "owner",
+            "path",
+            "path_with_namespace",
+            "visibility",
+            "web_url",
+        ];
+        for (what, p) in [("POST", &created.json), ("GET", &got.json), ("list", &listed.list()[0])] {
+            let b = srv.backend();
+            assert_eq!(keys(p), top, "[{b}] {what}: the project's fields: {p}");
+            assert_eq!(
+                keys(&p["namespace"]),
+                ["full_path", "id", "kind", "name", "path"],
+                "[{b}] {what}: the namespace's fields: {}",
+                p["namespace"]
+            );
+            assert_eq!(
+                keys(&p["owner"]),
+                ["id", "name", "username"],
+                "[{b}] {what}: the owner's fields: {}",
+                p["owner"]
             );
         }
     }
@@ -1299,9 +1376,19 @@ fn delete_member_then_it_is_gone() {
         let t = team(&srv, false);
         let dev = t.users["dev"];
         let path = format!("/projects/{}/members/{dev}", t.id);
+        // Another member, removed by a developer: refused (members are
+        // managed by maintainers and up, as for POST).
+        srv.member("alice/p", "erin", "reporter");
         let before = srv.snapshot();
-        let r = srv.api("DELETE", &path, Some(&t.tokens["dev"]), None);
-        expect(&srv, "a developer deletes a member", &r, 403, forbidden());
+        let r = srv.api(
+            "DELETE",
+            &format!("/projects/{}/members/{}", t.id, t.users["erin"]),
+            Some(&t.tokens["dev"]),
+            None,
+        );
+        expect(&srv, "a developer deletes another member", &r, 403, forbidden());
+        let r = srv.api("DELETE", &path, Some(&t.tokens["carol"]), None);
+        expect(&srv, "a stranger deletes a member", &r, 404, not_found());
         unchanged(&srv, &before, "refused DELETE member");
         let r = srv.api("DELETE", &path, Some(&t.tokens["maint"]), None);
         status(&srv, "DELETE member", &r, 204);
