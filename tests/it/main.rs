@@ -3,7 +3,10 @@
 
 mod support;
 
+mod api_projects;
+mod api_settings;
 mod api_tokens;
+mod api_users;
 mod cli;
 mod fixtures;
 mod git_auth;
