@@ -89,18 +89,18 @@ fn validate_display_name(n: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks GitLab's length rules, then hashes (argon2id).
+fn hash_password(p: &str) -> Result<String> {
+    password::validate(p).map_err(Error::Invalid)?;
+    Ok(password::hash(p)?)
+}
+
 pub fn create(conn: &mut DbConn, req: &NewUserRequest, now: DateTime<Utc>) -> Result<User> {
     validate_username(req.username)?;
     validate_email(req.email)?;
     let name = req.name.unwrap_or(req.username);
     validate_display_name(name)?;
-    let hash = match req.password {
-        Some(p) => {
-            password::validate(p).map_err(Error::Invalid)?;
-            Some(password::hash(p)?)
-        }
-        None => None,
-    };
+    let hash = req.password.map(hash_password).transpose()?;
     conn.transaction(|conn| {
         if db::user::find_by_username(conn, req.username)?.is_some() {
             return Err(Error::Conflict(format!(
@@ -156,13 +156,7 @@ pub fn update(conn: &mut DbConn, id: i64, req: &UserUpdate) -> Result<User> {
     if let Some(n) = req.name {
         validate_display_name(n)?;
     }
-    let hash = match req.password {
-        Some(p) => {
-            password::validate(p).map_err(Error::Invalid)?;
-            Some(password::hash(p)?)
-        }
-        None => None,
-    };
+    let hash = req.password.map(hash_password).transpose()?;
     conn.transaction(|conn| {
         let user = db::user::find(conn, id)?.ok_or_else(|| Error::NotFound(format!("no user with id {id}")))?;
         if let Some(u) = req.username {
