@@ -1370,6 +1370,28 @@ fn update_member_changes_the_level() {
 }
 
 #[test]
+fn a_member_may_leave_a_project() {
+    for srv in TestServer::each() {
+        let t = team(&srv, false);
+        let dev = t.users["dev"];
+        let r = srv.api(
+            "DELETE",
+            &format!("/projects/{}/members/{dev}", t.id),
+            Some(&t.tokens["dev"]),
+            None,
+        );
+        status(&srv, "a developer removes themselves", &r, 204);
+        assert!(
+            gitpat::db::member::find(&mut srv.conn(), t.id, dev).unwrap().is_none(),
+            "[{}] the developer is still a member",
+            srv.backend()
+        );
+        let r = srv.api("GET", &format!("/projects/{}", t.id), Some(&t.tokens["dev"]), None);
+        expect(&srv, "GET the project after leaving", &r, 404, not_found());
+    }
+}
+
+#[test]
 fn delete_member_then_it_is_gone() {
     for srv in TestServer::each() {
         let t = team(&srv, false);
