@@ -11,10 +11,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::api_users::{
-    assert_pages, expect, expect_missing, forbidden, is_iso_ms, root, someone, status, unauthorized, unchanged, warm,
-};
-use crate::support::api::ApiReply;
+use crate::api_users::{assert_pages, expect_missing, root, someone, warm};
+use crate::support::api::{expect, forbidden, is_iso_ms, status, unauthorized, unchanged, ApiReply};
 use crate::support::server::{fixtures, gits, Git, TestServer};
 
 fn not_found() -> Value {

@@ -7,7 +7,8 @@
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
-use crate::api_users::{expect, expect_bad_request, forbidden, root, someone, status, unauthorized, unchanged};
+use crate::api_users::{root, someone};
+use crate::support::api::{expect, expect_bad_request, forbidden, status, unauthorized, unchanged};
 use crate::support::server::TestServer;
 
 /// The settings of a new instance, as the API shows them.

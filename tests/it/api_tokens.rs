@@ -12,7 +12,9 @@ use gitpat::service::{tokens, users};
 use gitpat::settings::Settings;
 use serde_json::{json, Value};
 
-use crate::support::api::ApiReply;
+use crate::support::api::{
+    expect, expect_bad_request, forbidden, is_iso_ms, status, unauthorized, unchanged, ApiReply,
+};
 use crate::support::server::TestServer;
 
 /// Every member of a token's JSON (`token` comes on top in create and
@@ -37,14 +39,6 @@ const SCOPE_DESCRIPTION: &str = "The request requires higher privileges than pro
 // ---------------------------------------------------------------------
 // Helpers.
 
-fn unauthorized() -> Value {
-    json!({"message": "401 Unauthorized"})
-}
-
-fn forbidden() -> Value {
-    json!({"message": "403 Forbidden"})
-}
-
 /// The 403 of a token without the scope the endpoint needs; `scope` lists
 /// the scopes that would have sufficed.
 fn insufficient(scope: &str) -> Value {
@@ -63,16 +57,6 @@ fn in_days(n: i64) -> NaiveDate {
     today() + Duration::days(n)
 }
 
-/// `2026-11-22T10:11:12.345Z`: ISO 8601, UTC, milliseconds.
-fn is_timestamp(s: &str) -> bool {
-    let template = "0000-00-00T00:00:00.000Z";
-    s.len() == template.len()
-        && s.chars()
-            .zip(template.chars())
-            .all(|(c, t)| if t == '0' { c.is_ascii_digit() } else { c == t })
-        && NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.3fZ").is_ok()
-}
-
 fn parse_timestamp(s: &str) -> NaiveDateTime {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.3fZ").unwrap_or_else(|e| panic!("{s:?}: {e}"))
 }
@@ -82,64 +66,11 @@ fn is_date(s: &str) -> bool {
     s.len() == 10 && NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
 }
 
-/// Asserts the status of a reply, showing its body when it is wrong.
-fn expect(srv: &TestServer, what: &str, r: &ApiReply, status: u16) {
-    assert_eq!(
-        r.status,
-        status,
-        "[{}] {what}: status {} with body {:?}",
-        srv.backend(),
-        r.status,
-        r.raw.text()
-    );
-}
-
-/// Asserts the status and the whole JSON body of a reply.
-fn expect_json(srv: &TestServer, what: &str, r: &ApiReply, status: u16, body: &Value) {
-    expect(srv, what, r, status);
-    assert_eq!(&r.json, body, "[{}] {what}: body", srv.backend());
-}
-
-/// A 400 `{"message":"400 Bad request - <reason>"}` with some reason.
-fn expect_bad_request(srv: &TestServer, what: &str, r: &ApiReply) {
-    expect(srv, what, r, 400);
-    let obj = r
-        .json
-        .as_object()
-        .unwrap_or_else(|| panic!("[{}] {what}: {}", srv.backend(), r.json));
-    assert_eq!(
-        obj.len(),
-        1,
-        "[{}] {what}: only `message` expected in {}",
-        srv.backend(),
-        r.json
-    );
-    let msg = r.json["message"].as_str().unwrap_or_default();
-    let reason = msg.strip_prefix("400 Bad request - ").unwrap_or_default();
-    assert!(
-        !reason.trim().is_empty(),
-        "[{}] {what}: expected \"400 Bad request - <reason>\", got {}",
-        srv.backend(),
-        r.json
-    );
-}
-
-/// Asserts that the database is exactly as it was.
-fn unchanged(srv: &TestServer, before: &[String], what: &str) {
-    let after = srv.snapshot();
-    assert_eq!(
-        before,
-        after.as_slice(),
-        "[{}] {what} wrote to the database",
-        srv.backend()
-    );
-}
-
 /// Uses a token once, so that its use is recorded and the next requests
 /// within the throttle window write nothing (then snapshots compare).
 fn warm(srv: &TestServer, secret: &str) {
     let r = srv.api("GET", "/personal_access_tokens/self", Some(secret), None);
-    expect(srv, "warming a token up with GET /personal_access_tokens/self", &r, 200);
+    status(srv, "warming a token up with GET /personal_access_tokens/self", &r, 200);
 }
 
 /// A token made through the library, with the given name, description,
@@ -269,11 +200,11 @@ fn check_token_json(srv: &TestServer, what: &str, v: &Value, with_secret: bool) 
     }
     scopes(v);
     assert!(
-        v["created_at"].as_str().is_some_and(is_timestamp),
+        v["created_at"].as_str().is_some_and(is_iso_ms),
         "[{b}] {what}: created_at is not ISO 8601 UTC with milliseconds: {v}"
     );
     assert!(
-        v["last_used_at"].is_null() || v["last_used_at"].as_str().is_some_and(is_timestamp),
+        v["last_used_at"].is_null() || v["last_used_at"].as_str().is_some_and(is_iso_ms),
         "[{b}] {what}: last_used_at is neither null nor ISO 8601 UTC with milliseconds: {v}"
     );
     assert!(
@@ -310,7 +241,7 @@ fn id_set(r: &ApiReply) -> Vec<i64> {
 fn list(srv: &TestServer, secret: &str, query: &str) -> ApiReply {
     let path = format!("/personal_access_tokens?{query}");
     let r = srv.api("GET", &path, Some(secret), None);
-    expect(srv, &format!("GET {path}"), &r, 200);
+    status(srv, &format!("GET {path}"), &r, 200);
     r
 }
 
@@ -349,7 +280,7 @@ fn auth_private_token_header_authenticates() {
         srv.user("alice", false, None);
         let t = srv.token("alice", &["api"], None);
         let r = srv.api("GET", "/user", Some(&t), None);
-        expect(&srv, "GET /user with PRIVATE-TOKEN", &r, 200);
+        status(&srv, "GET /user with PRIVATE-TOKEN", &r, 200);
         assert_eq!(r.str("username"), "alice", "[{}] GET /user", srv.backend());
     }
 }
@@ -360,7 +291,7 @@ fn auth_private_token_query_param_authenticates() {
         srv.user("alice", false, None);
         let t = srv.token("alice", &["api"], None);
         let r = srv.api("GET", &format!("/user?private_token={t}"), None, None);
-        expect(&srv, "GET /user?private_token=", &r, 200);
+        status(&srv, "GET /user?private_token=", &r, 200);
         assert_eq!(r.str("username"), "alice", "[{}] GET /user", srv.backend());
     }
 }
@@ -376,7 +307,7 @@ fn auth_private_token_in_a_form_body_authenticates() {
             None,
             &format!("private_token={t}"),
         );
-        expect(
+        status(
             &srv,
             "POST /personal_access_tokens/self/rotate, form private_token",
             &r,
@@ -407,7 +338,7 @@ fn auth_private_token_in_a_json_body_authenticates() {
             None,
             Some(&json!({"private_token": t})),
         );
-        expect(
+        status(
             &srv,
             "POST /personal_access_tokens/self/rotate, JSON private_token",
             &r,
@@ -436,7 +367,7 @@ fn auth_private_token_in_the_body_wins_over_the_query() {
         let bad = "glpat-notarealtoken00000";
         let path = format!("/personal_access_tokens/self/rotate?private_token={bad}");
         let r = srv.api_form("POST", &path, None, &format!("private_token={good}"));
-        expect(&srv, "bad private_token in the query, good one in the body", &r, 200);
+        status(&srv, "bad private_token in the query, good one in the body", &r, 200);
         assert!(srv.token_row(&good).revoked, "[{b}] the body's token was rotated");
         let other = srv.token("alice", &["api"], None);
         warm(&srv, &other);
@@ -444,7 +375,7 @@ fn auth_private_token_in_the_body_wins_over_the_query() {
         let path = format!("/personal_access_tokens/self/rotate?private_token={other}");
         let r = srv.api_form("POST", &path, None, &format!("private_token={bad}"));
         let what = "good private_token in the query, bad one in the body";
-        expect_json(&srv, what, &r, 401, &unauthorized());
+        expect(&srv, what, &r, 401, unauthorized());
         unchanged(&srv, &before, what);
     }
 }
@@ -456,7 +387,7 @@ fn auth_bearer_header_authenticates() {
         let t = srv.token("alice", &["api"], None);
         let bearer = format!("Bearer {t}");
         let r = srv.api_raw("GET", "/user", &[("Authorization", &bearer)], b"");
-        expect(&srv, "GET /user with Authorization: Bearer", &r, 200);
+        status(&srv, "GET /user with Authorization: Bearer", &r, 200);
         assert_eq!(r.str("username"), "alice", "[{}] GET /user", srv.backend());
     }
 }
@@ -470,9 +401,9 @@ fn auth_token_sources_are_taken_header_then_param_then_bearer() {
         let b = srv.backend();
         // The header wins over the parameter.
         let r = srv.api("GET", &format!("/user?private_token={bad}"), Some(&good), None);
-        expect(&srv, "good PRIVATE-TOKEN, bad private_token", &r, 200);
+        status(&srv, "good PRIVATE-TOKEN, bad private_token", &r, 200);
         let r = srv.api("GET", &format!("/user?private_token={good}"), Some(bad), None);
-        expect_json(&srv, "bad PRIVATE-TOKEN, good private_token", &r, 401, &unauthorized());
+        expect(&srv, "bad PRIVATE-TOKEN, good private_token", &r, 401, unauthorized());
         // The parameter wins over Bearer.
         let bearer_bad = format!("Bearer {bad}");
         let r = srv.api_raw(
@@ -481,7 +412,7 @@ fn auth_token_sources_are_taken_header_then_param_then_bearer() {
             &[("Authorization", &bearer_bad)],
             b"",
         );
-        expect(&srv, "good private_token, bad Bearer", &r, 200);
+        status(&srv, "good private_token, bad Bearer", &r, 200);
         assert_eq!(r.str("username"), "alice", "[{b}] GET /user");
         let bearer_good = format!("Bearer {good}");
         let r = srv.api_raw(
@@ -490,7 +421,7 @@ fn auth_token_sources_are_taken_header_then_param_then_bearer() {
             &[("Authorization", &bearer_good)],
             b"",
         );
-        expect_json(&srv, "bad private_token, good Bearer", &r, 401, &unauthorized());
+        expect(&srv, "bad private_token, good Bearer", &r, 401, unauthorized());
     }
 }
 
@@ -500,7 +431,7 @@ fn auth_no_token_is_401() {
         srv.user("alice", false, None);
         for path in ["/user", "/personal_access_tokens", "/personal_access_tokens/self"] {
             let r = srv.api("GET", path, None, None);
-            expect_json(&srv, &format!("GET {path} without a token"), &r, 401, &unauthorized());
+            expect(&srv, &format!("GET {path} without a token"), &r, 401, unauthorized());
         }
     }
 }
@@ -512,21 +443,21 @@ fn auth_unknown_token_is_401() {
         srv.token("alice", &["api"], None);
         for t in ["glpat-AAAAAAAAAAAAAAAAAAAA", "not-a-token", "x"] {
             let r = srv.api("GET", "/user", Some(t), None);
-            expect_json(
+            expect(
                 &srv,
                 &format!("GET /user with unknown token {t:?}"),
                 &r,
                 401,
-                &unauthorized(),
+                unauthorized(),
             );
             let bearer = format!("Bearer {t}");
             let r = srv.api_raw("GET", "/user", &[("Authorization", &bearer)], b"");
-            expect_json(
+            expect(
                 &srv,
                 &format!("GET /user with unknown Bearer {t:?}"),
                 &r,
                 401,
-                &unauthorized(),
+                unauthorized(),
             );
         }
     }
@@ -537,7 +468,7 @@ fn auth_revoked_token_is_401() {
     for srv in TestServer::each() {
         srv.user("alice", false, None);
         let t = srv.token("alice", &["api"], None);
-        expect(
+        status(
             &srv,
             "GET /user before revoking",
             &srv.api("GET", "/user", Some(&t), None),
@@ -545,7 +476,7 @@ fn auth_revoked_token_is_401() {
         );
         revoke(&srv, id_of(&srv, &t));
         let r = srv.api("GET", "/user", Some(&t), None);
-        expect_json(&srv, "GET /user with a revoked token", &r, 401, &unauthorized());
+        expect(&srv, "GET /user with a revoked token", &r, 401, unauthorized());
     }
 }
 
@@ -554,7 +485,7 @@ fn auth_expired_token_is_401() {
     for srv in TestServer::each() {
         srv.user("alice", false, None);
         let t = srv.token("alice", &["api"], Some(in_days(1)));
-        expect(
+        status(
             &srv,
             "GET /user before expiry",
             &srv.api("GET", "/user", Some(&t), None),
@@ -565,12 +496,12 @@ fn auth_expired_token_is_401() {
         for (label, on) in [("today", today()), ("yesterday", in_days(-1))] {
             set_expires(&srv, id, Some(on));
             let r = srv.api("GET", "/user", Some(&t), None);
-            expect_json(
+            expect(
                 &srv,
                 &format!("GET /user with a token that expired {label}"),
                 &r,
                 401,
-                &unauthorized(),
+                unauthorized(),
             );
         }
     }
@@ -582,7 +513,7 @@ fn auth_expired_token_works_when_expiry_is_not_enforced() {
         srv.user("alice", false, None);
         let t = srv.token("alice", &["api"], Some(in_days(1)));
         set_expires(&srv, id_of(&srv, &t), Some(in_days(-3)));
-        expect(
+        status(
             &srv,
             "GET /user, expired, enforced",
             &srv.api("GET", "/user", Some(&t), None),
@@ -590,7 +521,7 @@ fn auth_expired_token_works_when_expiry_is_not_enforced() {
         );
         srv.setting("enforce_personal_access_token_expiration", "false");
         let r = srv.api("GET", "/user", Some(&t), None);
-        expect(&srv, "GET /user with an expired token, expiry not enforced", &r, 200);
+        status(&srv, "GET /user with an expired token, expiry not enforced", &r, 200);
         assert_eq!(r.str("username"), "alice", "[{}] GET /user", srv.backend());
     }
 }
@@ -602,10 +533,10 @@ fn auth_token_of_a_blocked_user_is_401() {
         let t = srv.token("alice", &["api"], None);
         users::set_blocked(&mut srv.conn(), "alice", true).expect("block alice");
         let r = srv.api("GET", "/user", Some(&t), None);
-        expect_json(&srv, "GET /user as a blocked user", &r, 401, &unauthorized());
+        expect(&srv, "GET /user as a blocked user", &r, 401, unauthorized());
         users::set_blocked(&mut srv.conn(), "alice", false).expect("unblock alice");
         let r = srv.api("GET", "/user", Some(&t), None);
-        expect(&srv, "GET /user once unblocked", &r, 200);
+        status(&srv, "GET /user once unblocked", &r, 200);
     }
 }
 
@@ -617,22 +548,22 @@ fn auth_reusing_a_rotated_away_token_revokes_its_whole_family() {
         let bystander = srv.token("alice", &["api"], None);
         let old = srv.token("alice", &["api"], None);
         let r = srv.api("POST", "/personal_access_tokens/self/rotate", Some(&old), None);
-        expect(&srv, "POST /personal_access_tokens/self/rotate", &r, 200);
+        status(&srv, "POST /personal_access_tokens/self/rotate", &r, 200);
         let new = r.str("token").to_string();
-        expect(
+        status(
             &srv,
             "GET /user with the successor",
             &srv.api("GET", "/user", Some(&new), None),
             200,
         );
         let r = srv.api("GET", "/user", Some(&old), None);
-        expect_json(&srv, "GET /user with the rotated-away token", &r, 401, &unauthorized());
+        expect(&srv, "GET /user with the rotated-away token", &r, 401, unauthorized());
         assert!(
             srv.token_row(&new).revoked,
             "[{b}] the successor is revoked once the old token was reused"
         );
         let r = srv.api("GET", "/user", Some(&new), None);
-        expect_json(&srv, "GET /user with the burnt successor", &r, 401, &unauthorized());
+        expect(&srv, "GET /user with the burnt successor", &r, 401, unauthorized());
         assert!(
             !srv.token_row(&bystander).revoked,
             "[{b}] a token of another family revoked"
@@ -647,25 +578,25 @@ fn auth_reusing_the_first_of_two_rotations_revokes_the_latest() {
         srv.user("alice", false, None);
         let first = srv.token("alice", &["api"], None);
         let r = srv.api("POST", "/personal_access_tokens/self/rotate", Some(&first), None);
-        expect(&srv, "first rotation", &r, 200);
+        status(&srv, "first rotation", &r, 200);
         let second = r.str("token").to_string();
         let r = srv.api("POST", "/personal_access_tokens/self/rotate", Some(&second), None);
-        expect(&srv, "second rotation", &r, 200);
+        status(&srv, "second rotation", &r, 200);
         let third = r.str("token").to_string();
-        expect(
+        status(
             &srv,
             "GET /user with the third",
             &srv.api("GET", "/user", Some(&third), None),
             200,
         );
         let r = srv.api("GET", "/user", Some(&first), None);
-        expect_json(&srv, "GET /user with the first", &r, 401, &unauthorized());
+        expect(&srv, "GET /user with the first", &r, 401, unauthorized());
         assert!(
             srv.token_row(&third).revoked,
             "[{b}] the latest of the family is revoked"
         );
         let r = srv.api("GET", "/user", Some(&third), None);
-        expect_json(&srv, "GET /user with the burnt third", &r, 401, &unauthorized());
+        expect(&srv, "GET /user with the burnt third", &r, 401, unauthorized());
     }
 }
 
@@ -680,16 +611,16 @@ fn auth_records_last_used_at_and_the_client_ip() {
         let id = id_of(&srv, &t);
         let path = format!("/personal_access_tokens/{id}");
         let r = srv.api("GET", &path, Some(&admin), None);
-        expect(&srv, &format!("GET {path} before use"), &r, 200);
+        status(&srv, &format!("GET {path} before use"), &r, 200);
         assert!(r.json["last_used_at"].is_null(), "[{b}] never used: {}", r.json);
         assert_eq!(r.json["last_used_ips"], json!([]), "[{b}] never used");
 
         let before = Utc::now().naive_utc() - Duration::seconds(1);
-        expect(&srv, "GET /user", &srv.api("GET", "/user", Some(&t), None), 200);
+        status(&srv, "GET /user", &srv.api("GET", "/user", Some(&t), None), 200);
         let after = Utc::now().naive_utc() + Duration::seconds(1);
 
         let r = srv.api("GET", &path, Some(&admin), None);
-        expect(&srv, &format!("GET {path} after use"), &r, 200);
+        status(&srv, &format!("GET {path} after use"), &r, 200);
         check_token_json(&srv, &format!("GET {path}"), &r.json, false);
         let used = r.json["last_used_at"]
             .as_str()
@@ -721,7 +652,7 @@ fn auth_last_used_at_is_written_at_most_once_per_throttle_window() {
         // Within the default 10 minutes: not written again.
         let recent = minutes_ago(5);
         set_last_used(&srv, id, recent);
-        expect(&srv, "GET /user", &srv.api("GET", "/user", Some(&t), None), 200);
+        status(&srv, "GET /user", &srv.api("GET", "/user", Some(&t), None), 200);
         assert_eq!(
             srv.token_row(&t).last_used_at,
             Some(recent),
@@ -730,7 +661,7 @@ fn auth_last_used_at_is_written_at_most_once_per_throttle_window() {
         // Past it: written.
         set_last_used(&srv, id, minutes_ago(11));
         let before = Utc::now().naive_utc() - Duration::seconds(1);
-        expect(&srv, "GET /user", &srv.api("GET", "/user", Some(&t), None), 200);
+        status(&srv, "GET /user", &srv.api("GET", "/user", Some(&t), None), 200);
         let stored = srv.token_row(&t).last_used_at.expect("last_used_at");
         assert!(
             stored >= before,
@@ -740,14 +671,14 @@ fn auth_last_used_at_is_written_at_most_once_per_throttle_window() {
         srv.setting("personal_access_token_last_used_throttle_minutes", "60");
         let recent = minutes_ago(30);
         set_last_used(&srv, id, recent);
-        expect(&srv, "GET /user", &srv.api("GET", "/user", Some(&t), None), 200);
+        status(&srv, "GET /user", &srv.api("GET", "/user", Some(&t), None), 200);
         assert_eq!(
             srv.token_row(&t).last_used_at,
             Some(recent),
             "[{b}] last_used_at rewritten within a 60-minute window"
         );
         srv.setting("personal_access_token_last_used_throttle_minutes", "1");
-        expect(&srv, "GET /user", &srv.api("GET", "/user", Some(&t), None), 200);
+        status(&srv, "GET /user", &srv.api("GET", "/user", Some(&t), None), 200);
         let stored = srv.token_row(&t).last_used_at.expect("last_used_at");
         assert!(
             stored >= before,
@@ -768,7 +699,7 @@ fn scope_read_api_reads_but_cannot_write() {
         let (victim, _) = make(&srv, "alice", "victim", None, &["api"], None, false);
         for path in ["/user", "/personal_access_tokens", "/personal_access_tokens/self"] {
             let r = srv.api("GET", path, Some(&t), None);
-            expect(&srv, &format!("GET {path} with read_api"), &r, 200);
+            status(&srv, &format!("GET {path} with read_api"), &r, 200);
         }
         warm(&srv, &t);
         let writes: Vec<(&str, String, Option<Value>)> = vec![
@@ -785,7 +716,7 @@ fn scope_read_api_reads_but_cannot_write() {
             let before = srv.snapshot();
             let r = srv.api(method, &path, Some(&t), body.as_ref());
             let what = format!("{method} {path} with read_api");
-            expect_json(&srv, &what, &r, 403, &insufficient("api"));
+            expect(&srv, &what, &r, 403, insufficient("api"));
             unchanged(&srv, &before, &what);
         }
     }
@@ -844,16 +775,16 @@ fn scope_read_user_reads_users_only() {
             "/version".into(),
         ] {
             let r = srv.api("GET", &path, Some(&t), None);
-            expect(&srv, &format!("GET {path} with read_user"), &r, 200);
+            status(&srv, &format!("GET {path} with read_user"), &r, 200);
         }
         for path in ["/projects", "/personal_access_tokens"] {
             let r = srv.api("GET", path, Some(&t), None);
-            expect_json(
+            expect(
                 &srv,
                 &format!("GET {path} with read_user"),
                 &r,
                 403,
-                &insufficient("api read_api"),
+                insufficient("api read_api"),
             );
         }
     }
@@ -870,21 +801,21 @@ fn scope_read_repository_cannot_read_the_user() {
             format!("/users/{}", alice.id),
         ] {
             let r = srv.api("GET", &path, Some(&t), None);
-            expect_json(
+            expect(
                 &srv,
                 &format!("GET {path} with read_repository"),
                 &r,
                 403,
-                &insufficient("api read_api read_user"),
+                insufficient("api read_api read_user"),
             );
         }
         let r = srv.api("GET", "/personal_access_tokens", Some(&t), None);
-        expect_json(
+        expect(
             &srv,
             "GET /personal_access_tokens with read_repository",
             &r,
             403,
-            &insufficient("api read_api"),
+            insufficient("api read_api"),
         );
     }
 }
@@ -898,10 +829,10 @@ fn scope_self_get_and_delete_work_with_any_scope() {
             let t = srv.token("alice", &[scope], None);
             let id = id_of(&srv, &t);
             let r = srv.api("GET", "/personal_access_tokens/self", Some(&t), None);
-            expect(&srv, &format!("GET /personal_access_tokens/self with {scope}"), &r, 200);
+            status(&srv, &format!("GET /personal_access_tokens/self with {scope}"), &r, 200);
             assert_eq!(r.int("id"), id, "[{b}] self with {scope}");
             let r = srv.api("DELETE", "/personal_access_tokens/self", Some(&t), None);
-            expect(
+            status(
                 &srv,
                 &format!("DELETE /personal_access_tokens/self with {scope}"),
                 &r,
@@ -923,12 +854,12 @@ fn scope_self_rotate_needs_api() {
             let before = srv.snapshot();
             let r = srv.api("POST", "/personal_access_tokens/self/rotate", Some(&t), None);
             let what = format!("POST /personal_access_tokens/self/rotate with {scope}");
-            expect_json(&srv, &what, &r, 403, &insufficient("api"));
+            expect(&srv, &what, &r, 403, insufficient("api"));
             unchanged(&srv, &before, &what);
         }
         let t = srv.token("alice", &["api"], None);
         let r = srv.api("POST", "/personal_access_tokens/self/rotate", Some(&t), None);
-        expect(&srv, "POST /personal_access_tokens/self/rotate with api", &r, 200);
+        status(&srv, "POST /personal_access_tokens/self/rotate with api", &r, 200);
         assert!(srv.token_row(&t).revoked, "[{b}] rotated away");
     }
 }
@@ -944,12 +875,12 @@ fn scope_is_checked_before_the_endpoints_own_rules() {
         let path = format!("/users/{}/personal_access_tokens", bob.id);
         let before = srv.snapshot();
         let r = srv.api("POST", &path, Some(&t), Some(&json!({"name": "n", "scopes": ["api"]})));
-        expect_json(
+        expect(
             &srv,
             &format!("POST {path} with read_api"),
             &r,
             403,
-            &insufficient("api"),
+            insufficient("api"),
         );
         unchanged(&srv, &before, &format!("POST {path} with read_api"));
     }
@@ -968,7 +899,7 @@ fn sudo_header_by_username_and_by_id_acts_as_the_user() {
         let id = bob.id.to_string();
         for who in ["bob", id.as_str()] {
             let r = srv.api_raw("GET", "/user", &[("PRIVATE-TOKEN", &t), ("Sudo", who)], b"");
-            expect(&srv, &format!("GET /user with Sudo: {who}"), &r, 200);
+            status(&srv, &format!("GET /user with Sudo: {who}"), &r, 200);
             assert_eq!(r.str("username"), "bob", "[{b}] Sudo: {who}");
             assert_eq!(r.int("id"), bob.id, "[{b}] Sudo: {who}");
         }
@@ -984,11 +915,11 @@ fn sudo_param_by_username_and_by_id_acts_as_the_user() {
         let t = srv.token("root", &["api", "sudo"], None);
         for who in ["bob".to_string(), bob.id.to_string()] {
             let r = srv.api("GET", &format!("/user?sudo={who}"), Some(&t), None);
-            expect(&srv, &format!("GET /user?sudo={who}"), &r, 200);
+            status(&srv, &format!("GET /user?sudo={who}"), &r, 200);
             assert_eq!(r.str("username"), "bob", "[{b}] sudo={who}");
         }
         let r = srv.api("GET", "/user", Some(&t), None);
-        expect(&srv, "GET /user without sudo", &r, 200);
+        status(&srv, "GET /user without sudo", &r, 200);
         assert_eq!(r.str("username"), "root", "[{b}] no sudo: the caller");
     }
 }
@@ -1010,14 +941,14 @@ fn sudo_acts_as_the_user_on_token_endpoints() {
             &[("PRIVATE-TOKEN", &t), ("Sudo", "bob")],
             b"",
         );
-        expect(&srv, "GET /personal_access_tokens as bob", &r, 200);
+        status(&srv, "GET /personal_access_tokens as bob", &r, 200);
         assert_eq!(r.ids(), vec![b1, b2], "[{b}] as bob: bob's tokens only");
         // Bob is no admin: creating a token for alice is refused.
         warm(&srv, &t);
         let before = srv.snapshot();
         let path = format!("/users/{}/personal_access_tokens?sudo={}", alice.id, bob.id);
         let r = srv.api("POST", &path, Some(&t), Some(&json!({"name": "n", "scopes": ["api"]})));
-        expect_json(&srv, &format!("POST {path}"), &r, 403, &forbidden());
+        expect(&srv, &format!("POST {path}"), &r, 403, forbidden());
         unchanged(&srv, &before, &format!("POST {path}"));
     }
 }
@@ -1030,9 +961,9 @@ fn sudo_by_a_non_admin_is_403() {
         let t = srv.token("alice", &["api"], None);
         let want = json!({"message": "403 Forbidden - Must be admin to use sudo"});
         let r = srv.api_raw("GET", "/user", &[("PRIVATE-TOKEN", &t), ("Sudo", "bob")], b"");
-        expect_json(&srv, "GET /user with Sudo by a non-admin", &r, 403, &want);
+        expect(&srv, "GET /user with Sudo by a non-admin", &r, 403, &want);
         let r = srv.api("GET", "/user?sudo=bob", Some(&t), None);
-        expect_json(&srv, "GET /user?sudo= by a non-admin", &r, 403, &want);
+        expect(&srv, "GET /user?sudo= by a non-admin", &r, 403, &want);
     }
 }
 
@@ -1043,15 +974,15 @@ fn sudo_without_the_sudo_scope_is_403_insufficient_scope() {
         srv.user("bob", false, None);
         let t = srv.token("root", &["api"], None);
         let r = srv.api_raw("GET", "/user", &[("PRIVATE-TOKEN", &t), ("Sudo", "bob")], b"");
-        expect_json(
+        expect(
             &srv,
             "GET /user with Sudo, no sudo scope",
             &r,
             403,
-            &insufficient("sudo"),
+            insufficient("sudo"),
         );
         let r = srv.api("GET", "/user?sudo=bob", Some(&t), None);
-        expect_json(&srv, "GET /user?sudo=, no sudo scope", &r, 403, &insufficient("sudo"));
+        expect(&srv, "GET /user?sudo=, no sudo scope", &r, 403, insufficient("sudo"));
     }
 }
 
@@ -1062,12 +993,12 @@ fn sudo_scope_check_of_the_endpoint_comes_first() {
         srv.user("bob", false, None);
         let t = srv.token("root", &["read_user", "sudo"], None);
         let r = srv.api_raw("GET", "/projects", &[("PRIVATE-TOKEN", &t), ("Sudo", "bob")], b"");
-        expect_json(
+        expect(
             &srv,
             "GET /projects with read_user+sudo and Sudo",
             &r,
             403,
-            &insufficient("api read_api"),
+            insufficient("api read_api"),
         );
     }
 }
@@ -1080,9 +1011,9 @@ fn sudo_unknown_user_is_404() {
         for who in ["nobody", "987654"] {
             let want = json!({"message": format!("404 User with ID or username '{who}' Not Found")});
             let r = srv.api_raw("GET", "/user", &[("PRIVATE-TOKEN", &t), ("Sudo", who)], b"");
-            expect_json(&srv, &format!("GET /user with Sudo: {who}"), &r, 404, &want);
+            expect(&srv, &format!("GET /user with Sudo: {who}"), &r, 404, &want);
             let r = srv.api("GET", &format!("/user?sudo={who}"), Some(&t), None);
-            expect_json(&srv, &format!("GET /user?sudo={who}"), &r, 404, &want);
+            expect(&srv, &format!("GET /user?sudo={who}"), &r, 404, &want);
         }
     }
 }
@@ -1149,7 +1080,7 @@ fn list_tokens_non_admin_with_another_users_id_is_401() {
         named(&srv, "bob", "b1");
         let path = format!("/personal_access_tokens?user_id={}", bob.id);
         let r = srv.api("GET", &path, Some(&t), None);
-        expect_json(&srv, &format!("GET {path} by alice"), &r, 401, &unauthorized());
+        expect(&srv, &format!("GET {path} by alice"), &r, 401, unauthorized());
         let r = list(&srv, &t, &format!("user_id={}", alice.id));
         assert_eq!(r.ids(), vec![id_of(&srv, &t)], "[{b}] alice's own user_id");
     }
@@ -1377,7 +1308,7 @@ fn list_tokens_bad_filter_values_are_400() {
         for (q, want) in cases {
             let path = format!("/personal_access_tokens?{q}");
             let r = srv.api("GET", &path, Some(&t), None);
-            expect_json(&srv, &format!("GET {path}"), &r, 400, &want);
+            expect(&srv, &format!("GET {path}"), &r, 400, &want);
         }
     }
 }
@@ -1403,7 +1334,7 @@ fn get_token_by_id_owner_sees_every_field() {
         );
         let path = format!("/personal_access_tokens/{id}");
         let r = srv.api("GET", &path, Some(&t), None);
-        expect(&srv, &format!("GET {path} by the owner"), &r, 200);
+        status(&srv, &format!("GET {path} by the owner"), &r, 200);
         check_token_json(&srv, &format!("GET {path}"), &r.json, false);
         let v = &r.json;
         assert_eq!(v["id"], json!(id), "[{b}] {v}");
@@ -1436,7 +1367,7 @@ fn get_token_by_id_admin_sees_anyones() {
         let id = named(&srv, "alice", "a1");
         let path = format!("/personal_access_tokens/{id}");
         let r = srv.api("GET", &path, Some(&admin), None);
-        expect(&srv, &format!("GET {path} by an admin"), &r, 200);
+        status(&srv, &format!("GET {path} by an admin"), &r, 200);
         check_token_json(&srv, &format!("GET {path}"), &r.json, false);
         assert_eq!(r.int("id"), id, "[{b}] {}", r.json);
         assert_eq!(r.int("user_id"), alice.id, "[{b}] {}", r.json);
@@ -1453,7 +1384,7 @@ fn get_token_by_id_of_another_or_missing_is_401_for_non_admins() {
         for id in [bobs, 987_654] {
             let path = format!("/personal_access_tokens/{id}");
             let r = srv.api("GET", &path, Some(&t), None);
-            expect_json(&srv, &format!("GET {path} by alice"), &r, 401, &unauthorized());
+            expect(&srv, &format!("GET {path} by alice"), &r, 401, unauthorized());
         }
     }
 }
@@ -1464,12 +1395,12 @@ fn get_token_by_id_missing_is_404_for_admins() {
         srv.user("root", true, None);
         let admin = srv.token("root", &["api"], None);
         let r = srv.api("GET", "/personal_access_tokens/987654", Some(&admin), None);
-        expect_json(
+        expect(
             &srv,
             "GET /personal_access_tokens/987654 by an admin",
             &r,
             404,
-            &json!({"message": "404 Personal Access Token Not Found"}),
+            json!({"message": "404 Personal Access Token Not Found"}),
         );
     }
 }
@@ -1483,7 +1414,7 @@ fn get_self_returns_the_calling_token() {
         let t = srv.token("alice", &["read_repository"], None);
         named(&srv, "alice", "another");
         let r = srv.api("GET", "/personal_access_tokens/self", Some(&t), None);
-        expect(&srv, "GET /personal_access_tokens/self", &r, 200);
+        status(&srv, "GET /personal_access_tokens/self", &r, 200);
         check_token_json(&srv, "GET /personal_access_tokens/self", &r.json, false);
         assert_eq!(r.int("id"), id_of(&srv, &t), "[{b}] {}", r.json);
         assert_eq!(r.int("user_id"), alice.id, "[{b}] {}", r.json);
@@ -1502,7 +1433,7 @@ fn delete_token_by_id_revokes_it() {
         srv.user("alice", false, None);
         let t = srv.token("alice", &["api"], None);
         let (id, other) = make(&srv, "alice", "other", None, &["api"], None, false);
-        expect(
+        status(
             &srv,
             "GET /user with it",
             &srv.api("GET", "/user", Some(&other), None),
@@ -1510,12 +1441,12 @@ fn delete_token_by_id_revokes_it() {
         );
         let path = format!("/personal_access_tokens/{id}");
         let r = srv.api("DELETE", &path, Some(&t), None);
-        expect(&srv, &format!("DELETE {path} by the owner"), &r, 204);
+        status(&srv, &format!("DELETE {path} by the owner"), &r, 204);
         assert!(r.raw.body.is_empty(), "[{b}] a 204 with a body: {:?}", r.raw.text());
         assert!(srv.token_row(&other).revoked, "[{b}] revoked in the database");
         let r = srv.api("GET", "/user", Some(&other), None);
-        expect_json(&srv, "GET /user with the deleted token", &r, 401, &unauthorized());
-        expect(
+        expect(&srv, "GET /user with the deleted token", &r, 401, unauthorized());
+        status(
             &srv,
             "the caller's token",
             &srv.api("GET", "/user", Some(&t), None),
@@ -1535,7 +1466,7 @@ fn delete_token_already_revoked_is_204() {
         let before = srv.snapshot();
         let path = format!("/personal_access_tokens/{id}");
         let r = srv.api("DELETE", &path, Some(&t), None);
-        expect(&srv, &format!("DELETE {path} (already revoked)"), &r, 204);
+        status(&srv, &format!("DELETE {path} (already revoked)"), &r, 204);
         unchanged(&srv, &before, "revoking a revoked token");
     }
 }
@@ -1550,7 +1481,7 @@ fn delete_token_by_id_admin_revokes_anyones() {
         let (id, secret) = make(&srv, "alice", "a1", None, &["api"], None, false);
         let path = format!("/personal_access_tokens/{id}");
         let r = srv.api("DELETE", &path, Some(&admin), None);
-        expect(&srv, &format!("DELETE {path} by an admin"), &r, 204);
+        status(&srv, &format!("DELETE {path} by an admin"), &r, 204);
         assert!(srv.token_row(&secret).revoked, "[{b}] revoked");
     }
 }
@@ -1570,17 +1501,17 @@ fn delete_token_of_another_is_401_for_non_admins_and_missing_is_404_for_admins()
             let path = format!("/personal_access_tokens/{id}");
             let before = srv.snapshot();
             let r = srv.api("DELETE", &path, Some(&t), None);
-            expect_json(&srv, &format!("DELETE {path} by alice"), &r, 401, &unauthorized());
+            expect(&srv, &format!("DELETE {path} by alice"), &r, 401, unauthorized());
             unchanged(&srv, &before, &format!("DELETE {path} by alice"));
         }
         let before = srv.snapshot();
         let r = srv.api("DELETE", "/personal_access_tokens/987654", Some(&admin), None);
-        expect_json(
+        expect(
             &srv,
             "DELETE /personal_access_tokens/987654 by an admin",
             &r,
             404,
-            &json!({"message": "404 Personal Access Token Not Found"}),
+            json!({"message": "404 Personal Access Token Not Found"}),
         );
         unchanged(&srv, &before, "DELETE of a missing token");
     }
@@ -1594,12 +1525,12 @@ fn delete_self_revokes_the_calling_token() {
         let t = srv.token("alice", &["api"], None);
         let keep = srv.token("alice", &["api"], None);
         let r = srv.api("DELETE", "/personal_access_tokens/self", Some(&t), None);
-        expect(&srv, "DELETE /personal_access_tokens/self", &r, 204);
+        status(&srv, "DELETE /personal_access_tokens/self", &r, 204);
         assert!(r.raw.body.is_empty(), "[{b}] a 204 with a body: {:?}", r.raw.text());
         assert!(srv.token_row(&t).revoked, "[{b}] revoked");
         assert!(!srv.token_row(&keep).revoked, "[{b}] another token of hers revoked");
         let r = srv.api("GET", "/user", Some(&t), None);
-        expect_json(&srv, "GET /user after DELETE self", &r, 401, &unauthorized());
+        expect(&srv, "GET /user after DELETE self", &r, 401, unauthorized());
     }
 }
 
@@ -1623,7 +1554,7 @@ fn rotate_token_by_id_keeps_name_description_scopes_and_expires_in_7_days() {
         );
         let path = format!("/personal_access_tokens/{id}/rotate");
         let r = srv.api("POST", &path, Some(&t), None);
-        expect(&srv, &format!("POST {path}"), &r, 200);
+        status(&srv, &format!("POST {path}"), &r, 200);
         check_token_json(&srv, &format!("POST {path}"), &r.json, true);
         let v = &r.json;
         assert_ne!(v["id"], json!(id), "[{b}] a new token: {v}");
@@ -1643,10 +1574,10 @@ fn rotate_token_by_id_keeps_name_description_scopes_and_expires_in_7_days() {
             "[{b}] the secret is the new token's"
         );
         let r = srv.api("GET", "/user", Some(&new), None);
-        expect(&srv, "GET /user with the new token", &r, 200);
+        status(&srv, "GET /user with the new token", &r, 200);
         assert_eq!(r.str("username"), "alice", "[{b}]");
         let r = srv.api("GET", &format!("/personal_access_tokens/{id}"), Some(&t), None);
-        expect(&srv, "GET the old token", &r, 200);
+        status(&srv, "GET the old token", &r, 200);
         assert_eq!(r.json["revoked"], json!(true), "[{b}] the old token: {}", r.json);
         assert_eq!(r.json["active"], json!(false), "[{b}] the old token: {}", r.json);
     }
@@ -1662,14 +1593,14 @@ fn rotate_token_with_expires_at_uses_it() {
         let want = day(in_days(20));
         let path = format!("/personal_access_tokens/{id}/rotate");
         let r = srv.api("POST", &path, Some(&t), Some(&json!({"expires_at": want})));
-        expect(&srv, &format!("POST {path} with expires_at"), &r, 200);
+        status(&srv, &format!("POST {path} with expires_at"), &r, 200);
         assert_eq!(r.json["expires_at"], json!(want), "[{b}] {}", r.json);
         // As a query parameter too.
         let id2 = named(&srv, "alice", "desktop");
         let want = day(in_days(12));
         let path = format!("/personal_access_tokens/{id2}/rotate?expires_at={want}");
         let r = srv.api("POST", &path, Some(&t), None);
-        expect(&srv, &format!("POST {path}"), &r, 200);
+        status(&srv, &format!("POST {path}"), &r, 200);
         assert_eq!(r.json["expires_at"], json!(want), "[{b}] {}", r.json);
     }
 }
@@ -1684,12 +1615,12 @@ fn rotate_token_with_an_invalid_expires_at_is_400() {
         let before = srv.snapshot();
         let path = format!("/personal_access_tokens/{id}/rotate");
         let r = srv.api("POST", &path, Some(&t), Some(&json!({"expires_at": "next week"})));
-        expect_json(
+        expect(
             &srv,
             &format!("POST {path} expires_at=next week"),
             &r,
             400,
-            &json!({"error": "expires_at is invalid"}),
+            json!({"error": "expires_at is invalid"}),
         );
         unchanged(&srv, &before, "a rotation with a bad date");
     }
@@ -1702,7 +1633,7 @@ fn rotate_self_replaces_the_calling_token() {
         srv.user("alice", false, None);
         let (id, t) = make(&srv, "alice", "cli", Some("for the cli"), &["api"], None, false);
         let r = srv.api("POST", "/personal_access_tokens/self/rotate", Some(&t), None);
-        expect(&srv, "POST /personal_access_tokens/self/rotate", &r, 200);
+        status(&srv, "POST /personal_access_tokens/self/rotate", &r, 200);
         check_token_json(&srv, "POST /personal_access_tokens/self/rotate", &r.json, true);
         assert_ne!(r.int("id"), id, "[{b}] {}", r.json);
         assert_eq!(r.str("name"), "cli", "[{b}] {}", r.json);
@@ -1712,7 +1643,7 @@ fn rotate_self_replaces_the_calling_token() {
         assert!(srv.token_row(&t).revoked, "[{b}] the calling token is revoked");
         let new = r.str("token").to_string();
         let r = srv.api("GET", "/personal_access_tokens/self", Some(&new), None);
-        expect(&srv, "GET self with the new token", &r, 200);
+        status(&srv, "GET self with the new token", &r, 200);
         assert_eq!(r.int("id"), srv.token_row(&new).id, "[{b}]");
     }
 }
@@ -1728,12 +1659,12 @@ fn rotate_a_revoked_token_is_400() {
         let before = srv.snapshot();
         let path = format!("/personal_access_tokens/{id}/rotate");
         let r = srv.api("POST", &path, Some(&t), None);
-        expect_json(
+        expect(
             &srv,
             &format!("POST {path} (revoked)"),
             &r,
             400,
-            &json!({"message": "400 Bad request - Token already revoked"}),
+            json!({"message": "400 Bad request - Token already revoked"}),
         );
         unchanged(&srv, &before, "rotating a revoked token");
     }
@@ -1755,22 +1686,22 @@ fn rotate_token_of_another_is_401_for_non_admins_and_missing_is_404_for_admins()
             let path = format!("/personal_access_tokens/{id}/rotate");
             let before = srv.snapshot();
             let r = srv.api("POST", &path, Some(&t), None);
-            expect_json(&srv, &format!("POST {path} by bob"), &r, 401, &unauthorized());
+            expect(&srv, &format!("POST {path} by bob"), &r, 401, unauthorized());
             unchanged(&srv, &before, &format!("POST {path} by bob"));
         }
         let before = srv.snapshot();
         let r = srv.api("POST", "/personal_access_tokens/987654/rotate", Some(&admin), None);
-        expect_json(
+        expect(
             &srv,
             "POST /personal_access_tokens/987654/rotate by an admin",
             &r,
             404,
-            &json!({"message": "404 Personal Access Token Not Found"}),
+            json!({"message": "404 Personal Access Token Not Found"}),
         );
         unchanged(&srv, &before, "rotating a missing token");
         let path = format!("/personal_access_tokens/{alices}/rotate");
         let r = srv.api("POST", &path, Some(&admin), None);
-        expect(&srv, &format!("POST {path} by an admin"), &r, 200);
+        status(&srv, &format!("POST {path} by an admin"), &r, 200);
         assert_eq!(r.int("user_id"), alice.id, "[{b}] still alice's: {}", r.json);
         assert!(srv.token_row(&secret).revoked, "[{b}] rotated away");
     }
@@ -1791,7 +1722,7 @@ fn create_token_for_a_user_by_an_admin() {
         let body =
             json!({"name": "ci", "scopes": ["api", "read_user"], "expires_at": expires, "description": "for CI"});
         let r = srv.api("POST", &path, Some(&admin), Some(&body));
-        expect(&srv, &format!("POST {path}"), &r, 201);
+        status(&srv, &format!("POST {path}"), &r, 201);
         check_token_json(&srv, &format!("POST {path}"), &r.json, true);
         let v = &r.json;
         assert_eq!(v["name"], json!("ci"), "[{b}] {v}");
@@ -1811,7 +1742,7 @@ fn create_token_for_a_user_by_an_admin() {
             "[{b}] the secret is the token's"
         );
         let r = srv.api("GET", "/user", Some(&secret), None);
-        expect(&srv, "GET /user with the created token", &r, 200);
+        status(&srv, "GET /user with the created token", &r, 200);
         assert_eq!(r.str("username"), "alice", "[{b}]");
 
         // Without an expiry (and no maximum lifetime): none.
@@ -1821,7 +1752,7 @@ fn create_token_for_a_user_by_an_admin() {
             Some(&admin),
             Some(&json!({"name": "forever", "scopes": ["read_api"]})),
         );
-        expect(&srv, &format!("POST {path} without expires_at"), &r, 201);
+        status(&srv, &format!("POST {path} without expires_at"), &r, 201);
         assert_eq!(r.json["expires_at"], Value::Null, "[{b}] {}", r.json);
         assert_eq!(r.json["description"], Value::Null, "[{b}] {}", r.json);
     }
@@ -1836,7 +1767,7 @@ fn create_token_by_a_non_admin_is_403() {
         let before = srv.snapshot();
         let path = format!("/users/{}/personal_access_tokens", alice.id);
         let r = srv.api("POST", &path, Some(&t), Some(&json!({"name": "n", "scopes": ["api"]})));
-        expect_json(&srv, &format!("POST {path} by alice"), &r, 403, &forbidden());
+        expect(&srv, &format!("POST {path} by alice"), &r, 403, forbidden());
         unchanged(&srv, &before, "a non-admin's token creation");
     }
 }
@@ -1854,12 +1785,12 @@ fn create_token_for_an_unknown_user_is_404() {
             Some(&admin),
             Some(&json!({"name": "n", "scopes": ["api"]})),
         );
-        expect_json(
+        expect(
             &srv,
             "POST /users/987654/personal_access_tokens",
             &r,
             404,
-            &json!({"message": "404 User Not Found"}),
+            json!({"message": "404 User Not Found"}),
         );
         unchanged(&srv, &before, "a token for nobody");
     }
@@ -1882,7 +1813,7 @@ fn create_token_without_name_or_scopes_is_400() {
             let before = srv.snapshot();
             let r = srv.api("POST", &path, Some(&admin), Some(&body));
             let what = format!("POST {path} {body}");
-            expect_json(&srv, &what, &r, 400, &json!({ "error": error }));
+            expect(&srv, &what, &r, 400, json!({ "error": error }));
             unchanged(&srv, &before, &what);
         }
     }
@@ -1901,12 +1832,12 @@ fn create_token_with_an_unknown_scope_is_400() {
             let body = json!({"name": "n", "scopes": scopes});
             let r = srv.api("POST", &path, Some(&admin), Some(&body));
             let what = format!("POST {path} {body}");
-            expect_json(
+            expect(
                 &srv,
                 &what,
                 &r,
                 400,
-                &json!({"error": "scopes does not have a valid value"}),
+                json!({"error": "scopes does not have a valid value"}),
             );
             unchanged(&srv, &before, &what);
         }
@@ -1927,12 +1858,12 @@ fn create_token_with_admin_only_scopes_for_a_non_admin_is_400() {
             let body = json!({"name": "n", "scopes": scopes});
             let r = srv.api("POST", &path, Some(&admin), Some(&body));
             let what = format!("POST {path} {body}");
-            expect_json(
+            expect(
                 &srv,
                 &what,
                 &r,
                 400,
-                &json!({"error": "scopes does not have a valid value"}),
+                json!({"error": "scopes does not have a valid value"}),
             );
             unchanged(&srv, &before, &what);
         }
@@ -1944,7 +1875,7 @@ fn create_token_with_admin_only_scopes_for_a_non_admin_is_400() {
             Some(&admin),
             Some(&json!({"name": "n", "scopes": ["api", "sudo"]})),
         );
-        expect(&srv, &format!("POST {path} sudo for an admin"), &r, 201);
+        status(&srv, &format!("POST {path} sudo for an admin"), &r, 201);
         assert_eq!(scopes(&r.json), sorted(&["api", "sudo"]), "[{b}] {}", r.json);
     }
 }
@@ -1979,7 +1910,7 @@ fn create_token_with_an_expires_at_that_is_not_a_date_is_400() {
             let body = json!({"name": "n", "scopes": ["api"], "expires_at": bad});
             let r = srv.api("POST", &path, Some(&admin), Some(&body));
             let what = format!("POST {path} {body}");
-            expect_json(&srv, &what, &r, 400, &json!({"error": "expires_at is invalid"}));
+            expect(&srv, &what, &r, 400, json!({"error": "expires_at is invalid"}));
             unchanged(&srv, &before, &what);
         }
     }
@@ -2009,7 +1940,7 @@ fn create_token_beyond_the_max_lifetime_is_400() {
             Some(&admin),
             Some(&json!({"name": "n", "scopes": ["api"], "expires_at": last})),
         );
-        expect(&srv, &format!("POST {path} expiring on the last day allowed"), &r, 201);
+        status(&srv, &format!("POST {path} expiring on the last day allowed"), &r, 201);
         assert_eq!(r.json["expires_at"], json!(last), "[{b}] {}", r.json);
     }
 }
@@ -2029,7 +1960,7 @@ fn create_token_without_expiry_under_a_max_lifetime_expires_after_it() {
             Some(&admin),
             Some(&json!({"name": "n", "scopes": ["api"]})),
         );
-        expect(
+        status(
             &srv,
             &format!("POST {path} without expires_at, 45-day maximum"),
             &r,
@@ -2055,7 +1986,7 @@ fn create_token_scopes_as_json_array_form_array_or_comma_string() {
             Some(&admin),
             Some(&json!({"name": "json array", "scopes": ["api", "read_user"]})),
         );
-        expect(&srv, "scopes as a JSON array", &r, 201);
+        status(&srv, "scopes as a JSON array", &r, 201);
         assert_eq!(scopes(&r.json), want, "[{b}] JSON array: {}", r.json);
 
         let r = srv.api(
@@ -2064,7 +1995,7 @@ fn create_token_scopes_as_json_array_form_array_or_comma_string() {
             Some(&admin),
             Some(&json!({"name": "json string", "scopes": "api,read_user"})),
         );
-        expect(&srv, "scopes as a comma-separated JSON string", &r, 201);
+        status(&srv, "scopes as a comma-separated JSON string", &r, 201);
         assert_eq!(scopes(&r.json), want, "[{b}] JSON string: {}", r.json);
 
         for form in [
@@ -2074,7 +2005,7 @@ fn create_token_scopes_as_json_array_form_array_or_comma_string() {
             "name=form+string&scopes=api%2Cread_user",
         ] {
             let r = srv.api_form("POST", &path, Some(&admin), form);
-            expect(&srv, &format!("form {form}"), &r, 201);
+            status(&srv, &format!("form {form}"), &r, 201);
             assert_eq!(scopes(&r.json), want, "[{b}] form {form}: {}", r.json);
         }
 
@@ -2085,7 +2016,7 @@ fn create_token_scopes_as_json_array_form_array_or_comma_string() {
             &[("PRIVATE-TOKEN", &admin)],
             b"name=no+type&scopes[]=api&scopes[]=read_user",
         );
-        expect(&srv, "a form without Content-Type", &r, 201);
+        status(&srv, "a form without Content-Type", &r, 201);
         assert_eq!(r.str("name"), "no type", "[{b}] {}", r.json);
         assert_eq!(scopes(&r.json), want, "[{b}] no Content-Type: {}", r.json);
     }
@@ -2105,7 +2036,7 @@ fn impersonation_token_create_is_201_and_authenticates_as_the_user() {
         let expires = day(in_days(10));
         let body = json!({"name": "support", "scopes": ["api"], "expires_at": expires, "description": "ticket 1"});
         let r = srv.api("POST", &path, Some(&admin), Some(&body));
-        expect(&srv, &format!("POST {path}"), &r, 201);
+        status(&srv, &format!("POST {path}"), &r, 201);
         check_token_json(&srv, &format!("POST {path}"), &r.json, true);
         let v = &r.json;
         assert_eq!(v["impersonation"], json!(true), "[{b}] {v}");
@@ -2118,17 +2049,17 @@ fn impersonation_token_create_is_201_and_authenticates_as_the_user() {
         let row = srv.token_row(&secret);
         assert!(row.impersonation, "[{b}] stored as an impersonation token");
         let r = srv.api("GET", "/user", Some(&secret), None);
-        expect(&srv, "GET /user with the impersonation token", &r, 200);
+        status(&srv, "GET /user with the impersonation token", &r, 200);
         assert_eq!(r.str("username"), "alice", "[{b}]");
         // Missing params: the same rule as for PATs.
         let before = srv.snapshot();
         let r = srv.api("POST", &path, Some(&admin), Some(&json!({"name": "n"})));
-        expect_json(
+        expect(
             &srv,
             &format!("POST {path} without scopes"),
             &r,
             400,
-            &json!({"error": "scopes is missing"}),
+            json!({"error": "scopes is missing"}),
         );
         unchanged(&srv, &before, "an impersonation token without scopes");
     }
@@ -2159,7 +2090,7 @@ fn impersonation_token_list_has_only_impersonation_tokens_and_filters_state() {
         for (q, want) in cases {
             let path = format!("{base}{q}");
             let r = srv.api("GET", &path, Some(&admin), None);
-            expect(&srv, &format!("GET {path}"), &r, 200);
+            status(&srv, &format!("GET {path}"), &r, 200);
             assert_eq!(id_set(&r), want, "[{b}] GET {path}");
             let total = want.len().to_string();
             assert_headers(
@@ -2175,12 +2106,12 @@ fn impersonation_token_list_has_only_impersonation_tokens_and_filters_state() {
         }
         let path = format!("{base}?state=foo");
         let r = srv.api("GET", &path, Some(&admin), None);
-        expect_json(
+        expect(
             &srv,
             &format!("GET {path}"),
             &r,
             400,
-            &json!({"error": "state does not have a valid value"}),
+            json!({"error": "state does not have a valid value"}),
         );
     }
 }
@@ -2198,7 +2129,7 @@ fn impersonation_token_get_by_id() {
         let (bobs, _) = make(&srv, "bob", "bob's", None, &["api"], None, true);
         let base = format!("/users/{}/impersonation_tokens", alice.id);
         let r = srv.api("GET", &format!("{base}/{imp}"), Some(&admin), None);
-        expect(&srv, &format!("GET {base}/{imp}"), &r, 200);
+        status(&srv, &format!("GET {base}/{imp}"), &r, 200);
         check_token_json(&srv, &format!("GET {base}/{imp}"), &r.json, false);
         assert_eq!(r.int("id"), imp, "[{b}] {}", r.json);
         assert_eq!(r.json["impersonation"], json!(true), "[{b}] {}", r.json);
@@ -2208,7 +2139,7 @@ fn impersonation_token_get_by_id() {
         for id in [987_654, pat_id, bobs] {
             let path = format!("{base}/{id}");
             let r = srv.api("GET", &path, Some(&admin), None);
-            expect_json(&srv, &format!("GET {path}"), &r, 404, &not_found);
+            expect(&srv, &format!("GET {path}"), &r, 404, &not_found);
         }
     }
 }
@@ -2221,7 +2152,7 @@ fn impersonation_token_delete_revokes_it() {
         let alice = srv.user("alice", false, None);
         let admin = srv.token("root", &["api"], None);
         let (imp, secret) = make(&srv, "alice", "support", None, &["api"], None, true);
-        expect(
+        status(
             &srv,
             "GET /user before",
             &srv.api("GET", "/user", Some(&secret), None),
@@ -2229,31 +2160,31 @@ fn impersonation_token_delete_revokes_it() {
         );
         let path = format!("/users/{}/impersonation_tokens/{imp}", alice.id);
         let r = srv.api("DELETE", &path, Some(&admin), None);
-        expect(&srv, &format!("DELETE {path}"), &r, 204);
+        status(&srv, &format!("DELETE {path}"), &r, 204);
         assert!(r.raw.body.is_empty(), "[{b}] a 204 with a body: {:?}", r.raw.text());
         assert!(srv.token_row(&secret).revoked, "[{b}] revoked");
         let r = srv.api("GET", "/user", Some(&secret), None);
-        expect_json(
+        expect(
             &srv,
             "GET /user with the deleted impersonation token",
             &r,
             401,
-            &unauthorized(),
+            unauthorized(),
         );
         let r = srv.api("GET", &path, Some(&admin), None);
-        expect(&srv, &format!("GET {path} after DELETE"), &r, 200);
+        status(&srv, &format!("GET {path} after DELETE"), &r, 200);
         assert_eq!(r.json["revoked"], json!(true), "[{b}] {}", r.json);
 
         warm(&srv, &admin);
         let before = srv.snapshot();
         let path = format!("/users/{}/impersonation_tokens/987654", alice.id);
         let r = srv.api("DELETE", &path, Some(&admin), None);
-        expect_json(
+        expect(
             &srv,
             &format!("DELETE {path}"),
             &r,
             404,
-            &json!({"message": "404 Impersonation Token Not Found"}),
+            json!({"message": "404 Impersonation Token Not Found"}),
         );
         unchanged(&srv, &before, "DELETE of a missing impersonation token");
     }
@@ -2279,7 +2210,7 @@ fn impersonation_tokens_by_a_non_admin_are_403() {
             let before = srv.snapshot();
             let r = srv.api(method, &path, Some(&t), body.as_ref());
             let what = format!("{method} {path} by a non-admin");
-            expect_json(&srv, &what, &r, 403, &forbidden());
+            expect(&srv, &what, &r, 403, forbidden());
             unchanged(&srv, &before, &what);
         }
     }
@@ -2356,7 +2287,7 @@ fn pagination_links_keep_other_params_but_never_private_token() {
         let (t, _) = five_tokens(&srv);
         let path = format!("/personal_access_tokens?private_token={t}&search=token&per_page=2");
         let r = srv.api("GET", &path, None, None);
-        expect(&srv, "GET /personal_access_tokens?private_token=...", &r, 200);
+        status(&srv, "GET /personal_access_tokens?private_token=...", &r, 200);
         assert_headers(&srv, "search=token", &r, &[("X-Total", "4"), ("X-Total-Pages", "2")]);
         let l = header(&srv, &r, "Link").to_string();
         assert!(
@@ -2455,12 +2386,12 @@ fn pagination_page_or_per_page_not_a_number_is_400() {
         for (q, param) in [("page=x", "page"), ("per_page=x", "per_page")] {
             let path = format!("/personal_access_tokens?{q}");
             let r = srv.api("GET", &path, Some(&t), None);
-            expect_json(
+            expect(
                 &srv,
                 &format!("GET {path}"),
                 &r,
                 400,
-                &json!({"error": format!("{param} is invalid")}),
+                json!({"error": format!("{param} is invalid")}),
             );
         }
     }

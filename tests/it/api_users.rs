@@ -14,28 +14,15 @@ use std::net::TcpStream;
 
 use serde_json::{json, Value};
 
-use crate::support::api::ApiReply;
+use crate::support::api::{
+    expect, expect_bad_request, forbidden, is_iso_ms, status, unauthorized, unchanged, ApiReply,
+};
 use crate::support::server::{basic, RawResponse, TestServer, RAW_TIMEOUT};
 
 pub(crate) const PASSWORD: &str = "a good long password";
 
 // ---------------------------------------------------------------------
 // Helpers (also used by the other API test files).
-
-/// An ISO 8601 UTC timestamp with milliseconds: `2026-11-22T10:11:12.345Z`.
-pub(crate) fn is_iso_ms(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 24
-        && b.iter().enumerate().all(|(i, c)| match i {
-            4 | 7 => *c == b'-',
-            10 => *c == b'T',
-            13 | 16 => *c == b':',
-            19 => *c == b'.',
-            23 => *c == b'Z',
-            _ => c.is_ascii_digit(),
-        })
-        && chrono::DateTime::parse_from_rfc3339(s).is_ok()
-}
 
 /// Asserts an ISO timestamp with milliseconds within `slack` of `near`.
 #[track_caller]
@@ -54,47 +41,6 @@ pub(crate) fn assert_time_near(srv: &TestServer, what: &str, got: &Value, near: 
         diff <= 1000,
         "[{}] {what}: {s} is {diff} ms away from {near}",
         srv.backend()
-    );
-}
-
-/// Asserts the status and the exact JSON body of a reply.
-#[track_caller]
-pub(crate) fn expect(srv: &TestServer, what: &str, r: &ApiReply, status: u16, body: Value) {
-    assert_eq!(
-        (r.status, &r.json),
-        (status, &body),
-        "[{}] {what}: the reply was {} {}",
-        srv.backend(),
-        r.status,
-        r.raw.text()
-    );
-}
-
-/// Asserts the status of a reply.
-#[track_caller]
-pub(crate) fn status(srv: &TestServer, what: &str, r: &ApiReply, status: u16) {
-    assert_eq!(
-        r.status,
-        status,
-        "[{}] {what}: the reply was {} {}",
-        srv.backend(),
-        r.status,
-        r.raw.text()
-    );
-}
-
-/// Asserts a 400 whose `message` starts with `400 Bad request - ` and
-/// gives a reason.
-#[track_caller]
-pub(crate) fn expect_bad_request(srv: &TestServer, what: &str, r: &ApiReply) {
-    status(srv, what, r, 400);
-    let msg = r.json["message"].as_str().unwrap_or_default();
-    let obj_keys: Vec<&String> = r.json.as_object().map(|o| o.keys().collect()).unwrap_or_default();
-    assert!(
-        msg.starts_with("400 Bad request - ") && msg.len() > "400 Bad request - ".len() && obj_keys == ["message"],
-        "[{}] {what}: expected {{\"message\":\"400 Bad request - <reason>\"}}, got {}",
-        srv.backend(),
-        r.json
     );
 }
 
@@ -136,16 +82,6 @@ pub(crate) fn expect_missing(srv: &TestServer, what: &str, r: &ApiReply, params:
     );
 }
 
-/// The `403 Forbidden` reply.
-pub(crate) fn forbidden() -> Value {
-    json!({"message": "403 Forbidden"})
-}
-
-/// The `401 Unauthorized` reply.
-pub(crate) fn unauthorized() -> Value {
-    json!({"message": "401 Unauthorized"})
-}
-
 /// An administrator `root` and a token of it with `api`; root's id.
 pub(crate) fn root(srv: &TestServer) -> (i64, String) {
     let u = srv.user("root", true, None);
@@ -169,18 +105,6 @@ pub(crate) fn warm(srv: &TestServer, tokens: &[&str]) {
         let r = srv.api("GET", "/version", Some(t), None);
         status(srv, "warming a token with GET /version", &r, 200);
     }
-}
-
-/// Asserts the database is as it was.
-#[track_caller]
-pub(crate) fn unchanged(srv: &TestServer, before: &[String], what: &str) {
-    let after = srv.snapshot();
-    assert_eq!(
-        after,
-        before,
-        "[{}] {what}: a refused request changed the database",
-        srv.backend()
-    );
 }
 
 /// The `Link` header as `rel -> URL`.

@@ -2,7 +2,7 @@
 //! of the raw HTTP client, and a snapshot of every table so a test can show
 //! that a refused request wrote nothing.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::server::{RawResponse, TestServer};
 
@@ -125,4 +125,85 @@ impl TestServer {
         }
         out
     }
+}
+
+// ---------------------------------------------------------------------
+// Assertions shared by the API tests; messages name the backend.
+
+/// An ISO 8601 UTC timestamp with milliseconds: `2026-11-22T10:11:12.345Z`.
+pub fn is_iso_ms(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 24
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => *c == b'T',
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            23 => *c == b'Z',
+            _ => c.is_ascii_digit(),
+        })
+        && chrono::DateTime::parse_from_rfc3339(s).is_ok()
+}
+
+/// Asserts the status and the exact JSON body of a reply.
+#[track_caller]
+pub fn expect(srv: &TestServer, what: &str, r: &ApiReply, status: u16, body: impl std::borrow::Borrow<Value>) {
+    assert_eq!(
+        (r.status, &r.json),
+        (status, body.borrow()),
+        "[{}] {what}: the reply was {} {}",
+        srv.backend(),
+        r.status,
+        r.raw.text()
+    );
+}
+
+/// Asserts the status of a reply.
+#[track_caller]
+pub fn status(srv: &TestServer, what: &str, r: &ApiReply, status: u16) {
+    assert_eq!(
+        r.status,
+        status,
+        "[{}] {what}: the reply was {} {}",
+        srv.backend(),
+        r.status,
+        r.raw.text()
+    );
+}
+
+/// Asserts a 400 whose `message` starts with `400 Bad request - ` and
+/// gives a reason.
+#[track_caller]
+pub fn expect_bad_request(srv: &TestServer, what: &str, r: &ApiReply) {
+    status(srv, what, r, 400);
+    let msg = r.json["message"].as_str().unwrap_or_default();
+    let obj_keys: Vec<&String> = r.json.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+    assert!(
+        msg.starts_with("400 Bad request - ") && msg.len() > "400 Bad request - ".len() && obj_keys == ["message"],
+        "[{}] {what}: expected {{\"message\":\"400 Bad request - <reason>\"}}, got {}",
+        srv.backend(),
+        r.json
+    );
+}
+
+/// The `403 Forbidden` reply.
+pub fn forbidden() -> Value {
+    json!({"message": "403 Forbidden"})
+}
+
+/// The `401 Unauthorized` reply.
+pub fn unauthorized() -> Value {
+    json!({"message": "401 Unauthorized"})
+}
+
+/// Asserts the database is as it was.
+#[track_caller]
+pub fn unchanged(srv: &TestServer, before: &[String], what: &str) {
+    let after = srv.snapshot();
+    assert_eq!(
+        after,
+        before,
+        "[{}] {what}: a refused request changed the database",
+        srv.backend()
+    );
 }
