@@ -1845,6 +1845,40 @@ fn create_token_with_an_unknown_scope_is_400() {
 }
 
 #[test]
+fn create_token_with_a_name_or_description_over_255_characters_is_422() {
+    for srv in TestServer::each() {
+        srv.user("root", true, None);
+        let alice = srv.user("alice", false, None);
+        let admin = srv.token("root", &["api"], None);
+        warm(&srv, &admin);
+        let long = "x".repeat(256);
+        for kind in ["personal_access_tokens", "impersonation_tokens"] {
+            let path = format!("/users/{}/{kind}", alice.id);
+            for (body, message) in [
+                (
+                    json!({"name": long, "scopes": ["api"]}),
+                    "Name is too long (maximum is 255 characters)",
+                ),
+                (
+                    json!({"name": "n", "description": long, "scopes": ["api"]}),
+                    "Description is too long (maximum is 255 characters)",
+                ),
+            ] {
+                let before = srv.snapshot();
+                let r = srv.api("POST", &path, Some(&admin), Some(&body));
+                let what = format!("POST {path} with a long field");
+                expect(&srv, &what, &r, 422, json!({ "message": message }));
+                unchanged(&srv, &before, &what);
+            }
+            // 255 characters are fine.
+            let body = json!({"name": "y".repeat(255), "scopes": ["api"]});
+            let r = srv.api("POST", &path, Some(&admin), Some(&body));
+            status(&srv, &format!("POST {path} with a 255-character name"), &r, 201);
+        }
+    }
+}
+
+#[test]
 fn create_token_with_admin_only_scopes_for_a_non_admin_is_400() {
     for srv in TestServer::each() {
         let b = srv.backend();
