@@ -286,16 +286,19 @@ pub fn authenticate(
     };
     if row.revoked {
         if db::token::find_successor(conn, row.id)?.is_some() {
-            conn.transaction(|conn| {
+            let burnt = conn.transaction(|conn| {
                 let ids = family_ids(conn, &row)?;
-                db::token::revoke_all(conn, &ids)?;
-                Ok::<_, Error>(())
+                Ok::<_, Error>(db::token::revoke_all(conn, &ids)?)
             })?;
-            tracing::warn!(
-                token_id = row.id,
-                user_id = row.user_id,
-                "a rotated-away token was used: its family is revoked"
-            );
+            // Said once, when it revoked something: later reuses find the
+            // family revoked already.
+            if burnt > 0 {
+                tracing::warn!(
+                    token_id = row.id,
+                    user_id = row.user_id,
+                    "a rotated-away token was used: its family is revoked"
+                );
+            }
             return Ok(AuthOutcome::Rejected(Rejection::ReusedAfterRotation));
         }
         return Ok(AuthOutcome::Rejected(Rejection::Revoked));
