@@ -11,5 +11,6 @@ pub mod error;
 pub mod fsutil;
 pub mod git;
 pub mod http;
+pub mod redact;
 pub mod service;
 pub mod settings;

@@ -79,22 +79,10 @@ fn configure_sqlite(conn: &mut SqliteConnection) -> anyhow::Result<()> {
     .context("cannot configure the SQLite connection")
 }
 
-/// Hides the password of a URL like `postgres://user:secret@host/db`.
+/// Hides the password of a URL like `postgres://user:secret@host/db`, and
+/// of `?password=...`.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, tail) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
-        None => url.to_string(),
-    }
+    crate::redact::url(url, true)
 }
 
 #[derive(Debug)]

@@ -1818,11 +1818,24 @@ fn serve_health_endpoints_and_first_start() {
                 "[{b}] the request was not logged; log:\n{}",
                 server.log()
             );
-            let log = server.log();
-            assert!(
-                !log.contains("SECRETSECRETSECRET12"),
-                "[{b}] the token reached the log:\n{log}"
+            // nor one in an absolute-form target's userinfo, nor one under
+            // a misspelled key
+            let userinfo = "oauth2:glpat-USERINFOUSERINFO123";
+            let target = format!(
+                "http://{userinfo}@{}/-/liveness?private_token[]=glpat-ARRAYKEYARRAYKEY1",
+                server.addr()
             );
+            let (status, _) = http_get(server.addr(), &target);
+            assert_eq!(status, 200, "[{b}] GET {target}");
+            assert!(
+                server.wait_for_log("/-/liveness?private_token[]=[REDACTED]"),
+                "[{b}] the absolute-form request was not logged; log:\n{}",
+                server.log()
+            );
+            let log = server.log();
+            for leaked in ["SECRETSECRETSECRET12", "USERINFOUSERINFO123", "ARRAYKEYARRAYKEY1"] {
+                assert!(!log.contains(leaked), "[{b}] {leaked} reached the log:\n{log}");
+            }
         }
 
         // a second start keeps the password file and makes no second root

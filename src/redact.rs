@@ -1,0 +1,183 @@
+//! Secrets out of log lines: credentials in a URL's userinfo
+//! (`http://user:token@host/...`) and the values of credential-bearing
+//! query parameters (`private_token=...`, `password=...`), however the
+//! client spelled the key (`private%5Ftoken`, `private_token[]`, `;` as
+//! separator). Over-redacting a look-alike key is fine; missing one is not.
+
+/// Query keys whose values are secrets, compared with everything but
+/// ASCII letters and digits removed (so `private_token`, `Private-Token`
+/// and `private token` all match `privatetoken`).
+const SECRET_KEYS: [&str; 6] = [
+    "privatetoken",
+    "accesstoken",
+    "token",
+    "password",
+    "jobtoken",
+    "sslpassword",
+];
+
+/// Whether a raw (still percent-encoded) query key names a secret.
+fn secret_key(raw: &str) -> bool {
+    let decoded = percent_decode(raw);
+    // `k[]` and `k[x]` are Rack's array and hash forms of `k`.
+    let base = decoded.split('[').next().unwrap_or_default();
+    let norm: String = base
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    SECRET_KEYS.contains(&norm.as_str())
+}
+
+/// A query string (without `?`) with each secret value replaced by
+/// `[REDACTED]`; `&` and `;` both separate pairs, and are kept as they were.
+pub fn query(q: &str) -> String {
+    let mut out = String::with_capacity(q.len());
+    for piece in q.split_inclusive(['&', ';']) {
+        let (pair, sep) = match piece.strip_suffix(['&', ';']) {
+            Some(p) => (p, &piece[p.len()..]),
+            None => (piece, ""),
+        };
+        match pair.split_once('=') {
+            Some((k, _)) if secret_key(k) => {
+                out.push_str(k);
+                out.push_str("=[REDACTED]");
+            }
+            _ => out.push_str(pair),
+        }
+        out.push_str(sep);
+    }
+    out
+}
+
+/// A URL or request target with its credentials hidden: the userinfo of
+/// `scheme://userinfo@host` or `//userinfo@host` (all of it, or only the
+/// password when `keep_user`), and secret query values.
+pub fn url(s: &str, keep_user: bool) -> String {
+    let (head, q) = match s.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (s, None),
+    };
+    let mut out = match head.find("//") {
+        // An authority follows `scheme://` or a leading `//`, and only there.
+        Some(i) if i == 0 || head[..i].ends_with(':') => {
+            let (prefix, rest) = head.split_at(i + 2);
+            let end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(end);
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let shown = match userinfo.split_once(':') {
+                        Some((user, _)) if keep_user => format!("{user}:***"),
+                        None if keep_user => userinfo.to_string(),
+                        _ => "[REDACTED]".to_string(),
+                    };
+                    format!("{prefix}{shown}@{host}{path}")
+                }
+                None => head.to_string(),
+            }
+        }
+        _ => head.to_string(),
+    };
+    if let Some(q) = q {
+        out.push('?');
+        out.push_str(&query(q));
+    }
+    out
+}
+
+/// Decodes `%XX` escapes and `+`, as a framework does before it matches a
+/// query key. Bytes that are not UTF-8 are replaced.
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => Some(hi * 16 + lo),
+            _ => None,
+        };
+        match escaped {
+            Some(b) => {
+                out.push(b);
+                i += 3;
+            }
+            None => {
+                out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_query_values_in_every_spelling() {
+        assert_eq!(
+            query("private_token=glpat-secret&page=2"),
+            "private_token=[REDACTED]&page=2"
+        );
+        assert_eq!(query("a=1&Access_Token=s"), "a=1&Access_Token=[REDACTED]");
+        assert_eq!(query("service=git-upload-pack"), "service=git-upload-pack");
+        assert_eq!(
+            query("private%5Ftoken=s&private%5ftoken=t"),
+            "private%5Ftoken=[REDACTED]&private%5ftoken=[REDACTED]"
+        );
+        for spelled in [
+            "private_token[]",
+            "private_token%5B%5D",
+            "private_token[x]",
+            "private_token%20",
+            "private_token%00",
+            "private+token",
+            "PRIVATE-TOKEN",
+        ] {
+            assert_eq!(query(&format!("{spelled}=s3cret")), format!("{spelled}=[REDACTED]"));
+        }
+        assert_eq!(query("a=1;private_token=s;b=2"), "a=1;private_token=[REDACTED];b=2");
+        assert_eq!(
+            query("password=pw&sslpassword=x"),
+            "password=[REDACTED]&sslpassword=[REDACTED]"
+        );
+        assert_eq!(query("a%=1&b=%zz&%"), "a%=1&b=%zz&%");
+        assert_eq!(query(""), "");
+        assert_eq!(query("tokens=1&name=token"), "tokens=1&name=token");
+    }
+
+    #[test]
+    fn userinfo_is_hidden() {
+        assert_eq!(
+            url("http://alice:glpat-x@127.0.0.1:8080/api/v4/user", false),
+            "http://[REDACTED]@127.0.0.1:8080/api/v4/user"
+        );
+        assert_eq!(
+            url(
+                "//oauth2:glpat-x@h/alice/tools.git/info/refs?service=git-upload-pack",
+                false
+            ),
+            "//[REDACTED]@h/alice/tools.git/info/refs?service=git-upload-pack"
+        );
+        assert_eq!(url("http://glpat-x@h/x", false), "http://[REDACTED]@h/x");
+        assert_eq!(url("/api/v4/users?search=a@b", false), "/api/v4/users?search=a@b");
+        assert_eq!(url("/a/b//c@d", false), "/a/b//c@d");
+        assert_eq!(
+            url("postgres://bob:s3cret@db:5432/gitpat", true),
+            "postgres://bob:***@db:5432/gitpat"
+        );
+        assert_eq!(url("postgres://bob@db/gitpat", true), "postgres://bob@db/gitpat");
+        assert_eq!(
+            url("postgres://u@127.0.0.1:1/db?password=pw2secret&sslmode=disable", true),
+            "postgres://u@127.0.0.1:1/db?password=[REDACTED]&sslmode=disable"
+        );
+        assert_eq!(url("postgres://db/gitpat", true), "postgres://db/gitpat");
+        assert_eq!(url("/tmp/x.db", true), "/tmp/x.db");
+    }
+}
