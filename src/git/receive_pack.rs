@@ -84,10 +84,24 @@ fn parse_oid(s: &str) -> Result<Oid, ProtocolError> {
     Oid::from_str(s).map_err(|_| ProtocolError(format!("bad object id {s:?}")))
 }
 
-fn next_line<R: Read>(r: &mut PktReader<R>) -> Result<Option<Vec<u8>>, ProtocolError> {
+/// The most bytes of commands, shallow lines and push options one push may
+/// send (they are held in memory): room for some 200,000 ref updates.
+pub const MAX_COMMAND_BYTES: usize = 32 * 1024 * 1024;
+
+/// The next line before a flush, charged to `budget` (what is left of
+/// [`MAX_COMMAND_BYTES`]).
+fn next_line<R: Read>(r: &mut PktReader<R>, budget: &mut usize) -> Result<Option<Vec<u8>>, ProtocolError> {
     match r.read_pkt() {
         Ok(Some(Pkt::Flush)) => Ok(None),
-        Ok(Some(Pkt::Data(d))) => Ok(Some(d.strip_suffix(b"\n").map(<[u8]>::to_vec).unwrap_or(d))),
+        Ok(Some(Pkt::Data(d))) => {
+            *budget = budget.checked_sub(d.len()).ok_or_else(|| {
+                ProtocolError(format!(
+                    "the commands and push options are larger than {} MiB",
+                    MAX_COMMAND_BYTES >> 20
+                ))
+            })?;
+            Ok(Some(d.strip_suffix(b"\n").map(<[u8]>::to_vec).unwrap_or(d)))
+        }
         Ok(Some(p)) => perr(format!("unexpected {p:?} packet")),
         Ok(None) => perr("the request ended before its flush packet"),
         Err(e) => perr(format!("cannot read the request: {e}")),
@@ -99,6 +113,7 @@ fn next_line<R: Read>(r: &mut PktReader<R>) -> Result<Option<Vec<u8>>, ProtocolE
 /// `0000` probe before a chunked push) gives an empty command list.
 pub fn read_request<R: Read>(r: &mut PktReader<R>) -> Result<Request, ProtocolError> {
     let mut req = Request::default();
+    let mut budget = MAX_COMMAND_BYTES;
     match r.read_pkt() {
         Ok(None) => return Ok(req),
         Ok(Some(Pkt::Flush)) => return Ok(req),
@@ -109,14 +124,14 @@ pub fn read_request<R: Read>(r: &mut PktReader<R>) -> Result<Request, ProtocolEr
         Ok(Some(p)) => return perr(format!("unexpected {p:?} packet")),
         Err(e) => return perr(format!("cannot read the request: {e}")),
     }
-    while let Some(line) = next_line(r)? {
+    while let Some(line) = next_line(r, &mut budget)? {
         parse_line(&mut req, &line)?;
     }
     if req.commands.is_empty() {
         return perr("no command before the flush packet");
     }
     if req.has("push-options") {
-        while let Some(line) = next_line(r)? {
+        while let Some(line) = next_line(r, &mut budget)? {
             let opt = String::from_utf8(line).map_err(|_| ProtocolError("a push option is not UTF-8".into()))?;
             req.push_options.push(opt);
         }
@@ -462,6 +477,28 @@ mod tests {
 
     const A: &str = "1111111111111111111111111111111111111111";
     const Z: &str = "0000000000000000000000000000000000000000";
+
+    #[test]
+    fn commands_and_push_options_are_bounded() {
+        let mut body = pkt(&format!("{Z} {A} refs/heads/new\0report-status push-options\n"));
+        body.extend(b"0000");
+        let option = format!("o={}\n", "x".repeat(60_000));
+        let n = MAX_COMMAND_BYTES / option.len() + 1;
+        for _ in 0..n {
+            body.extend(pkt(&option));
+        }
+        body.extend(b"0000");
+        let err = req(&body).unwrap_err();
+        assert!(err.0.contains("larger than 32 MiB"), "{err}");
+        // just under the bound is fine
+        let mut ok = pkt(&format!("{Z} {A} refs/heads/new\0report-status push-options\n"));
+        ok.extend(b"0000");
+        for _ in 0..n - 2 {
+            ok.extend(pkt(&option));
+        }
+        ok.extend(b"0000");
+        assert_eq!(req(&ok).unwrap().push_options.len(), n - 2);
+    }
 
     #[test]
     fn parses_commands_caps_and_options() {
