@@ -10,6 +10,9 @@ use serde::Deserialize;
 pub const DEFAULT_DATA_DIR: &str = "./gitpat-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_POOL_SIZE: u32 = 8;
+/// A Git request body silent this long is given up: generous, since a
+/// pushing git may think a while between its commands and its pack.
+pub const DEFAULT_BODY_IDLE_TIMEOUT_SECONDS: u64 = 120;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -22,6 +25,9 @@ pub struct Config {
     pub db_pool_size: u32,
     /// `auto` (git when found on PATH), `git` or `libgit2`.
     pub pack_engine: String,
+    /// How long a Git request body may stall before the request is given
+    /// up (file key `body_idle_timeout_seconds`).
+    pub body_idle_timeout: std::time::Duration,
 }
 
 /// The keys a config file may hold; an unknown key is an error, not a
@@ -35,6 +41,7 @@ pub struct FileConfig {
     pub secret_key_file: Option<PathBuf>,
     pub db_pool_size: Option<u32>,
     pub pack_engine: Option<String>,
+    pub body_idle_timeout_seconds: Option<u64>,
 }
 
 /// What flags and the environment said (already merged by clap).
@@ -78,6 +85,10 @@ impl Config {
             anyhow::bail!("db_pool_size must be at least 1");
         }
         let pack_engine = o.pack_engine.or(f.pack_engine).unwrap_or_else(|| "auto".to_string());
+        let body_idle_timeout_seconds = f.body_idle_timeout_seconds.unwrap_or(DEFAULT_BODY_IDLE_TIMEOUT_SECONDS);
+        if body_idle_timeout_seconds == 0 {
+            anyhow::bail!("body_idle_timeout_seconds must be at least 1");
+        }
         Ok(Config {
             data_dir,
             database_url,
@@ -85,6 +96,7 @@ impl Config {
             secret_key_file,
             db_pool_size,
             pack_engine,
+            body_idle_timeout: std::time::Duration::from_secs(body_idle_timeout_seconds),
         })
     }
 

@@ -5,6 +5,7 @@
 
 use std::io::{self, Read};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::StatusCode;
@@ -308,11 +309,33 @@ impl Body {
     }
 }
 
-pub fn body_reader(req: &HttpRequest, mut payload: web::Payload) -> Body {
+/// The next chunk of the body: `None` at its end, an error when it breaks
+/// or stays silent for `idle` (the config's `body_idle_timeout`), so a
+/// client that stalls mid-body, or sends less than its `Content-Length`,
+/// holds its connection no longer than that.
+async fn next_chunk(payload: &mut web::Payload, idle: Duration) -> Option<io::Result<Bytes>> {
+    match tokio::time::timeout(idle, payload.next()).await {
+        Ok(Some(Ok(b))) => Some(Ok(b)),
+        Ok(Some(Err(e))) => Some(Err(io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()))),
+        Ok(None) => None,
+        Err(_) => Some(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("the request body stalled for {} s", idle.as_secs()),
+        ))),
+    }
+}
+
+fn gzipped(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip") || v.trim().eq_ignore_ascii_case("x-gzip"))
+}
+
+pub fn body_reader(req: &HttpRequest, mut payload: web::Payload, idle: Duration) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
     actix_web::rt::spawn(async move {
-        while let Some(chunk) = payload.next().await {
-            let item = chunk.map_err(|e| io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()));
+        while let Some(item) = next_chunk(&mut payload, idle).await {
             let failed = item.is_err();
             if tx.send(item).await.is_err() || failed {
                 break;
@@ -323,12 +346,24 @@ pub fn body_reader(req: &HttpRequest, mut payload: web::Payload) -> Body {
         rx,
         current: Bytes::new(),
     };
-    let gzip = req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip") || v.trim().eq_ignore_ascii_case("x-gzip"));
-    Body { reader, gzip }
+    Body {
+        reader,
+        gzip: gzipped(req),
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes on the async side, so a slow
+/// client holds no blocking thread; `Err` says why it was refused.
+async fn read_capped(payload: &mut web::Payload, limit: u64, idle: Duration) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = next_chunk(payload, idle).await {
+        let chunk = chunk.map_err(|e| format!("cannot read the request: {e}"))?;
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Err(format!("the request is larger than {} MiB", limit >> 20));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
 }
 
 struct ChannelReader {
@@ -360,7 +395,7 @@ async fn receive_pack_post(app: web::Data<App>, req: HttpRequest, payload: web::
         Ok(g) => g,
         Err(resp) => return resp,
     };
-    let body = body_reader(&req, payload);
+    let body = body_reader(&req, payload, app.config.body_idle_timeout);
     let app = app.into_inner();
     let result = web::block(move || push(&app, granted, body)).await;
     let result = match result {
@@ -458,7 +493,7 @@ fn signature(user: &crate::db::user::User) -> git2::Signature<'static> {
 }
 
 /// `POST <repo>/git-upload-pack`: a fetch (one stateless round).
-async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
     if let Some(resp) = wrong_content_type(req.headers(), Service::UploadPack) {
         return resp;
     }
@@ -469,7 +504,19 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, payload: web::P
     let Some(_) = granted.project else {
         return denied(&Denied::NotFound);
     };
-    let body = body_reader(&req, payload);
+    // The request is small (at most 10 MiB, as git caps it) and read here,
+    // whole, before a blocking thread is taken for it.
+    let raw = match read_capped(
+        &mut payload,
+        upload_pack::MAX_REQUEST_BYTES,
+        app.config.body_idle_timeout,
+    )
+    .await
+    {
+        Ok(raw) => raw,
+        Err(msg) => return text(StatusCode::BAD_REQUEST, &msg),
+    };
+    let gzip = gzipped(&req);
     let git_dir = app.store.path_of(&granted.path);
     let engine = app.engine.clone();
     let filter = matches!(engine, PackEngine::Git { .. });
@@ -477,17 +524,21 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, payload: web::P
     let app = app.into_inner();
     let path = granted.path.clone();
     let plan = web::block(move || -> anyhow::Result<Result<Plan, upload_pack::BadRequest>> {
-        let mut buf = Vec::new();
-        if let Err(e) = body
-            .into_read()
-            .take(upload_pack::MAX_REQUEST_BYTES + 1)
-            .read_to_end(&mut buf)
-        {
-            return Ok(Err(upload_pack::BadRequest(format!("cannot read the request: {e}"))));
-        }
-        if buf.len() as u64 > upload_pack::MAX_REQUEST_BYTES {
-            return Ok(Err(upload_pack::BadRequest("the request is larger than 10 MiB".into())));
-        }
+        let buf = if gzip {
+            let mut buf = Vec::new();
+            if let Err(e) = flate2::read::GzDecoder::new(raw.as_slice())
+                .take(upload_pack::MAX_REQUEST_BYTES + 1)
+                .read_to_end(&mut buf)
+            {
+                return Ok(Err(upload_pack::BadRequest(format!("cannot read the request: {e}"))));
+            }
+            if buf.len() as u64 > upload_pack::MAX_REQUEST_BYTES {
+                return Ok(Err(upload_pack::BadRequest("the request is larger than 10 MiB".into())));
+            }
+            buf
+        } else {
+            raw
+        };
         let repo = app.store.open(&path)?;
         if v2 {
             Ok(upload_pack_v2::plan_v2(&repo, &buf, filter))
@@ -540,7 +591,7 @@ enum PackEvent {
 }
 
 /// How long pack-objects may stay silent before a keep-alive packet.
-const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(5);
+const KEEPALIVE: Duration = Duration::from_secs(5);
 
 /// Frames what the engine produces for the client: the preamble, then the
 /// pack on band 1 and progress on band 2 (side-band), a keep-alive whenever

@@ -12,7 +12,9 @@ use gitpat::git::receive_pack::{DELETE_CURRENT, PROTECTED_FORCE_PUSH, PROTECTED_
 use gitpat::service::git_auth::{ACCESS_DENIED, BANNED, CANNOT_DOWNLOAD, CANNOT_UPLOAD, NOT_FOUND, TOKEN_REQUIRED};
 use gitpat::service::{tokens, users};
 
-use crate::support::server::{basic, fixtures, gits, gits_speaking, Git, RawResponse, TestServer};
+use crate::support::server::{
+    basic, fixtures, gits, gits_speaking, Git, RawResponse, TestServer, BODY_IDLE_TIMEOUT, RAW_TIMEOUT,
+};
 
 const PASSWORD: &str = "a good long password";
 const ZERO: &str = "0000000000000000000000000000000000000000";
@@ -2137,5 +2139,98 @@ fn ten_failed_authentications_ban_the_ip() {
                 &["clone", "-q", &srv.url_as("alice", &tok, "/alice/ban.git"), "c2"],
             );
         }
+    }
+}
+
+/// Sends `head` (request line and headers, each ending CRLF) announcing
+/// `partial.len() + missing` body bytes, then only `partial`, and keeps the
+/// connection open: returns what the server answers, and when.
+fn stall(srv: &TestServer, head: &str, partial: &[u8], missing: usize) -> (Vec<u8>, std::time::Duration) {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let mut s = std::net::TcpStream::connect(srv.addr).expect("connect");
+    s.set_read_timeout(Some(RAW_TIMEOUT)).unwrap();
+    let mut req = format!("{head}Content-Length: {}\r\n\r\n", partial.len() + missing).into_bytes();
+    req.extend_from_slice(partial);
+    s.write_all(&req).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    // Until the server closes, or the raw client's patience runs out.
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    (out, started.elapsed())
+}
+
+#[test]
+fn a_stalled_request_body_is_given_up_and_leaves_nothing() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("alice", false, None);
+        let tok = srv.token("alice", &["write_repository"], None);
+        srv.import("alice/stall", "alice", "public", &fixture("basic"));
+        let server = srv.repo_dir("alice/stall");
+        let git = &gits()[0];
+        let refs_before = for_each_ref(git, &server, "");
+        let (packs_before, _) = pack_state(&server);
+        let head = |service: &str, auth: Option<&str>| {
+            let mut h = format!(
+                "POST /alice/stall.git/{service} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\
+                 Content-Type: application/x-{service}-request\r\n",
+                srv.addr
+            );
+            if let Some(a) = auth {
+                h.push_str(&format!("Authorization: {a}\r\n"));
+            }
+            h
+        };
+
+        // An anonymous fetch that sends a want line of the 100 kB it announced.
+        let partial = pkt(format!("want {BASIC_MAIN} side-band-64k\n").as_bytes());
+        let (reply, took) = stall(&srv, &head("git-upload-pack", None), &partial, 100_000);
+        let r = RawResponse::parse(&reply)
+            .unwrap_or_else(|e| panic!("[{b}] no answer to a stalled fetch after {took:?}: {e}"));
+        assert_eq!(r.status, 400, "[{b}] a stalled fetch: {}", r.text());
+        assert_contains(&r.text(), "the request body stalled", &format!("[{b}] a stalled fetch"));
+        assert!(
+            took >= BODY_IDLE_TIMEOUT,
+            "[{b}] given up after {took:?}, before the timeout"
+        );
+
+        // A push whose pack stops after its first bytes.
+        let auth = basic("alice", &tok);
+        let mut partial = push_body(
+            &[format!("{ZERO} {BASIC_MAIN} refs/heads/stalled")],
+            "report-status side-band-64k agent=test/1",
+            b"",
+        );
+        partial.extend_from_slice(b"PACK\0\0\0\x02");
+        let (reply, took) = stall(&srv, &head("git-receive-pack", Some(&auth)), &partial, 100_000);
+        let r = RawResponse::parse(&reply)
+            .unwrap_or_else(|e| panic!("[{b}] no answer to a stalled push after {took:?}: {e}"));
+        let text = r.text();
+        assert!(
+            (r.status == 400 || r.status == 200) && !text.contains("unpack ok") && !text.contains("ok refs/heads"),
+            "[{b}] a stalled push was not refused: {} {text:?}",
+            r.status
+        );
+        assert!(
+            took >= BODY_IDLE_TIMEOUT,
+            "[{b}] given up after {took:?}, before the timeout"
+        );
+        assert_eq!(server_ref(&server, "refs/heads/stalled"), None, "[{b}]");
+        assert_eq!(
+            for_each_ref(git, &server, ""),
+            refs_before,
+            "[{b}] a stalled push moved refs"
+        );
+        assert_eq!(
+            wait_no_incoming(&server),
+            (packs_before.clone(), vec![]),
+            "[{b}] a stalled push left objects"
+        );
     }
 }

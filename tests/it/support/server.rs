@@ -27,6 +27,9 @@ use super::{backends, TestDb};
 
 /// Every socket read or write of the raw client gives up after this.
 pub const RAW_TIMEOUT: Duration = Duration::from_secs(30);
+/// The test servers give up a request body silent this long (production:
+/// `DEFAULT_BODY_IDLE_TIMEOUT_SECONDS`), so the test of it waits seconds.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// Every git command is killed (and the test fails) after this.
 pub const GIT_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -56,6 +59,7 @@ impl TestServer {
             secret_key_file: data_dir.join("secret_key"),
             db_pool_size: 4,
             pack_engine: engine.to_string(),
+            body_idle_timeout: BODY_IDLE_TIMEOUT,
         };
         let app = App::open(config).unwrap_or_else(|e| panic!("[{}] App::open: {e:#}", db.backend));
         let (tx, rx) = std::sync::mpsc::channel();
