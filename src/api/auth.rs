@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::params::Params;
 use crate::auth::token::{self, Scope, SecretKey};
 use crate::db::{self, token::TokenRow, user::User, DbConn};
-use crate::service::tokens::{self, AuthOutcome};
+use crate::service::tokens::{self, AuthOutcome, Rejection};
 use crate::settings::Settings;
 
 /// What a request presented. `Debug` never shows the token.
@@ -44,8 +44,9 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 impl Credentials {
     /// The token from, in this order, the `PRIVATE-TOKEN` header, the
-    /// `private_token` parameter (query or body), or an `Authorization:
-    /// Bearer` header; Sudo from the `Sudo` header, else the `sudo` parameter.
+    /// `private_token` parameter (query or body), an `Authorization:
+    /// Bearer` header, or the OAuth-style `access_token` parameter (GitLab
+    /// takes a personal access token there too); Sudo from the `Sudo` header, else the `sudo` parameter.
     pub fn read(headers: &HeaderMap, params: &Params) -> Credentials {
         let param = |name: &str| {
             params
@@ -65,7 +66,8 @@ impl Credentials {
         let token = header(headers, "private-token")
             .map(String::from)
             .or_else(|| param("private_token"))
-            .or_else(bearer);
+            .or_else(bearer)
+            .or_else(|| param("access_token"));
         let sudo = header(headers, "sudo").map(String::from).or_else(|| param("sudo"));
         Credentials { token, sudo }
     }
@@ -139,8 +141,12 @@ pub fn authenticate(
     let Some(secret) = creds.token.as_deref() else {
         return Err(ApiError::Unauthorized);
     };
-    let (token_row, user) = match tokens::authenticate(conn, key, settings, secret, ip, now)? {
+    let (token_row, user) = match tokens::verify(conn, key, settings, secret, now)? {
         AuthOutcome::Ok(b) => *b,
+        // GitLab's answer to a blocked user's valid token.
+        AuthOutcome::Rejected(Rejection::UserBlocked) => {
+            return Err(ApiError::Forbidden(Some("Your account has been blocked.".into())))
+        }
         AuthOutcome::Rejected(why) => {
             tracing::debug!(?why, "API token refused");
             return Err(ApiError::Unauthorized);
@@ -152,6 +158,10 @@ pub fn authenticate(
             accepted.into_iter().map(Scope::as_str).collect(),
         ));
     }
+    // Use is recorded once the token may call this endpoint: a refused
+    // request writes nothing (Sudo's refusals below are the caller's
+    // request, made with a token that was allowed in).
+    let token_row = tokens::note_use(conn, settings, token_row, ip, now)?;
     let Some(target) = creds.sudo.as_deref() else {
         return Ok(Caller {
             user,

@@ -3,7 +3,7 @@
 //!
 //! | variant | status | body |
 //! |---|---|---|
-//! | `BadRequest(r)` | 400 | `{"message":"400 Bad request - r"}` |
+//! | `BadRequest(r)` | 400 | `{"message":"400 Bad request - r"}` (`"400 Bad request"` when `r` is empty) |
 //! | `Missing(ps)` | 400 | `{"error":"a is missing, b is missing"}` |
 //! | `InvalidParam(p)` | 400 | `{"error":"p is invalid"}` |
 //! | `NotAllowedValue(p)` | 400 | `{"error":"p does not have a valid value"}` |
@@ -91,6 +91,7 @@ impl ApiError {
     /// The JSON body this error is answered with.
     pub fn body(&self) -> Value {
         match self {
+            ApiError::BadRequest(r) if r.is_empty() => json!({ "message": "400 Bad request" }),
             ApiError::BadRequest(r) => json!({ "message": format!("400 Bad request - {r}") }),
             ApiError::Missing(ps) => json!({
                 "error": ps.iter().map(|p| format!("{p} is missing")).collect::<Vec<_>>().join(", ")
@@ -201,6 +202,7 @@ mod tests {
             json!({"message": "404 User Not Found"})
         );
         assert_eq!(ApiError::not_found("").body(), json!({"message": "404 Not Found"}));
+        assert_eq!(ApiError::bad_request("").body(), json!({"message": "400 Bad request"}));
         assert_eq!(
             ApiError::Forbidden(Some("Must be admin to use sudo".into())).body(),
             json!({"message": "403 Forbidden - Must be admin to use sudo"})

@@ -10,7 +10,9 @@ use crate::service::tokens::{self as svc, NewTokenRequest};
 const PAT_NOT_FOUND: &str = "Personal Access Token";
 const IMPERSONATION_NOT_FOUND: &str = "Impersonation Token";
 
-const SORTS: [&str; 8] = [
+const SORTS: [&str; 10] = [
+    "id_asc",
+    "id_desc",
     "created_asc",
     "created_desc",
     "expires_asc",
@@ -43,6 +45,7 @@ fn sort_tokens(rows: &mut [TokenRow], sort: &str) {
             "expires" => cmp_opt(&a.expires_at, &b.expires_at),
             "last_used" => cmp_opt(&a.last_used_at, &b.last_used_at),
             "name" => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
+            "id" => a.id.cmp(&b.id),
             _ => Ordering::Equal,
         };
         let o = if desc { o.reverse() } else { o };
@@ -58,6 +61,14 @@ pub async fn list(call: ApiCall) -> ApiResult {
             return Err(ApiError::Unauthorized);
         }
         let owner = if me.is_admin() { user_id } else { Some(me.user.id) };
+        if let Some(uid) = owner {
+            if db::user::find(cx.conn, uid)?.is_none() {
+                return Err(ApiError::not_found("User"));
+            }
+        }
+        // Admins see impersonation tokens too; users only their own PATs
+        // (GitLab's finder adds `impersonation: false` for non-admins).
+        let impersonation_too = me.is_admin();
         let p = cx.params;
         let revoked = p.bool("revoked")?;
         let state = p.one_of("state", &["active", "inactive"])?;
@@ -73,19 +84,20 @@ pub async fn list(call: ApiCall) -> ApiResult {
         let enforce = cx.settings.enforce_personal_access_token_expiration;
         let mut rows: Vec<TokenRow> = db::token::list(cx.conn, owner)?
             .into_iter()
-            .filter(|t| !t.impersonation)
+            .filter(|t| impersonation_too || !t.impersonation)
             .filter(|t| revoked.is_none_or(|r| t.revoked == r))
             .filter(|t| {
                 state
                     .as_deref()
                     .is_none_or(|s| svc::is_active(t, today, enforce) == (s == "active"))
             })
-            .filter(|t| created_before.is_none_or(|d| t.created_at.and_utc() < d))
-            .filter(|t| created_after.is_none_or(|d| t.created_at.and_utc() > d))
-            .filter(|t| last_used_before.is_none_or(|d| t.last_used_at.is_some_and(|u| u.and_utc() < d)))
-            .filter(|t| last_used_after.is_none_or(|d| t.last_used_at.is_some_and(|u| u.and_utc() > d)))
+            // GitLab's bounds: inclusive, but for `expires_before`.
+            .filter(|t| created_before.is_none_or(|d| t.created_at.and_utc() <= d))
+            .filter(|t| created_after.is_none_or(|d| t.created_at.and_utc() >= d))
+            .filter(|t| last_used_before.is_none_or(|d| t.last_used_at.is_some_and(|u| u.and_utc() <= d)))
+            .filter(|t| last_used_after.is_none_or(|d| t.last_used_at.is_some_and(|u| u.and_utc() >= d)))
             .filter(|t| expires_before.is_none_or(|d| t.expires_at.is_some_and(|e| e < d)))
-            .filter(|t| expires_after.is_none_or(|d| t.expires_at.is_some_and(|e| e > d)))
+            .filter(|t| expires_after.is_none_or(|d| t.expires_at.is_some_and(|e| e >= d)))
             .filter(|t| search.as_ref().is_none_or(|s| t.name.to_lowercase().contains(s)))
             .collect();
         if let Some(s) = sort.as_deref() {
@@ -143,10 +155,17 @@ fn revoke_row(cx: &mut Ctx, t: &TokenRow) -> Result<Reply, ApiError> {
     Reply::no_content()
 }
 
+/// As GitLab: a missing token is 404 to anyone, another user's token 400
+/// (the revoke service refuses) to all but admins.
 pub async fn revoke(call: ApiCall) -> ApiResult {
     call.run(Policy::Api, |cx| {
-        let id = token_id(cx)?;
-        let t = manageable(cx, id)?;
+        let id = cx.id("id", PAT_NOT_FOUND)?;
+        let me = cx.me()?;
+        let (admin, uid) = (me.is_admin(), me.user.id);
+        let t = db::token::find(cx.conn, id)?.ok_or_else(|| ApiError::not_found(PAT_NOT_FOUND))?;
+        if !admin && t.user_id != uid {
+            return Err(ApiError::bad_request(""));
+        }
         revoke_row(cx, &t)
     })
     .await

@@ -192,11 +192,18 @@ pub fn rotate(
     now: DateTime<Utc>,
 ) -> Result<(TokenRow, PlainToken)> {
     let today = now.date_naive();
-    let expires_at = resolve_expiry(
-        Some(expires_at.unwrap_or(today + Duration::days(ROTATION_DEFAULT_DAYS))),
-        settings,
-        today,
-    )?;
+    // The default week, cut to the instance's maximum lifetime if shorter
+    // (as GitLab does); a date the caller gives is checked as on create.
+    let expires_at = match expires_at {
+        Some(d) => resolve_expiry(Some(d), settings, today)?,
+        None => {
+            let week = today + Duration::days(ROTATION_DEFAULT_DAYS);
+            let latest = settings
+                .max_personal_access_token_lifetime
+                .map(|days| today + Duration::days(i64::from(days)));
+            Some(latest.map_or(week, |l| l.min(week)))
+        }
+    };
     let plain = PlainToken::generate(&settings.personal_access_token_prefix)?;
     let digest = key.digest(&plain);
     let row = conn.transaction(|conn| {
@@ -277,6 +284,42 @@ pub fn authenticate(
     ip: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<AuthOutcome> {
+    Ok(match verify(conn, key, settings, secret, now)? {
+        AuthOutcome::Ok(found) => {
+            let (row, user) = *found;
+            AuthOutcome::Ok(Box::new((note_use(conn, settings, row, ip, now)?, user)))
+        }
+        rejected => rejected,
+    })
+}
+
+/// Records the use of an authenticated token (see [`record_use`]) and
+/// answers the row as it now is. A failure to record is logged, not
+/// raised: the request is authentic all the same.
+pub fn note_use(
+    conn: &mut DbConn,
+    settings: &Settings,
+    row: TokenRow,
+    ip: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<TokenRow> {
+    let throttle = Duration::minutes(i64::from(settings.personal_access_token_last_used_throttle_minutes));
+    if let Err(e) = record_use(conn, &row, ip, now, throttle) {
+        tracing::warn!(token_id = row.id, "cannot record token use: {e}");
+    }
+    Ok(db::token::find(conn, row.id)?.unwrap_or(row))
+}
+
+/// Authenticates a presented token string without recording its use (the
+/// API records it once the endpoint's scope rule has passed, as GitLab
+/// does). Reusing a rotated-away token still revokes its family.
+pub fn verify(
+    conn: &mut DbConn,
+    key: &SecretKey,
+    settings: &Settings,
+    secret: &str,
+    now: DateTime<Utc>,
+) -> Result<AuthOutcome> {
     if secret.is_empty() || secret.len() > token::MAX_TOKEN_LEN {
         return Ok(AuthOutcome::Rejected(Rejection::Unknown));
     }
@@ -312,12 +355,6 @@ pub fn authenticate(
     if user.is_blocked() {
         return Ok(AuthOutcome::Rejected(Rejection::UserBlocked));
     }
-    let throttle = Duration::minutes(i64::from(settings.personal_access_token_last_used_throttle_minutes));
-    if let Err(e) = record_use(conn, &row, ip, now, throttle) {
-        // The request is authentic; failing to note its use must not stop it.
-        tracing::warn!(token_id = row.id, "cannot record token use: {e}");
-    }
-    let row = db::token::find(conn, row.id)?.unwrap_or(row);
     Ok(AuthOutcome::Ok(Box::new((row, user))))
 }
 

@@ -422,6 +422,12 @@ fn auth_token_sources_are_taken_header_then_param_then_bearer() {
             b"",
         );
         expect(&srv, "bad private_token, good Bearer", &r, 401, unauthorized());
+        // The OAuth-style access_token parameter comes last.
+        let r = srv.api("GET", &format!("/user?access_token={good}"), None, None);
+        status(&srv, "good access_token", &r, 200);
+        assert_eq!(r.str("username"), "alice", "[{b}] GET /user?access_token=");
+        let r = srv.api("GET", &format!("/user?access_token={good}"), Some(bad), None);
+        expect(&srv, "bad PRIVATE-TOKEN, good access_token", &r, 401, unauthorized());
     }
 }
 
@@ -527,13 +533,21 @@ fn auth_expired_token_works_when_expiry_is_not_enforced() {
 }
 
 #[test]
-fn auth_token_of_a_blocked_user_is_401() {
+fn auth_token_of_a_blocked_user_is_403_account_blocked() {
     for srv in TestServer::each() {
         srv.user("alice", false, None);
         let t = srv.token("alice", &["api"], None);
         users::set_blocked(&mut srv.conn(), "alice", true).expect("block alice");
         let r = srv.api("GET", "/user", Some(&t), None);
-        expect(&srv, "GET /user as a blocked user", &r, 401, unauthorized());
+        expect(
+            &srv,
+            "GET /user as a blocked user",
+            &r,
+            403,
+            json!({"message": "403 Forbidden - Your account has been blocked."}),
+        );
+        let r = srv.api("GET", "/user", Some("glpat-notarealtoken00000"), None);
+        expect(&srv, "GET /user with an unknown token", &r, 401, unauthorized());
         users::set_blocked(&mut srv.conn(), "alice", false).expect("unblock alice");
         let r = srv.api("GET", "/user", Some(&t), None);
         status(&srv, "GET /user once unblocked", &r, 200);
@@ -614,6 +628,17 @@ fn auth_records_last_used_at_and_the_client_ip() {
         status(&srv, &format!("GET {path} before use"), &r, 200);
         assert!(r.json["last_used_at"].is_null(), "[{b}] never used: {}", r.json);
         assert_eq!(r.json["last_used_ips"], json!([]), "[{b}] never used");
+
+        // a call its scope does not allow records nothing
+        let r = srv.api("GET", "/projects", Some(&t), None);
+        status(&srv, "GET /projects with read_user", &r, 403);
+        let row = srv.token_row(&t);
+        assert!(
+            row.last_used_at.is_none() && row.last_used_ips == "[]",
+            "[{b}] a call refused for its scope recorded use: {:?} {}",
+            row.last_used_at,
+            row.last_used_ips
+        );
 
         let before = Utc::now().naive_utc() - Duration::seconds(1);
         status(&srv, "GET /user", &srv.api("GET", "/user", Some(&t), None), 200);
@@ -1047,11 +1072,11 @@ fn list_tokens_non_admin_sees_only_their_own_by_id() {
 }
 
 #[test]
-fn list_tokens_admin_sees_everyones_but_no_impersonation_tokens() {
+fn list_tokens_admin_sees_everyones_and_impersonation_tokens_users_only_their_pats() {
     for srv in TestServer::each() {
         let b = srv.backend();
         srv.user("root", true, None);
-        srv.user("alice", false, None);
+        let alice = srv.user("alice", false, None);
         let bob = srv.user("bob", false, None);
         let admin = srv.token("root", &["api"], None);
         let a1 = named(&srv, "alice", "a1");
@@ -1061,12 +1086,26 @@ fn list_tokens_admin_sees_everyones_but_no_impersonation_tokens() {
         let r = list(&srv, &admin, "");
         assert_eq!(
             r.ids(),
-            vec![id_of(&srv, &admin), a1, b1, b2],
-            "[{b}] every PAT, id ascending"
+            vec![id_of(&srv, &admin), a1, b1, imp, b2],
+            "[{b}] every token, impersonation ones too (as GitLab's finder for admins), id ascending"
         );
-        assert!(!r.ids().contains(&imp), "[{b}] an impersonation token listed");
         let r = list(&srv, &admin, &format!("user_id={}", bob.id));
         assert_eq!(r.ids(), vec![b1, b2], "[{b}] user_id=bob");
+        let r = list(&srv, &admin, &format!("user_id={}", alice.id));
+        assert_eq!(r.ids(), vec![a1, imp], "[{b}] user_id=alice");
+        // alice's own list has her PATs, not the impersonation token
+        let at = srv.token("alice", &["read_api"], None);
+        let r = list(&srv, &at, "");
+        assert_eq!(r.ids(), vec![a1, id_of(&srv, &at)], "[{b}] alice's own list");
+        // an admin's user_id of nobody
+        let r = srv.api("GET", "/personal_access_tokens?user_id=999999", Some(&admin), None);
+        expect(
+            &srv,
+            "GET ?user_id=<nobody> as admin",
+            &r,
+            404,
+            json!({"message": "404 User Not Found"}),
+        );
     }
 }
 
@@ -1147,13 +1186,14 @@ fn list_tokens_filter_created_before_and_after() {
         set_created(&srv, t2, at("2024-02-10 12:00:00"));
         set_created(&srv, t3, at("2024-03-10 12:00:00"));
         let u = alice.id;
-        let cases: [(&str, Vec<i64>); 6] = [
+        let cases: [(&str, Vec<i64>); 7] = [
             ("created_before=2024-02-01", vec![t1]),
             ("created_after=2024-02-01", vec![t2, t3]),
-            // Datetimes; strictly earlier / later.
-            ("created_before=2024-02-10T12:00:00Z", vec![t1]),
-            ("created_after=2024-02-10T12:00:00Z", vec![t3]),
-            ("created_before=2024-02-10T12:00:01Z", vec![t1, t2]),
+            // Datetimes; the bounds are inclusive, as GitLab's.
+            ("created_before=2024-02-10T12:00:00Z", vec![t1, t2]),
+            ("created_after=2024-02-10T12:00:00Z", vec![t2, t3]),
+            ("created_before=2024-02-10T11:59:59Z", vec![t1]),
+            ("created_after=2024-02-10T12:00:01Z", vec![t3]),
             ("created_after=2024-01-15&created_before=2024-03-01", vec![t2]),
         ];
         for (q, want) in cases {
@@ -1177,12 +1217,13 @@ fn list_tokens_filter_last_used_before_and_after() {
         set_last_used(&srv, t2, at("2024-05-01 08:00:00"));
         set_last_used(&srv, t3, at("2024-05-03 08:00:00"));
         let u = alice.id;
-        let cases: [(&str, Vec<i64>); 5] = [
+        let cases: [(&str, Vec<i64>); 6] = [
             ("last_used_before=2024-05-02", vec![t2]),
             ("last_used_after=2024-05-02", vec![t1, t3]),
-            // Datetimes; strictly earlier / later.
-            ("last_used_before=2024-05-03T08:00:00Z", vec![t2]),
-            ("last_used_after=2024-05-03T08:00:00Z", vec![t1]),
+            // Datetimes; the bounds are inclusive, as GitLab's.
+            ("last_used_before=2024-05-03T08:00:00Z", vec![t2, t3]),
+            ("last_used_after=2024-05-03T08:00:00Z", vec![t1, t3]),
+            ("last_used_after=2024-05-03T08:00:01Z", vec![t1]),
             (
                 "last_used_after=2024-05-01T09:00:00Z&last_used_before=2024-05-04",
                 vec![t3],
@@ -1209,8 +1250,9 @@ fn list_tokens_filter_expires_before_and_after() {
         let d20 = day(in_days(20));
         let d15 = day(in_days(15));
         let cases: [(String, Vec<i64>); 4] = [
+            // before is strict, after inclusive, as GitLab's scopes
             (format!("expires_before={d20}"), vec![t2]),
-            (format!("expires_after={d20}"), vec![t1]),
+            (format!("expires_after={d20}"), vec![t1, t3]),
             (format!("expires_after={d15}"), vec![t1, t3]),
             (
                 format!("expires_after={d15}&expires_before={}", day(in_days(25))),
@@ -1279,6 +1321,8 @@ fn list_tokens_sorts() {
             ("last_used_desc", vec![alpha, bravo, charlie, delta]),
             ("name_asc", vec![alpha, bravo, charlie, delta]),
             ("name_desc", vec![delta, charlie, bravo, alpha]),
+            ("id_asc", vec![charlie, alpha, delta, bravo]),
+            ("id_desc", vec![bravo, delta, alpha, charlie]),
         ];
         for (sort, want) in cases {
             let r = list(&srv, &admin, &format!("user_id={}&sort={sort}", alice.id));
@@ -1487,7 +1531,7 @@ fn delete_token_by_id_admin_revokes_anyones() {
 }
 
 #[test]
-fn delete_token_of_another_is_401_for_non_admins_and_missing_is_404_for_admins() {
+fn delete_token_of_another_is_400_for_non_admins_and_missing_is_404_for_all() {
     for srv in TestServer::each() {
         srv.user("root", true, None);
         srv.user("alice", false, None);
@@ -1497,23 +1541,30 @@ fn delete_token_of_another_is_401_for_non_admins_and_missing_is_404_for_admins()
         let bobs = named(&srv, "bob", "b1");
         warm(&srv, &t);
         warm(&srv, &admin);
-        for id in [bobs, 987_654] {
-            let path = format!("/personal_access_tokens/{id}");
-            let before = srv.snapshot();
-            let r = srv.api("DELETE", &path, Some(&t), None);
-            expect(&srv, &format!("DELETE {path} by alice"), &r, 401, unauthorized());
-            unchanged(&srv, &before, &format!("DELETE {path} by alice"));
-        }
+        // GitLab's revoke service refuses another's token: a bare 400.
+        let path = format!("/personal_access_tokens/{bobs}");
         let before = srv.snapshot();
-        let r = srv.api("DELETE", "/personal_access_tokens/987654", Some(&admin), None);
+        let r = srv.api("DELETE", &path, Some(&t), None);
         expect(
             &srv,
-            "DELETE /personal_access_tokens/987654 by an admin",
+            &format!("DELETE {path} by alice"),
             &r,
-            404,
-            json!({"message": "404 Personal Access Token Not Found"}),
+            400,
+            json!({"message": "400 Bad request"}),
         );
-        unchanged(&srv, &before, "DELETE of a missing token");
+        unchanged(&srv, &before, &format!("DELETE {path} by alice"));
+        for who in [&t, &admin] {
+            let before = srv.snapshot();
+            let r = srv.api("DELETE", "/personal_access_tokens/987654", Some(who), None);
+            expect(
+                &srv,
+                "DELETE /personal_access_tokens/987654",
+                &r,
+                404,
+                json!({"message": "404 Personal Access Token Not Found"}),
+            );
+            unchanged(&srv, &before, "DELETE of a missing token");
+        }
     }
 }
 
@@ -1580,6 +1631,30 @@ fn rotate_token_by_id_keeps_name_description_scopes_and_expires_in_7_days() {
         status(&srv, "GET the old token", &r, 200);
         assert_eq!(r.json["revoked"], json!(true), "[{b}] the old token: {}", r.json);
         assert_eq!(r.json["active"], json!(false), "[{b}] the old token: {}", r.json);
+    }
+}
+
+#[test]
+fn rotate_token_under_a_max_lifetime_shorter_than_a_week_expires_at_the_limit() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("alice", false, None);
+        let t = srv.token("alice", &["api"], None);
+        let (id, _) = make(&srv, "alice", "short", None, &["api"], Some(in_days(2)), false);
+        srv.setting("max_personal_access_token_lifetime", "3");
+        let path = format!("/personal_access_tokens/{id}/rotate");
+        let r = srv.api("POST", &path, Some(&t), None);
+        status(&srv, &format!("POST {path} under a 3-day limit"), &r, 200);
+        assert_eq!(r.json["expires_at"], json!(day(in_days(3))), "[{b}] {}", r.json);
+        // a date past the limit is still refused, and changes nothing
+        let (id, old) = make(&srv, "alice", "short2", None, &["api"], Some(in_days(2)), false);
+        let path = format!("/personal_access_tokens/{id}/rotate");
+        let r = srv.api("POST", &path, Some(&t), Some(&json!({"expires_at": day(in_days(4))})));
+        status(&srv, &format!("POST {path} past the limit"), &r, 400);
+        assert!(
+            !srv.token_row(&old).revoked,
+            "[{b}] a refused rotation revoked the token"
+        );
     }
 }
 
