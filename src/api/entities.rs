@@ -26,6 +26,8 @@ pub fn user(u: &User, full: bool, base: &str) -> Value {
         v["email"] = json!(u.email);
         v["is_admin"] = json!(u.is_admin);
         v["two_factor_enabled"] = json!(u.two_factor_enabled);
+        // A user's namespace is the user (see `namespace`).
+        v["namespace_id"] = json!(u.id);
     }
     v
 }
@@ -86,6 +88,13 @@ pub fn project(p: &Project, owner: Option<&User>, base: &str) -> Value {
         "created_at": iso(p.created_at),
         "last_activity_at": iso(p.last_activity_at),
         "namespace": ns,
+        // What gitpat has none of, in the fields clients read.
+        "archived": false,
+        "topics": [],
+        "tag_list": [],
+        "star_count": 0,
+        "forks_count": 0,
+        "ssh_url_to_repo": null,
         "owner": owner.map(|o| json!({
             "id": o.id,
             "username": o.username,
@@ -93,6 +102,15 @@ pub fn project(p: &Project, owner: Option<&User>, base: &str) -> Value {
             "state": o.state,
             "web_url": format!("{base}/{}", o.username),
         })),
+    })
+}
+
+/// GitLab's `permissions` of a project for the caller: their own access
+/// level (`None`: not a member), and no group access (there are no groups).
+pub fn permissions(level: Option<i32>) -> Value {
+    json!({
+        "project_access": level.map(|l| json!({ "access_level": l, "notification_level": 3 })),
+        "group_access": null,
     })
 }
 

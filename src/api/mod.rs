@@ -102,6 +102,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(get().to(projects::members))
                     .route(web::post().to(projects::add_member)),
             )
+            .service(resource("/projects/{id}/members/all").route(get().to(projects::members)))
+            .service(resource("/projects/{id}/members/all/{user_id}").route(get().to(projects::member)))
             .service(
                 resource("/projects/{id}/members/{user_id}")
                     .route(get().to(projects::member))

@@ -220,6 +220,27 @@ impl Params {
         }
     }
 
+    /// An array of integers: a JSON array of numbers or decimal strings,
+    /// `k[]=1&k[]=2`, or one comma-separated string.
+    pub fn int_list(&self, name: &str) -> Result<Option<Vec<i64>>, ApiError> {
+        let invalid = || ApiError::InvalidParam(name.to_string());
+        match self.map.get(name) {
+            Some(Value::Array(a)) if a.iter().all(Value::is_number) => a
+                .iter()
+                .map(|v| v.as_i64().ok_or_else(invalid))
+                .collect::<Result<_, _>>()
+                .map(Some),
+            _ => match self.str_list(name)? {
+                None => Ok(None),
+                Some(items) => items
+                    .iter()
+                    .map(|s| s.parse::<i64>().map_err(|_| invalid()))
+                    .collect::<Result<_, _>>()
+                    .map(Some),
+            },
+        }
+    }
+
     /// A string that must be one of `allowed`:
     /// `{"error":"x does not have a valid value"}` otherwise.
     pub fn one_of(&self, name: &str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
@@ -332,5 +353,14 @@ mod tests {
         assert!(p.int("i").is_err());
         assert!(matches!(p.one_of("b", &["x"]), Err(ApiError::NotAllowedValue(_))));
         assert!(parse_date("2024-1-05").is_none());
+        let q = Params::from_query("a[]=1&a[]=2&b=3,4&c=x");
+        assert_eq!(q.int_list("a").unwrap(), Some(vec![1, 2]));
+        assert_eq!(q.int_list("b").unwrap(), Some(vec![3, 4]));
+        assert!(q.int_list("c").is_err());
+        let mut j = Params::default();
+        j.merge_body(Some("application/json"), br#"{"a":[5,6],"b":[1.5]}"#)
+            .unwrap();
+        assert_eq!(j.int_list("a").unwrap(), Some(vec![5, 6]));
+        assert!(j.int_list("b").is_err());
     }
 }

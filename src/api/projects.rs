@@ -1,6 +1,6 @@
 //! Projects (hosted repositories) and their members.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Value};
 
@@ -85,6 +85,31 @@ fn taken() -> ApiError {
     ]))
 }
 
+/// A project's own path, as GitLab validates it: one segment (no `/`),
+/// not ending in `.git` or `.atom`; the rest of the rules are
+/// `RepoPath`'s. `{"message":{"path":["..."]}}` otherwise.
+fn check_path_segment(path: &str) -> Result<(), ApiError> {
+    let lower = path.to_ascii_lowercase();
+    if path.contains('/') || lower.ends_with(".git") || lower.ends_with(".atom") {
+        return Err(ApiError::field(
+            "path",
+            "can contain only letters, digits, '_', '-' and '.'; cannot contain '/', \
+             start with '-' or '.', or end in '.git' or '.atom'",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether another project (not `except`) in namespace `ns` has `name`:
+/// GitLab keeps names unique within a namespace, as it does paths.
+fn name_taken(cx: &mut Ctx, ns: &str, name: &str, except: Option<i64>) -> Result<bool, ApiError> {
+    Ok(db::project::list(cx.conn)?.iter().any(|p| {
+        Some(p.id) != except
+            && p.name == name
+            && p.path.rsplit_once('/').is_some_and(|(n, _)| n.eq_ignore_ascii_case(ns))
+    }))
+}
+
 /// The user whose namespace `namespace_id` names (an id or a username).
 fn namespace_owner(cx: &mut Ctx) -> Result<Option<User>, ApiError> {
     let Some(ns) = cx.params.str("namespace_id")?.filter(|s| !s.is_empty()) else {
@@ -129,10 +154,14 @@ pub async fn create(call: ApiCall) -> ApiResult {
             None => me.user.clone(),
         };
         repos::validate_name(&name).map_err(|e| ApiError::field("name", e.to_string()))?;
+        check_path_segment(&path)?;
         let full = format!("{}/{path}", ns_user.username);
         let parsed = RepoPath::parse(&full).map_err(|e| ApiError::field("path", e))?;
         if db::project::find_by_path(cx.conn, parsed.as_str())?.is_some() {
             return Err(taken());
+        }
+        if name_taken(cx, &ns_user.username, &name, None)? {
+            return Err(ApiError::field("name", "has already been taken"));
         }
         let req = NewRepoRequest {
             path: parsed.as_str(),
@@ -160,17 +189,47 @@ pub async fn list(call: ApiCall) -> ApiResult {
         let membership = p.bool("membership")?.unwrap_or(false);
         let search = p.str("search")?.map(|s| s.to_lowercase());
         let visibility = p.one_of("visibility", &VISIBILITIES)?;
+        let order_by = p
+            .one_of(
+                "order_by",
+                &["id", "name", "path", "created_at", "updated_at", "last_activity_at"],
+            )?
+            .unwrap_or_else(|| "created_at".into());
+        let desc = p.one_of("sort", &["asc", "desc"])?.is_none_or(|s| s == "desc");
+        let min_level = match p.int("min_access_level")? {
+            None => None,
+            Some(l) => Some(
+                i32::try_from(l)
+                    .ok()
+                    .and_then(Role::from_level)
+                    .ok_or_else(|| ApiError::NotAllowedValue("min_access_level".into()))?,
+            ),
+        };
+        // gitpat has no stars and no archived projects: asking for them
+        // finds none; `simple` answers the full entity, which is a superset.
+        let starred = p.bool("starred")?.unwrap_or(false);
+        let archived = p.bool("archived")?.unwrap_or(false);
+        p.bool("simple")?;
         let me = cx.caller.as_ref().map(|c| c.user.clone());
-        let member_of: HashSet<i64> = match &me {
+        let member_of: HashMap<i64, i32> = match &me {
             Some(u) => db::member::list_for_user(cx.conn, u.id)?
                 .into_iter()
-                .map(|m| m.project_id)
+                .map(|m| (m.project_id, m.access_level))
                 .collect(),
-            None => HashSet::new(),
+            None => HashMap::new(),
         };
         let my_id = me.as_ref().map(|u| u.id);
         let admin = me.as_ref().is_some_and(|u| u.is_admin);
-        let mine = |pr: &Project| my_id == Some(pr.owner_id) || member_of.contains(&pr.id);
+        let mine = |pr: &Project| my_id == Some(pr.owner_id) || member_of.contains_key(&pr.id);
+        // The caller's level in a project, as `min_access_level` reads it
+        // (GitLab counts an admin's own memberships only).
+        let level = |pr: &Project| {
+            if my_id == Some(pr.owner_id) {
+                Some(Role::Owner as i32)
+            } else {
+                member_of.get(&pr.id).copied()
+            }
+        };
         let mut found: Vec<Project> = db::project::list(cx.conn)?
             .into_iter()
             .filter(|pr| {
@@ -184,8 +243,24 @@ pub async fn list(call: ApiCall) -> ApiResult {
                     .as_ref()
                     .is_none_or(|s| pr.name.to_lowercase().contains(s) || pr.path.to_lowercase().contains(s))
             })
+            .filter(|pr| min_level.is_none_or(|min| level(pr).is_some_and(|l| l >= min as i32)))
+            .filter(|_| !starred && !archived)
             .collect();
-        found.sort_by_key(|pr| std::cmp::Reverse(pr.id));
+        found.sort_by(|a, b| {
+            let o = match order_by.as_str() {
+                "name" => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
+                "path" => a.path.to_lowercase().cmp(&b.path.to_lowercase()),
+                "updated_at" | "last_activity_at" => a.last_activity_at.cmp(&b.last_activity_at),
+                "created_at" => a.created_at.cmp(&b.created_at),
+                _ => std::cmp::Ordering::Equal,
+            }
+            .then(a.id.cmp(&b.id));
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
+        });
         let owners: HashMap<i64, User> = db::user::list(cx.conn)?.into_iter().map(|u| (u.id, u)).collect();
         let base = cx.base.to_string();
         cx.page(found, |pr| entities::project(pr, owners.get(&pr.owner_id), &base))
@@ -193,10 +268,16 @@ pub async fn list(call: ApiCall) -> ApiResult {
     .await
 }
 
+/// One project; to a signed-in caller with GitLab's `permissions`.
 pub async fn show(call: ApiCall) -> ApiResult {
     call.run_public(Policy::Api, |cx| {
         let project = visible(cx)?;
-        Reply::ok(project_json(cx, &project)?)
+        let mut v = project_json(cx, &project)?;
+        if let Some(me) = cx.caller.as_ref().map(|c| c.user.clone()) {
+            let level = access::role(cx.conn, &me, &project)?.map(|r| r as i32);
+            v["permissions"] = entities::permissions(level);
+        }
+        Reply::ok(v)
     })
     .await
 }
@@ -204,11 +285,22 @@ pub async fn show(call: ApiCall) -> ApiResult {
 pub async fn update(call: ApiCall) -> ApiResult {
     call.run(Policy::Api, |cx| {
         let project = visible(cx)?;
-        require_role(cx, &project, Role::Maintainer)?;
+        let my_role = require_role(cx, &project, Role::Maintainer)?;
         let p = cx.params;
         let name = p.str("name")?;
         let description = p.str("description")?;
         let visibility = p.one_of("visibility", &VISIBILITIES)?;
+        // GitLab: only owners change the visibility level.
+        if visibility.as_deref().is_some_and(|v| v != project.visibility) && my_role < Role::Owner {
+            return Err(ApiError::forbidden());
+        }
+        if let Some(n) = &name {
+            repos::validate_name(n).map_err(|e| ApiError::field("name", e.to_string()))?;
+            let ns = project.path.rsplit_once('/').map(|(ns, _)| ns).unwrap_or_default();
+            if name_taken(cx, ns, n, Some(project.id))? {
+                return Err(ApiError::field("name", "has already been taken"));
+            }
+        }
         let default_branch = p.str("default_branch")?.filter(|s| !s.is_empty());
         if let Some(path) = p.str("path")? {
             let current = project.path.rsplit('/').next().unwrap_or_default();
@@ -262,10 +354,23 @@ fn entries(cx: &mut Ctx, project: &Project) -> Result<Vec<(User, i32, chrono::Na
     Ok(out)
 }
 
+/// `GET /projects/:id/members` (and `/members/all`: gitpat has no groups
+/// to inherit from, so they are the same), with GitLab's `query` (a
+/// username or name fragment) and `user_ids` filters.
 pub async fn members(call: ApiCall) -> ApiResult {
-    call.run_public(Policy::Api, |cx| {
+    call.run(Policy::Api, |cx| {
         let project = visible(cx)?;
-        let all = entries(cx, &project)?;
+        let query = cx.params.str("query")?.map(|q| q.to_lowercase());
+        let ids = cx.params.int_list("user_ids")?;
+        let all: Vec<_> = entries(cx, &project)?
+            .into_iter()
+            .filter(|(u, _, _)| {
+                query
+                    .as_ref()
+                    .is_none_or(|q| u.username.to_lowercase().contains(q) || u.name.to_lowercase().contains(q))
+            })
+            .filter(|(u, _, _)| ids.as_ref().is_none_or(|ids| ids.contains(&u.id)))
+            .collect();
         let base = cx.base.to_string();
         cx.page(all, |(u, level, at)| entities::member(u, *level, *at, &base))
     })
@@ -282,7 +387,7 @@ fn entry(cx: &mut Ctx, project: &Project) -> Result<(User, i32, chrono::NaiveDat
 }
 
 pub async fn member(call: ApiCall) -> ApiResult {
-    call.run_public(Policy::Api, |cx| {
+    call.run(Policy::Api, |cx| {
         let project = visible(cx)?;
         let (u, level, at) = entry(cx, &project)?;
         Reply::ok(entities::member(&u, level, at, cx.base))

@@ -43,20 +43,43 @@ pub async fn list(call: ApiCall) -> ApiResult {
         let search = cx.params.str("search")?.map(|s| s.to_lowercase());
         let active = cx.params.bool("active")?.unwrap_or(false);
         let blocked = cx.params.bool("blocked")?.unwrap_or(false);
+        let order_by = cx
+            .params
+            .one_of("order_by", &["id", "name", "username", "created_at", "updated_at"])?
+            .unwrap_or_else(|| "id".into());
+        let desc = cx.params.one_of("sort", &["asc", "desc"])?.is_none_or(|s| s == "desc");
+        // As GitLab's UsersFinder: only admins search emails (others would
+        // learn hidden ones a letter at a time) and see blocked users.
+        let admin = cx.caller.as_ref().is_some_and(|c| c.is_admin());
         let all = db::user::list(cx.conn)?;
-        let found: Vec<User> = all
+        let mut found: Vec<User> = all
             .into_iter()
+            .filter(|u| admin || !u.is_blocked())
             .filter(|u| username.as_ref().is_none_or(|n| u.username.eq_ignore_ascii_case(n)))
             .filter(|u| {
                 search.as_ref().is_none_or(|s| {
                     u.username.to_lowercase().contains(s)
                         || u.name.to_lowercase().contains(s)
-                        || u.email.to_lowercase().contains(s)
+                        || (admin && u.email.to_lowercase().contains(s))
                 })
             })
             .filter(|u| !active || !u.is_blocked())
             .filter(|u| !blocked || u.is_blocked())
             .collect();
+        found.sort_by(|a, b| {
+            let o = match order_by.as_str() {
+                "name" => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
+                "username" => a.username.to_lowercase().cmp(&b.username.to_lowercase()),
+                "created_at" | "updated_at" => a.created_at.cmp(&b.created_at),
+                _ => std::cmp::Ordering::Equal,
+            }
+            .then(a.id.cmp(&b.id));
+            if desc {
+                o.reverse()
+            } else {
+                o
+            }
+        });
         cx.page(found, |u| entities::user(u, full_view(cx, u), cx.base))
     })
     .await

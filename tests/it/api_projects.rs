@@ -897,8 +897,16 @@ fn get_project_by_id_or_encoded_path_any_case() {
         // A member and an admin see it too.
         let r = srv.api("GET", &format!("/projects/{}", enc("bob/shared")), w.tok("alice"), None);
         status(&srv, "bob/shared as its member", &r, 200);
+        assert_eq!(
+            by_id.json["permissions"],
+            json!({"project_access": {"access_level": 50, "notification_level": 3}, "group_access": null}),
+            "[{}] the owner's permissions",
+            srv.backend()
+        );
         let r = srv.api("GET", &format!("/projects/{id}"), w.tok("root"), None);
-        expect(&srv, "GET /projects/:id as root", &r, 200, by_id.json.clone());
+        let mut want = by_id.json.clone();
+        want["permissions"] = json!({"project_access": null, "group_access": null});
+        expect(&srv, "GET /projects/:id as root (no member)", &r, 200, want);
     }
 }
 
@@ -970,20 +978,39 @@ fn update_project_by_maintainer_owner_or_admin() {
     for srv in TestServer::each() {
         let t = team(&srv, true);
         let path = format!("/projects/{}", t.id);
-        let body = json!({"name": "Renamed", "description": "by the maintainer", "visibility": "internal", "default_branch": "feature"});
+        // The same visibility may be sent back (clients PUT what they read).
+        let body = json!({"name": "Renamed", "description": "by the maintainer", "visibility": "private", "default_branch": "feature"});
         let r = srv.api("PUT", &path, Some(&t.tokens["maint"]), Some(&body));
         status(&srv, "PUT as maintainer", &r, 200);
         let want = Want {
             name: "Renamed",
             path: "p",
             owner: (t.users["alice"], "alice", "alice Person"),
-            visibility: "internal",
+            visibility: "private",
             description: Some(json!("by the maintainer")),
             default_branch: Some("feature"),
         };
         assert_project(&srv, "PUT as maintainer", &r.json, &want);
-        let g = srv.api("GET", &path, Some(&t.tokens["carol"]), None);
-        expect(&srv, "GET after PUT (internal now)", &g, 200, r.json.clone());
+        // Only an owner changes the visibility (GitLab's change_visibility_level).
+        let r = srv.api(
+            "PUT",
+            &path,
+            Some(&t.tokens["alice"]),
+            Some(&json!({"visibility": "internal"})),
+        );
+        status(&srv, "PUT visibility as owner", &r, 200);
+        let mut seen = r.json.clone();
+        seen.as_object_mut().unwrap().remove("permissions");
+        let mut g = srv.api("GET", &path, Some(&t.tokens["carol"]), None);
+        status(&srv, "GET after PUT (internal now)", &g, 200);
+        assert_eq!(
+            g.json["permissions"],
+            json!({"project_access": null, "group_access": null}),
+            "[{}] carol is no member",
+            srv.backend()
+        );
+        g.json.as_object_mut().unwrap().remove("permissions");
+        assert_eq!(g.json, seen, "[{}] GET after PUT (internal now)", srv.backend());
         let row = srv.project("alice/p").unwrap();
         assert_eq!(
             (row.name.as_str(), row.visibility.as_str(), row.default_branch.as_str()),
@@ -1034,6 +1061,37 @@ fn update_project_refusals_write_nothing() {
             Some(&json!({"name": "Stranger"})),
         );
         expect(&srv, "PUT as a stranger (public)", &r, 403, forbidden());
+        let r = srv.api(
+            "PUT",
+            &path,
+            Some(&t.tokens["maint"]),
+            Some(&json!({"name": "Valid", "visibility": "secret"})),
+        );
+        expect(
+            &srv,
+            "PUT visibility=secret",
+            &r,
+            400,
+            json!({"error": "visibility does not have a valid value"}),
+        );
+        let r = srv.api(
+            "PUT",
+            &path,
+            Some(&t.tokens["maint"]),
+            Some(&json!({"visibility": "public"})),
+        );
+        expect(&srv, "PUT visibility as a maintainer", &r, 403, forbidden());
+        unchanged(&srv, &before, "refused PUT /projects/:id");
+        srv.repo("alice/other", "alice", "private");
+        let r = srv.api("PUT", &path, Some(&t.tokens["maint"]), Some(&json!({"name": "other"})));
+        expect(
+            &srv,
+            "PUT the name of another project of the namespace",
+            &r,
+            400,
+            json!({"message": {"name": ["has already been taken"]}}),
+        );
+        let before = srv.snapshot();
         let r = srv.api(
             "PUT",
             &path,
@@ -1510,5 +1568,193 @@ fn member_added_through_the_api_may_push_with_git() {
         );
         status(&srv, "DELETE newdev", &r, 204);
         git.fails(&c, &["fetch", "-q", "origin"]);
+    }
+}
+
+#[test]
+fn create_project_refuses_a_nested_or_dot_git_path_and_a_taken_name() {
+    for srv in TestServer::each() {
+        let (_, at) = someone(&srv, "alice");
+        let r = srv.api(
+            "POST",
+            "/projects",
+            Some(&at),
+            Some(&json!({"name": "Alpha", "path": "alpha"})),
+        );
+        status(&srv, "the first project", &r, 201);
+        let before = srv.snapshot();
+        for path in ["a/b", "a/b/c/d", "x.git", "x.GIT", "feed.atom"] {
+            let r = srv.api("POST", "/projects", Some(&at), Some(&json!({"path": path})));
+            status(&srv, &format!("POST /projects path={path}"), &r, 400);
+            assert!(
+                r.json["message"]["path"].is_array(),
+                "[{}] path={path}: a field error on path: {}",
+                srv.backend(),
+                r.json
+            );
+        }
+        // The same name under another path: GitLab keeps names unique per namespace.
+        let r = srv.api(
+            "POST",
+            "/projects",
+            Some(&at),
+            Some(&json!({"name": "Alpha", "path": "beta"})),
+        );
+        expect(
+            &srv,
+            "POST /projects with a taken name",
+            &r,
+            400,
+            json!({"message": {"name": ["has already been taken"]}}),
+        );
+        unchanged(&srv, &before, "refused POST /projects");
+        assert!(
+            !srv.repo_dir("alice/a").exists() && !srv.repo_dir("alice/x").exists(),
+            "[{}] a refused create left a folder",
+            srv.backend()
+        );
+        // Another namespace may use the name.
+        let (_, bt) = someone(&srv, "bob");
+        let r = srv.api("POST", "/projects", Some(&bt), Some(&json!({"name": "Alpha"})));
+        status(&srv, "bob's Alpha", &r, 201);
+    }
+}
+
+#[test]
+fn list_projects_orders_and_filters_by_access_level_as_gitlab() {
+    for srv in TestServer::each() {
+        let w = World::new(&srv);
+        srv.member("bob/int", "alice", "maintainer");
+        let ids = |r: &ApiReply| r.ids();
+        let alice = w.tok("alice");
+        // min_access_level: alice owns hers, maintains bob/int, develops bob/shared.
+        let r = srv.api("GET", "/projects?min_access_level=40", alice, None);
+        status(&srv, "min_access_level=40", &r, 200);
+        assert_eq!(
+            ids(&r),
+            w.desc(&["alice/priv", "alice/int", "alice/pub", "bob/int"]),
+            "[{}] min_access_level=40",
+            srv.backend()
+        );
+        let r = srv.api("GET", "/projects?min_access_level=30", alice, None);
+        assert_eq!(
+            ids(&r),
+            w.desc(&["alice/priv", "alice/int", "alice/pub", "bob/shared", "bob/int"]),
+            "[{}] min_access_level=30",
+            srv.backend()
+        );
+        let r = srv.api("GET", "/projects?min_access_level=50&owned=false", alice, None);
+        assert_eq!(
+            ids(&r),
+            w.desc(&["alice/priv", "alice/int", "alice/pub"]),
+            "[{}] min_access_level=50",
+            srv.backend()
+        );
+        // order_by and sort
+        let r = srv.api("GET", "/projects?order_by=id&sort=asc", w.tok("root"), None);
+        let mut all = w.desc(&PROJECTS.map(|p| p.0));
+        all.reverse();
+        assert_eq!(ids(&r), all, "[{}] order_by=id&sort=asc", srv.backend());
+        let r = srv.api("GET", "/projects?order_by=path&sort=asc&owned=true", alice, None);
+        let paths: Vec<&str> = r
+            .list()
+            .iter()
+            .map(|p| p["path_with_namespace"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            paths,
+            ["alice/int", "alice/priv", "alice/pub"],
+            "[{}] order_by=path",
+            srv.backend()
+        );
+        // no stars, no archived projects; simple is accepted
+        for q in ["starred=true", "archived=true"] {
+            let r = srv.api("GET", &format!("/projects?{q}"), alice, None);
+            expect(&srv, &format!("GET /projects?{q}"), &r, 200, json!([]));
+        }
+        let r = srv.api("GET", "/projects?archived=false&simple=true&owned=true", alice, None);
+        assert_eq!(
+            ids(&r),
+            w.desc(&["alice/priv", "alice/int", "alice/pub"]),
+            "[{}] archived=false",
+            srv.backend()
+        );
+        for (q, bad) in [
+            ("order_by=stars", "order_by"),
+            ("sort=sideways", "sort"),
+            ("min_access_level=35", "min_access_level"),
+        ] {
+            let r = srv.api("GET", &format!("/projects?{q}"), alice, None);
+            expect(
+                &srv,
+                &format!("GET /projects?{q}"),
+                &r,
+                400,
+                json!({"error": format!("{bad} does not have a valid value")}),
+            );
+        }
+    }
+}
+
+#[test]
+fn members_need_a_token_and_filter_by_query_and_user_ids_and_members_all_is_the_same() {
+    for srv in TestServer::each() {
+        let t = team(&srv, false);
+        let path = format!("/projects/{}/members", t.id);
+        srv.repo("erin/open", "erin", "public");
+        let r = srv.api("GET", &format!("/projects/{}/members", enc("erin/open")), None, None);
+        expect(
+            &srv,
+            "anonymous GET members of a public project",
+            &r,
+            401,
+            unauthorized(),
+        );
+        let alice = Some(t.tokens["alice"].as_str());
+        let r = srv.api("GET", &path, alice, None);
+        status(&srv, "GET members", &r, 200);
+        let all = r.json.clone();
+        let r = srv.api("GET", &format!("{path}/all"), alice, None);
+        expect(&srv, "GET members/all", &r, 200, all);
+        let r = srv.api("GET", &format!("{path}/all/{}", t.users["dev"]), alice, None);
+        status(&srv, "GET members/all/:user_id", &r, 200);
+        assert_eq!(r.json["access_level"], json!(30), "[{}] {}", srv.backend(), r.json);
+        let r = srv.api("GET", &format!("{path}?query=MAI"), alice, None);
+        assert_eq!(r.ids(), [t.users["maint"]], "[{}] query=MAI", srv.backend());
+        let q = format!("{path}?user_ids[]={}&user_ids[]={}", t.users["alice"], t.users["dev"]);
+        let r = srv.api("GET", &q, alice, None);
+        assert_eq!(
+            r.ids(),
+            [t.users["alice"], t.users["dev"]],
+            "[{}] user_ids",
+            srv.backend()
+        );
+        let r = srv.api("GET", &format!("{path}?user_ids=x"), alice, None);
+        expect(&srv, "user_ids=x", &r, 400, json!({"error": "user_ids is invalid"}));
+    }
+}
+
+#[test]
+fn project_entity_has_the_fields_clients_read_of_what_gitpat_lacks() {
+    for srv in TestServer::each() {
+        let (_, at) = someone(&srv, "alice");
+        let r = srv.api("POST", "/projects", Some(&at), Some(&json!({"name": "tools"})));
+        status(&srv, "POST /projects", &r, 201);
+        for (k, v) in [
+            ("archived", json!(false)),
+            ("topics", json!([])),
+            ("tag_list", json!([])),
+            ("star_count", json!(0)),
+            ("forks_count", json!(0)),
+        ] {
+            assert_eq!(r.json[k], v, "[{}] {k}: {}", srv.backend(), r.json);
+        }
+        let r = srv.api("GET", "/user", Some(&at), None);
+        assert_eq!(
+            r.json["namespace_id"],
+            r.json["id"],
+            "[{}] the user's namespace_id",
+            srv.backend()
+        );
     }
 }

@@ -222,6 +222,7 @@ pub(crate) fn full_user(srv: &TestServer, id: i64, username: &str, name: &str, c
         "state": "active",
         "is_admin": false,
         "two_factor_enabled": false,
+        "namespace_id": id,
         "created_at": created_at,
         "avatar_url": null,
         "web_url": srv.url(&format!("/{username}")),
@@ -383,7 +384,7 @@ fn get_user_accepts_the_token_in_header_param_or_bearer() {
 // GET /users
 
 #[test]
-fn get_users_lists_everyone_by_id_ascending() {
+fn get_users_lists_everyone_by_id_descending_and_sorts_as_asked() {
     for srv in TestServer::each() {
         let (root_id, rt) = root(&srv);
         let ids: Vec<i64> = ["carol", "alice", "bob"]
@@ -395,9 +396,41 @@ fn get_users_lists_everyone_by_id_ascending() {
         let mut want = vec![root_id];
         want.extend(ids);
         want.sort();
-        assert_eq!(r.ids(), want, "[{}] GET /users: order by id", srv.backend());
-        let names: Vec<&str> = r.list().iter().map(|u| u["username"].as_str().unwrap()).collect();
-        assert_eq!(names, ["root", "carol", "alice", "bob"], "[{}]", srv.backend());
+        want.reverse();
+        assert_eq!(
+            r.ids(),
+            want,
+            "[{}] GET /users: id descending, GitLab's default",
+            srv.backend()
+        );
+        let names = |r: &ApiReply| -> Vec<String> {
+            r.list()
+                .iter()
+                .map(|u| u["username"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(names(&r), ["bob", "alice", "carol", "root"], "[{}]", srv.backend());
+        let cases = [
+            ("sort=asc", ["root", "carol", "alice", "bob"]),
+            ("order_by=username&sort=asc", ["alice", "bob", "carol", "root"]),
+            ("order_by=username", ["root", "carol", "bob", "alice"]),
+            ("order_by=id&sort=desc", ["bob", "alice", "carol", "root"]),
+        ];
+        for (q, want) in cases {
+            let r = srv.api("GET", &format!("/users?{q}"), Some(&rt), None);
+            status(&srv, &format!("GET /users?{q}"), &r, 200);
+            assert_eq!(names(&r), want, "[{}] GET /users?{q}", srv.backend());
+        }
+        for (q, bad) in [("order_by=email", "order_by"), ("sort=up", "sort")] {
+            let r = srv.api("GET", &format!("/users?{q}"), Some(&rt), None);
+            expect(
+                &srv,
+                &format!("GET /users?{q}"),
+                &r,
+                400,
+                json!({"error": format!("{bad} does not have a valid value")}),
+            );
+        }
     }
 }
 
@@ -444,13 +477,21 @@ fn get_users_search_matches_username_name_or_email_case_insensitively() {
             ("bo", vec![bob.id]),
             ("zebra", vec![carol.id]),
             ("XYLO", vec![carol.id]),
-            ("example.com", vec![root_id, alice.id, bob.id]),
-            ("person", vec![root_id, alice.id, bob.id]),
+            ("example.com", vec![bob.id, alice.id, root_id]),
+            ("person", vec![bob.id, alice.id, root_id]),
         ];
         for (q, want) in cases {
             let r = srv.api("GET", &format!("/users?search={q}"), Some(&rt), None);
             status(&srv, &format!("search={q}"), &r, 200);
             assert_eq!(r.ids(), want, "[{}] GET /users?search={q}", srv.backend());
+        }
+        // Others' emails are hidden from a non-admin, so searching them
+        // finds nothing (no guessing a hidden email letter by letter).
+        let at = srv.token("alice", &["read_user"], None);
+        for (q, want) in [("XYLO", vec![]), ("zebra", vec![carol.id]), ("example.com", vec![])] {
+            let r = srv.api("GET", &format!("/users?search={q}"), Some(&at), None);
+            status(&srv, &format!("search={q} as alice"), &r, 200);
+            assert_eq!(r.ids(), want, "[{}] GET /users?search={q} as alice", srv.backend());
         }
     }
 }
@@ -464,13 +505,19 @@ fn get_users_filters_active_and_blocked() {
         gitpat::service::users::set_blocked(&mut srv.conn(), "bob", true).expect("block bob");
         let r = srv.api("GET", "/users?active=true", Some(&rt), None);
         status(&srv, "active=true", &r, 200);
-        assert_eq!(r.ids(), [root_id, alice.id], "[{}] active=true", srv.backend());
+        assert_eq!(r.ids(), [alice.id, root_id], "[{}] active=true", srv.backend());
         let r = srv.api("GET", "/users?blocked=true", Some(&rt), None);
         status(&srv, "blocked=true", &r, 200);
         assert_eq!(r.ids(), [bob.id], "[{}] blocked=true", srv.backend());
         assert_eq!(r.list()[0]["state"], "blocked", "[{}] blocked=true", srv.backend());
         let r = srv.api("GET", "/users", Some(&rt), None);
-        assert_eq!(r.ids(), [root_id, alice.id, bob.id], "[{}] no filter", srv.backend());
+        assert_eq!(r.ids(), [bob.id, alice.id, root_id], "[{}] no filter", srv.backend());
+        // Only admins see blocked users (GitLab's UsersFinder).
+        let at = srv.token("alice", &["read_user"], None);
+        let r = srv.api("GET", "/users", Some(&at), None);
+        assert_eq!(r.ids(), [alice.id, root_id], "[{}] as alice", srv.backend());
+        let r = srv.api("GET", "/users?blocked=true", Some(&at), None);
+        expect(&srv, "blocked=true as alice", &r, 200, json!([]));
         let r = srv.api("GET", "/users?blocked=maybe", Some(&rt), None);
         expect(&srv, "blocked=maybe", &r, 400, json!({"error": "blocked is invalid"}));
     }
@@ -485,7 +532,7 @@ fn get_users_shows_email_and_admin_flag_only_to_admins_and_the_user() {
         let at = srv.token("alice", &["read_user"], None);
         let r = srv.api("GET", "/users", Some(&at), None);
         status(&srv, "GET /users as alice", &r, 200);
-        assert_eq!(r.ids(), [root_id, alice.id, bob.id], "[{}]", srv.backend());
+        assert_eq!(r.ids(), [bob.id, alice.id, root_id], "[{}]", srv.backend());
         for u in r.list() {
             let mut keys: Vec<&str> = u.as_object().unwrap().keys().map(String::as_str).collect();
             keys.sort();
@@ -501,7 +548,7 @@ fn get_users_shows_email_and_admin_flag_only_to_admins_and_the_user() {
                 "web_url",
             ];
             if u["id"] == json!(alice.id) {
-                want.extend(["email", "is_admin", "two_factor_enabled"]);
+                want.extend(["email", "is_admin", "two_factor_enabled", "namespace_id"]);
             }
             want.sort();
             assert_eq!(keys, want, "[{}] GET /users as alice: {u}", srv.backend());
@@ -513,7 +560,7 @@ fn get_users_shows_email_and_admin_flag_only_to_admins_and_the_user() {
         let r = srv.api("GET", &format!("/users/{}", bob.id), Some(&at), None);
         status(&srv, "GET /users/bob as alice", &r, 200);
         let mut want = full_user(&srv, bob.id, "bob", "bob Person", r.str("created_at"));
-        for k in ["email", "is_admin", "two_factor_enabled"] {
+        for k in ["email", "is_admin", "two_factor_enabled", "namespace_id"] {
             want.as_object_mut().unwrap().remove(k);
         }
         expect(&srv, "GET /users/bob as alice", &r, 200, want);
@@ -554,7 +601,8 @@ fn get_users_paginates_with_headers_and_links() {
             assert_eq!(r.list().len(), if page < 3 { 2 } else { 1 }, "[{}]", srv.backend());
             seen.extend(r.ids());
         }
-        assert_eq!(seen, all, "[{}] the pages together", srv.backend());
+        all.reverse();
+        assert_eq!(seen, all, "[{}] the pages together, id descending", srv.backend());
         // Defaults: page 1, 20 per page, one page; token in the header.
         let r = srv.api("GET", "/users", Some(&rt), None);
         assert_pages(&srv, "GET /users", &r, ("/api/v4/users", ""), 5, 1, 20);
@@ -1152,7 +1200,13 @@ fn block_and_unblock_a_user() {
         let r = srv.api("POST", &format!("/users/{alice_id}/block"), Some(&rt), None);
         expect(&srv, "POST block", &r, 201, json!(true));
         let r = srv.api("GET", "/user", Some(&at), None);
-        expect(&srv, "a blocked user's token", &r, 401, unauthorized());
+        expect(
+            &srv,
+            "a blocked user's token",
+            &r,
+            403,
+            json!({"message": "403 Forbidden - Your account has been blocked."}),
+        );
         let r = srv.api("GET", &format!("/users/{alice_id}"), Some(&rt), None);
         assert_eq!(r.str("state"), "blocked", "[{}]", srv.backend());
         let r = srv.api("POST", &format!("/users/{alice_id}/unblock"), Some(&rt), None);
