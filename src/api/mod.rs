@@ -231,9 +231,8 @@ impl FromRequest for ApiCall {
                 .headers()
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
-                .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
-                .filter(|v| !v.is_empty());
-            params.merge_body(content_type.as_deref(), &body)?;
+                .filter(|v| !v.trim().is_empty());
+            params.merge_body(content_type, &body)?;
             let creds = Credentials::read(req.headers(), &params);
             let info = req.connection_info();
             let url = RequestUrl {

@@ -47,13 +47,37 @@ impl Params {
     }
 
     /// Merges a request body into these parameters. `content_type` is the
-    /// media type without parameters, lowercased (`None` when absent). A
-    /// malformed body is refused, so nothing is done with half of it.
+    /// `Content-Type` header as sent (`None` when absent). A malformed body
+    /// is refused, so nothing is done with half of it.
     pub fn merge_body(&mut self, content_type: Option<&str>, body: &[u8]) -> Result<(), ApiError> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(());
         }
-        match content_type {
+        let (media, boundary) = match content_type {
+            None => (None, None),
+            Some(ct) => {
+                let mut parts = ct.split(';');
+                let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+                let boundary = parts.find_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("boundary")
+                        .then(|| v.trim().trim_matches('"').to_string())
+                });
+                (Some(media), boundary)
+            }
+        };
+        match media.as_deref() {
+            Some("multipart/form-data") => {
+                let boundary = boundary
+                    .filter(|b| !b.is_empty() && b.len() <= 70)
+                    .ok_or_else(|| ApiError::bad_request("the multipart body has no boundary"))?;
+                let mut form = Map::new();
+                for (k, v) in parse_multipart(body, &boundary)? {
+                    add_pair(&mut form, k, v);
+                }
+                self.map.extend(form);
+            }
             Some("application/json") => {
                 let v: Value = serde_json::from_slice(body)
                     .map_err(|e| ApiError::bad_request(format!("the JSON body is malformed: {e}")))?;
@@ -252,6 +276,53 @@ impl Params {
     }
 }
 
+/// The fields of a `multipart/form-data` body (RFC 7578), in order. Parts
+/// with a `filename` (uploads: gitpat takes none) are skipped; a body that
+/// does not follow the format is refused whole.
+fn parse_multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, String)>, ApiError> {
+    let malformed = || ApiError::bad_request("the multipart body is malformed");
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    let delimiter = format!("--{boundary}");
+    let next = format!("\r\n--{boundary}");
+    let start = find(body, delimiter.as_bytes()).ok_or_else(malformed)?;
+    let mut rest = &body[start + delimiter.len()..];
+    let mut fields = Vec::new();
+    loop {
+        if rest.starts_with(b"--") {
+            return Ok(fields);
+        }
+        rest = rest.strip_prefix(b"\r\n").ok_or_else(malformed)?;
+        let head_end = find(rest, b"\r\n\r\n").ok_or_else(malformed)?;
+        let head = std::str::from_utf8(&rest[..head_end]).map_err(|_| malformed())?;
+        rest = &rest[head_end + 4..];
+        let end = find(rest, next.as_bytes()).ok_or_else(malformed)?;
+        let content = &rest[..end];
+        rest = &rest[end + next.len()..];
+        let disposition = head
+            .split("\r\n")
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim().eq_ignore_ascii_case("content-disposition").then_some(v)
+            })
+            .ok_or_else(malformed)?;
+        let attr = |name: &str| {
+            disposition.split(';').skip(1).find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().trim_matches('"').to_string())
+            })
+        };
+        let name = attr("name").ok_or_else(malformed)?;
+        if attr("filename").is_some() {
+            continue;
+        }
+        let value = String::from_utf8(content.to_vec())
+            .map_err(|_| ApiError::bad_request(format!("the multipart field {name} is not valid UTF-8")))?;
+        fields.push((name, value));
+    }
+}
+
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
     // Exactly YYYY-MM-DD: chrono alone would also take "2024-1-5".
@@ -320,6 +391,43 @@ mod tests {
             q.str_list("scopes").unwrap(),
             Some(vec!["api".into(), "read_user".into()])
         );
+    }
+
+    #[test]
+    fn multipart_bodies() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nmy token\r\n\
+--XyZ\r\nContent-Disposition: form-data; name=\"scopes[]\"\r\n\r\napi\r\n\
+--XyZ\r\ncontent-disposition: form-data; name=\"scopes[]\"\r\n\r\nread_user\r\n\
+--XyZ\r\nContent-Disposition: form-data; name=\"avatar\"; filename=\"a.png\"\r\n\
+Content-Type: image/png\r\n\r\n\x89PNG\r\n--XyZ--\r\n";
+        let mut p = Params::default();
+        p.merge_body(Some("multipart/form-data; boundary=XyZ"), body).unwrap();
+        assert_eq!(p.str("name").unwrap().as_deref(), Some("my token"));
+        assert_eq!(
+            p.str_list("scopes").unwrap(),
+            Some(vec!["api".into(), "read_user".into()])
+        );
+        assert!(!p.contains("avatar"));
+        let mut q = Params::default();
+        q.merge_body(Some("Multipart/Form-Data; boundary=\"XyZ\""), body)
+            .unwrap();
+        assert_eq!(q.str("name").unwrap().as_deref(), Some("my token"));
+        for (ct, bad) in [
+            ("multipart/form-data", &body[..]),
+            ("multipart/form-data; boundary=XyZ", &body[..40]),
+            ("multipart/form-data; boundary=Other", &body[..]),
+            (
+                "multipart/form-data; boundary=XyZ",
+                b"--XyZ\r\nContent-Type: text/plain\r\n\r\nx\r\n--XyZ--",
+            ),
+        ] {
+            let mut r = Params::default();
+            assert!(
+                matches!(r.merge_body(Some(ct), bad), Err(ApiError::BadRequest(_))),
+                "{ct} {:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -2505,3 +2505,96 @@ fn pagination_page_or_per_page_not_a_number_is_400() {
         }
     }
 }
+
+/// Runs the real `curl` (as GitLab's documentation does) with `args`
+/// against `srv`; answers the status and the JSON body.
+fn curl(srv: &TestServer, args: &[&str]) -> (u16, Value) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "60", "-w", "\n%{http_code}"])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run curl (Debian: apt-get install curl): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "[{}] curl {args:?}: {}{text}",
+        srv.backend(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let json = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("[{}] curl {args:?}: {body:?} is not JSON: {e}", srv.backend()));
+    (code.trim().parse().expect("an HTTP status"), json)
+}
+
+#[test]
+fn create_token_and_project_with_curl_form_fields() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("root", true, None);
+        let alice = srv.user("alice", false, None);
+        let admin = srv.token("root", &["api"], None);
+        let auth = format!("PRIVATE-TOKEN: {admin}");
+        let url = srv.url(&format!("/api/v4/users/{}/personal_access_tokens", alice.id));
+        let expires = day(in_days(30));
+        let expires_field = format!("expires_at={expires}");
+        // multipart/form-data, as `curl --form` sends it
+        let (code, v) = curl(
+            &srv,
+            &[
+                "-H",
+                &auth,
+                "-F",
+                "name=from curl",
+                "-F",
+                "scopes[]=api",
+                "-F",
+                "scopes[]=read_user",
+                "-F",
+                &expires_field,
+                &url,
+            ],
+        );
+        assert_eq!(code, 201, "[{b}] curl --form: {v}");
+        assert_eq!(v["name"], json!("from curl"), "[{b}] {v}");
+        assert_eq!(scopes(&v), sorted(&["api", "read_user"]), "[{b}] {v}");
+        assert_eq!(v["expires_at"], json!(expires), "[{b}] {v}");
+        let secret = v["token"].as_str().expect("the new token").to_string();
+        assert_eq!(srv.token_row(&secret).user_id, alice.id, "[{b}] the token is alice's");
+        // and urlencoded, as `curl --data`
+        let (code, v) = curl(
+            &srv,
+            &["-H", &auth, "--data", "name=from data", "--data", "scopes[]=api", &url],
+        );
+        assert_eq!(code, 201, "[{b}] curl --data: {v}");
+        // a refused multipart request writes nothing
+        let before = srv.snapshot();
+        let (code, v) = curl(&srv, &["-H", &auth, "-F", "name=bad", "-F", "scopes[]=nonsense", &url]);
+        assert_eq!(
+            (code, v),
+            (400, json!({"error": "scopes does not have a valid value"})),
+            "[{b}]"
+        );
+        unchanged(&srv, &before, "a refused multipart create");
+        // a project with --form
+        let (code, v) = curl(
+            &srv,
+            &[
+                "-H",
+                &format!("PRIVATE-TOKEN: {secret}"),
+                "-F",
+                "name=Curl Made",
+                "-F",
+                "visibility=internal",
+                &srv.url("/api/v4/projects"),
+            ],
+        );
+        assert_eq!(code, 201, "[{b}] POST /projects --form: {v}");
+        assert_eq!(
+            (v["path_with_namespace"].as_str(), v["visibility"].as_str()),
+            (Some("alice/curl-made"), Some("internal")),
+            "[{b}] {v}"
+        );
+    }
+}

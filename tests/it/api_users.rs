@@ -1308,11 +1308,11 @@ fn malformed_bodies_are_400_and_write_nothing() {
 }
 
 #[test]
-fn another_content_type_is_415_and_writes_nothing() {
+fn another_content_type_is_415_a_malformed_multipart_400_and_both_write_nothing() {
     for srv in TestServer::each() {
         let (_, rt) = root(&srv);
         let before = srv.snapshot();
-        for ct in ["text/plain", "application/xml", "multipart/form-data; boundary=x"] {
+        for ct in ["text/plain", "application/xml", "application/octet-stream"] {
             let r = srv.api_raw(
                 "POST",
                 "/users",
@@ -1327,7 +1327,24 @@ fn another_content_type_is_415_and_writes_nothing() {
                 json!({"message": "415 Unsupported Media Type"}),
             );
         }
-        unchanged(&srv, &before, "415s");
+        // multipart/form-data is taken (curl --form), but only well formed.
+        let r = srv.api_raw(
+            "POST",
+            "/users",
+            &[
+                ("PRIVATE-TOKEN", &rt),
+                ("Content-Type", "multipart/form-data; boundary=x"),
+            ],
+            b"username=x&email=x%40example.com&name=X",
+        );
+        expect(
+            &srv,
+            "POST /users as a malformed multipart body",
+            &r,
+            400,
+            json!({"message": "400 Bad request - the multipart body is malformed"}),
+        );
+        unchanged(&srv, &before, "415s and a malformed multipart body");
     }
 }
 
