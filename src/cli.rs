@@ -50,6 +50,10 @@ pub enum Command {
         /// libgit2 [default: auto].
         #[arg(long, env = "GITPAT_PACK_ENGINE")]
         pack_engine: Option<String>,
+        /// The URL clients reach gitpat at (`https://git.example.com`), for
+        /// the URLs the API answers [default: as each request addressed us].
+        #[arg(long, env = "GITPAT_EXTERNAL_URL")]
+        external_url: Option<String>,
     },
     /// Manage users.
     #[command(subcommand)]
@@ -275,6 +279,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         },
         pack_engine: match &cli.command {
             Command::Serve { pack_engine, .. } => pack_engine.clone(),
+            _ => None,
+        },
+        external_url: match &cli.command {
+            Command::Serve { external_url, .. } => external_url.clone(),
             _ => None,
         },
         secret_key_file: cli.secret_key_file,

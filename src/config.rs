@@ -28,6 +28,9 @@ pub struct Config {
     /// How long a Git request body may stall before the request is given
     /// up (file key `body_idle_timeout_seconds`).
     pub body_idle_timeout: std::time::Duration,
+    /// `scheme://host[:port][/prefix]` clients use, without a trailing
+    /// `/`; `None`: each request's own.
+    pub external_url: Option<String>,
 }
 
 /// The keys a config file may hold; an unknown key is an error, not a
@@ -42,6 +45,7 @@ pub struct FileConfig {
     pub db_pool_size: Option<u32>,
     pub pack_engine: Option<String>,
     pub body_idle_timeout_seconds: Option<u64>,
+    pub external_url: Option<String>,
 }
 
 /// What flags and the environment said (already merged by clap).
@@ -52,6 +56,22 @@ pub struct Overrides {
     pub listen: Option<String>,
     pub secret_key_file: Option<PathBuf>,
     pub pack_engine: Option<String>,
+    pub external_url: Option<String>,
+}
+
+/// An external URL as the API builds links from it: `http(s)://host...`
+/// with no query, fragment or credentials; the trailing `/` dropped.
+fn external_url(url: &str) -> anyhow::Result<String> {
+    let url = url.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| anyhow::anyhow!("external_url {url:?} must start with http:// or https://"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.contains('@') || rest.contains(['?', '#', ' ']) {
+        anyhow::bail!("external_url {url:?} must be scheme://host[:port][/path], with no credentials, query or spaces");
+    }
+    Ok(url.to_string())
 }
 
 impl Config {
@@ -89,6 +109,10 @@ impl Config {
         if body_idle_timeout_seconds == 0 {
             anyhow::bail!("body_idle_timeout_seconds must be at least 1");
         }
+        let external_url = match o.external_url.or(f.external_url).filter(|u| !u.trim().is_empty()) {
+            Some(u) => Some(external_url(&u)?),
+            None => None,
+        };
         Ok(Config {
             data_dir,
             database_url,
@@ -97,6 +121,7 @@ impl Config {
             db_pool_size,
             pack_engine,
             body_idle_timeout: std::time::Duration::from_secs(body_idle_timeout_seconds),
+            external_url,
         })
     }
 
@@ -132,6 +157,38 @@ mod tests {
         let c = Config::load(Some(&file), o).unwrap();
         assert_eq!(c.listen, "127.0.0.1:1");
         assert_eq!(c.data_dir, PathBuf::from("/srv/g"));
+    }
+
+    #[test]
+    fn external_urls_are_checked_and_trimmed() {
+        let load = |u: &str| {
+            Config::load(
+                None,
+                Overrides {
+                    external_url: Some(u.into()),
+                    ..Default::default()
+                },
+            )
+        };
+        assert_eq!(
+            load("https://git.example.com/").unwrap().external_url.as_deref(),
+            Some("https://git.example.com")
+        );
+        assert_eq!(
+            load("http://h:8080/gitpat").unwrap().external_url.as_deref(),
+            Some("http://h:8080/gitpat")
+        );
+        assert_eq!(load("").unwrap().external_url, None);
+        for bad in [
+            "git.example.com",
+            "ftp://h",
+            "https://",
+            "https://u:p@h",
+            "https://h/?x=1",
+        ] {
+            let err = format!("{:#}", load(bad).unwrap_err());
+            assert!(err.contains("external_url"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -236,7 +236,10 @@ impl FromRequest for ApiCall {
             let creds = Credentials::read(req.headers(), &params);
             let info = req.connection_info();
             let url = RequestUrl {
-                base: format!("{}://{}", info.scheme(), info.host()),
+                base: match &app.config.external_url {
+                    Some(u) => u.clone(),
+                    None => format!("{}://{}", info.scheme(), info.host()),
+                },
                 path: req.path().to_string(),
                 query: req.query_string().to_string(),
             };

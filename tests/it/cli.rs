@@ -1668,9 +1668,15 @@ struct Server {
 
 impl Server {
     fn start(g: &Gitpat) -> Server {
+        Server::start_with(g, &[])
+    }
+
+    /// `serve` with `extra` flags.
+    fn start_with(g: &Gitpat, extra: &[&str]) -> Server {
         let mut child = g
             .command()
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("GITPAT_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -1906,6 +1912,33 @@ fn config_file_unknown_keys_are_refused() {
             &g,
             &["--config", dir.join("missing.toml").to_str().unwrap(), "user", "list"],
             "cannot read the config file",
+        );
+    }
+}
+
+#[test]
+fn serve_external_url_is_the_base_of_api_urls() {
+    for g in Gitpat::each() {
+        let b = g.db.backend;
+        add_user(&g, "alice", &[]);
+        let (tok, _) = create_token(&g, &["--user", "alice", "--name", "t", "--scopes", "api"]);
+        let server = Server::start_with(&g, &["--external-url", "https://git.example.com/"]);
+        let (status, body) = http_get(server.addr(), &format!("/api/v4/user?private_token={tok}"));
+        assert_eq!(status, 200, "[{b}] GET /api/v4/user: {body}");
+        let user: Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(user["web_url"], "https://git.example.com/alice", "[{b}] {user}");
+        let (status, body) = http_get(server.addr(), &format!("/api/v4/users?per_page=1&private_token={tok}"));
+        assert_eq!(status, 200, "[{b}] GET /api/v4/users: {body}");
+        let users: Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(users[0]["web_url"], "https://git.example.com/alice", "[{b}] {users}");
+        drop(server);
+        // a malformed one is refused at start, saying why
+        let out = g.run(&["serve", "--listen", "127.0.0.1:0", "--external-url", "git.example.com"]);
+        assert!(!out.status.success(), "[{b}] serve took a bad external URL");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("external_url \"git.example.com\" must start with http:// or https://"),
+            "[{b}] {err}"
         );
     }
 }

@@ -60,6 +60,7 @@ impl TestServer {
             db_pool_size: 4,
             pack_engine: engine.to_string(),
             body_idle_timeout: BODY_IDLE_TIMEOUT,
+            external_url: None,
         };
         let app = App::open(config).unwrap_or_else(|e| panic!("[{}] App::open: {e:#}", db.backend));
         let (tx, rx) = std::sync::mpsc::channel();
