@@ -287,6 +287,13 @@ pub async fn update(call: ApiCall) -> ApiResult {
         let project = visible(cx)?;
         let my_role = require_role(cx, &project, Role::Maintainer)?;
         let p = cx.params;
+        const UPDATABLE: [&str; 5] = ["name", "path", "description", "visibility", "default_branch"];
+        if !UPDATABLE.iter().any(|k| p.contains(k)) {
+            return Err(ApiError::ParamRule(format!(
+                "{} are missing, at least one parameter must be provided",
+                UPDATABLE.join(", ")
+            )));
+        }
         let name = p.str("name")?;
         let description = p.str("description")?;
         let visibility = p.one_of("visibility", &VISIBILITIES)?;
@@ -417,13 +424,27 @@ pub async fn add_member(call: ApiCall) -> ApiResult {
     call.run(Policy::Api, |cx| {
         let project = visible(cx)?;
         let my_role = require_role(cx, &project, Role::Maintainer)?;
-        cx.params.require(&["user_id", "access_level"])?;
-        let uid = cx
-            .params
-            .int("user_id")?
-            .ok_or_else(|| ApiError::Missing(vec!["user_id".into()]))?;
+        // The member by `user_id` or, as GitLab also takes, `username`.
+        let uid = cx.params.int("user_id")?;
+        let username = cx.params.str("username")?.filter(|u| !u.is_empty());
+        let found = match (uid, username) {
+            (Some(_), Some(_)) => return Err(ApiError::ParamRule("user_id, username are mutually exclusive".into())),
+            (None, None) => {
+                // Grape reports every failed rule, the required one first.
+                let level = if cx.params.require(&["access_level"]).is_err() {
+                    "access_level is missing, "
+                } else {
+                    ""
+                };
+                return Err(ApiError::ParamRule(format!(
+                    "{level}user_id, username are missing, exactly one parameter must be provided"
+                )));
+            }
+            (Some(id), None) => db::user::find(cx.conn, id)?,
+            (None, Some(name)) => db::user::find_by_username(cx.conn, &name)?,
+        };
         let role = level_param(cx, my_role)?;
-        let user = db::user::find(cx.conn, uid)?.ok_or_else(|| ApiError::not_found("User"))?;
+        let user = found.ok_or_else(|| ApiError::not_found("User"))?;
         if user.id == project.owner_id || db::member::find(cx.conn, project.id, user.id)?.is_some() {
             return Err(ApiError::Conflict("Member already exists".into()));
         }

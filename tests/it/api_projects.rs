@@ -1047,6 +1047,14 @@ fn update_project_refusals_write_nothing() {
         let before = srv.snapshot();
         let r = srv.api("PUT", &path, Some(&t.tokens["dev"]), Some(&json!({"name": "Dev"})));
         expect(&srv, "PUT as developer", &r, 403, forbidden());
+        let r = srv.api("PUT", &path, Some(&t.tokens["alice"]), Some(&json!({"topics": ["x"]})));
+        expect(
+            &srv,
+            "PUT with nothing gitpat updates",
+            &r,
+            400,
+            json!({"error": "name, path, description, visibility, default_branch are missing, at least one parameter must be provided"}),
+        );
         let r = srv.api(
             "PUT",
             &path,
@@ -1254,6 +1262,21 @@ fn add_member_returns_201_and_the_member() {
         // Now carol sees the private project.
         let g = srv.api("GET", &format!("/projects/{}", t.id), Some(&t.tokens["carol"]), None);
         status(&srv, "GET the project as the new member", &g, 200);
+        // By username, as GitLab also takes.
+        srv.user("frank", false, None);
+        let r = srv.api(
+            "POST",
+            &path,
+            Some(&t.tokens["alice"]),
+            Some(&json!({"username": "FRANK", "access_level": 30})),
+        );
+        status(&srv, "POST member by username", &r, 201);
+        assert_eq!(
+            (r.str("username"), r.int("access_level")),
+            ("frank", 30),
+            "[{}]",
+            srv.backend()
+        );
     }
 }
 
@@ -1297,7 +1320,40 @@ fn add_member_refusals_write_nothing() {
             json!({"error": "user_id is invalid"}),
         );
         let r = add("alice", json!({}));
-        expect_missing(&srv, "POST member {}", &r, &["user_id", "access_level"]);
+        expect(
+            &srv,
+            "POST member {}",
+            &r,
+            400,
+            json!({"error": "access_level is missing, user_id, username are missing, exactly one parameter must be provided"}),
+        );
+        let r = add("alice", json!({"access_level": 30}));
+        expect(
+            &srv,
+            "POST member without user_id or username",
+            &r,
+            400,
+            json!({"error": "user_id, username are missing, exactly one parameter must be provided"}),
+        );
+        let r = add(
+            "alice",
+            json!({"user_id": carol, "username": "carol", "access_level": 30}),
+        );
+        expect(
+            &srv,
+            "POST member with user_id and username",
+            &r,
+            400,
+            json!({"error": "user_id, username are mutually exclusive"}),
+        );
+        let r = add("alice", json!({"username": "nobody-here", "access_level": 30}));
+        expect(
+            &srv,
+            "POST member username=nobody",
+            &r,
+            404,
+            json!({"message": "404 User Not Found"}),
+        );
         let r = add("alice", json!({"user_id": carol}));
         expect(
             &srv,
