@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::api_users::{assert_pages, expect_missing, root, someone, warm};
+use crate::api_users::{assert_pages, root, someone, warm};
 use crate::support::api::{expect, forbidden, is_iso_ms, status, unauthorized, unchanged, ApiReply};
 use crate::support::server::{fixtures, gits, Git, TestServer};
 
