@@ -4,7 +4,7 @@ use chrono::NaiveDate;
 use serde_json::{json, Value};
 
 use crate::auth::token::PlainToken;
-use crate::db::{project::Project, token::TokenRow, user::User};
+use crate::db::{member::Member, project::Project, token::TokenRow, user::User};
 use crate::service::tokens::{iso, TokenView};
 use crate::settings::Settings;
 
@@ -114,8 +114,8 @@ pub fn permissions(level: Option<i32>) -> Value {
     })
 }
 
-/// A project member: the user and their access level.
-pub fn member(u: &User, access_level: i32, created_at: chrono::NaiveDateTime, base: &str) -> Value {
+/// A project member: the user, their access level and its expiry date.
+pub fn member(u: &User, m: &Member, base: &str) -> Value {
     json!({
         "id": u.id,
         "username": u.username,
@@ -123,9 +123,9 @@ pub fn member(u: &User, access_level: i32, created_at: chrono::NaiveDateTime, ba
         "state": u.state,
         "avatar_url": null,
         "web_url": format!("{base}/{}", u.username),
-        "access_level": access_level,
-        "created_at": iso(created_at),
-        "expires_at": null,
+        "access_level": m.access_level,
+        "created_at": iso(m.created_at),
+        "expires_at": m.expires_at.map(|d| d.format("%Y-%m-%d").to_string()),
     })
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use diesel::Connection;
 use serde_json::{json, Value};
 
 use super::{entities, ApiCall, ApiError, ApiResult, Ctx, Policy, Reply};
@@ -214,6 +215,7 @@ pub async fn list(call: ApiCall) -> ApiResult {
         let member_of: HashMap<i64, i32> = match &me {
             Some(u) => db::member::list_for_user(cx.conn, u.id)?
                 .into_iter()
+                .filter(|m| m.active_on(cx.now.date_naive()))
                 .map(|m| (m.project_id, m.access_level))
                 .collect(),
             None => HashMap::new(),
@@ -342,20 +344,27 @@ pub async fn delete(call: ApiCall) -> ApiResult {
     .await
 }
 
-/// The member entries of a project: its owner (access level 50), then
-/// every member by user id.
-fn entries(cx: &mut Ctx, project: &Project) -> Result<Vec<(User, i32, chrono::NaiveDateTime)>, ApiError> {
+/// The member entries of a project: its owner (access level 50, since
+/// the project was made), then every member by user id.
+fn entries(cx: &mut Ctx, project: &Project) -> Result<Vec<(User, Member)>, ApiError> {
     let users: HashMap<i64, User> = db::user::list(cx.conn)?.into_iter().map(|u| (u.id, u)).collect();
     let mut out = Vec::new();
     if let Some(o) = users.get(&project.owner_id) {
-        out.push((o.clone(), Role::Owner as i32, project.created_at));
+        let owner = Member {
+            project_id: project.id,
+            user_id: o.id,
+            access_level: Role::Owner as i32,
+            created_at: project.created_at,
+            expires_at: None,
+        };
+        out.push((o.clone(), owner));
     }
     for m in db::member::list(cx.conn, project.id)? {
         if m.user_id == project.owner_id {
             continue;
         }
         if let Some(u) = users.get(&m.user_id) {
-            out.push((u.clone(), m.access_level, m.created_at));
+            out.push((u.clone(), m));
         }
     }
     Ok(out)
@@ -371,35 +380,48 @@ pub async fn members(call: ApiCall) -> ApiResult {
         let ids = cx.params.int_list("user_ids")?;
         let all: Vec<_> = entries(cx, &project)?
             .into_iter()
-            .filter(|(u, _, _)| {
+            .filter(|(u, _)| {
                 query
                     .as_ref()
                     .is_none_or(|q| u.username.to_lowercase().contains(q) || u.name.to_lowercase().contains(q))
             })
-            .filter(|(u, _, _)| ids.as_ref().is_none_or(|ids| ids.contains(&u.id)))
+            .filter(|(u, _)| ids.as_ref().is_none_or(|ids| ids.contains(&u.id)))
             .collect();
         let base = cx.base.to_string();
-        cx.page(all, |(u, level, at)| entities::member(u, *level, *at, &base))
+        cx.page(all, |(u, m)| entities::member(u, m, &base))
     })
     .await
 }
 
 /// `{user_id}`'s entry in the project, or 404 Member Not Found.
-fn entry(cx: &mut Ctx, project: &Project) -> Result<(User, i32, chrono::NaiveDateTime), ApiError> {
+fn entry(cx: &mut Ctx, project: &Project) -> Result<(User, Member), ApiError> {
     let uid = cx.id("user_id", MEMBER_NOT_FOUND)?;
     entries(cx, project)?
         .into_iter()
-        .find(|(u, _, _)| u.id == uid)
+        .find(|(u, _)| u.id == uid)
         .ok_or_else(|| ApiError::not_found(MEMBER_NOT_FOUND))
 }
 
 pub async fn member(call: ApiCall) -> ApiResult {
     call.run(Policy::Api, |cx| {
         let project = visible(cx)?;
-        let (u, level, at) = entry(cx, &project)?;
-        Reply::ok(entities::member(&u, level, at, cx.base))
+        let (u, m) = entry(cx, &project)?;
+        Reply::ok(entities::member(&u, &m, cx.base))
     })
     .await
+}
+
+/// `expires_at`, when given: a date not in the past (`Some(None)`: null or
+/// empty, no expiry); GitLab's field error otherwise.
+fn expiry_param(cx: &Ctx) -> Result<Option<Option<chrono::NaiveDate>>, ApiError> {
+    if !cx.params.contains("expires_at") {
+        return Ok(None);
+    }
+    let at = cx.params.date("expires_at")?;
+    if at.is_some_and(|d| d < cx.today()) {
+        return Err(ApiError::field("expires_at", "cannot be a date in the past"));
+    }
+    Ok(Some(at))
 }
 
 /// `access_level` as one of GitLab's levels; only an owner (or admin)
@@ -444,6 +466,7 @@ pub async fn add_member(call: ApiCall) -> ApiResult {
             (None, Some(name)) => db::user::find_by_username(cx.conn, &name)?,
         };
         let role = level_param(cx, my_role)?;
+        let expires_at = expiry_param(cx)?.flatten();
         let user = found.ok_or_else(|| ApiError::not_found("User"))?;
         if user.id == project.owner_id || db::member::find(cx.conn, project.id, user.id)?.is_some() {
             return Err(ApiError::Conflict("Member already exists".into()));
@@ -453,6 +476,7 @@ pub async fn add_member(call: ApiCall) -> ApiResult {
             user_id: user.id,
             access_level: role as i32,
             created_at: cx.now.naive_utc(),
+            expires_at,
         };
         db::member::insert(cx.conn, &m).map_err(|e| {
             if db::is_unique_violation(&e) {
@@ -461,7 +485,7 @@ pub async fn add_member(call: ApiCall) -> ApiResult {
                 e.into()
             }
         })?;
-        Reply::created(entities::member(&user, m.access_level, m.created_at, cx.base))
+        Reply::created(entities::member(&user, &m, cx.base))
     })
     .await
 }
@@ -470,13 +494,22 @@ pub async fn update_member(call: ApiCall) -> ApiResult {
     call.run(Policy::Api, |cx| {
         let project = visible(cx)?;
         let my_role = require_role(cx, &project, Role::Maintainer)?;
-        let (user, current, at) = entry(cx, &project)?;
+        let (user, mut m) = entry(cx, &project)?;
         let role = level_param(cx, my_role)?;
-        if user.id == project.owner_id || (current >= Role::Owner as i32 && my_role < Role::Owner) {
+        let expiry = expiry_param(cx)?;
+        if user.id == project.owner_id || (m.access_level >= Role::Owner as i32 && my_role < Role::Owner) {
             return Err(ApiError::forbidden());
         }
-        db::member::set_level(cx.conn, project.id, user.id, role as i32)?;
-        Reply::ok(entities::member(&user, role as i32, at, cx.base))
+        m.access_level = role as i32;
+        if let Some(at) = expiry {
+            m.expires_at = at;
+        }
+        cx.conn.transaction(|conn| {
+            db::member::set_level(conn, project.id, user.id, m.access_level)?;
+            db::member::set_expiry(conn, project.id, user.id, m.expires_at)?;
+            Ok::<_, diesel::result::Error>(())
+        })?;
+        Reply::ok(entities::member(&user, &m, cx.base))
     })
     .await
 }
@@ -484,7 +517,8 @@ pub async fn update_member(call: ApiCall) -> ApiResult {
 pub async fn remove_member(call: ApiCall) -> ApiResult {
     call.run(Policy::Api, |cx| {
         let project = visible(cx)?;
-        let (user, current, _) = entry(cx, &project)?;
+        let (user, m) = entry(cx, &project)?;
+        let current = m.access_level;
         let leaving = cx.me()?.user.id == user.id;
         if user.id == project.owner_id {
             return Err(ApiError::forbidden());

@@ -1,6 +1,6 @@
 //! The `project_members` table: GitLab roles per repository.
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
 use super::schema::project_members as pm;
@@ -13,6 +13,15 @@ pub struct Member {
     pub user_id: i64,
     pub access_level: i32,
     pub created_at: NaiveDateTime,
+    /// The membership gives no access from this date (00:00 UTC) on.
+    pub expires_at: Option<NaiveDate>,
+}
+
+impl Member {
+    /// Whether the membership still gives its access on `today` (UTC).
+    pub fn active_on(&self, today: NaiveDate) -> bool {
+        self.expires_at.is_none_or(|e| today < e)
+    }
 }
 
 pub fn insert(conn: &mut DbConn, m: &Member) -> QueryResult<usize> {
@@ -38,6 +47,12 @@ pub fn list(conn: &mut DbConn, project_id: i64) -> QueryResult<Vec<Member>> {
 pub fn set_level(conn: &mut DbConn, project_id: i64, user_id: i64, level: i32) -> QueryResult<usize> {
     diesel::update(pm::table.find((project_id, user_id)))
         .set(pm::access_level.eq(level))
+        .execute(conn)
+}
+
+pub fn set_expiry(conn: &mut DbConn, project_id: i64, user_id: i64, at: Option<NaiveDate>) -> QueryResult<usize> {
+    diesel::update(pm::table.find((project_id, user_id)))
+        .set(pm::expires_at.eq(at))
         .execute(conn)
 }
 

@@ -58,6 +58,7 @@ diesel::table! {
         user_id -> BigInt,
         access_level -> Integer,
         created_at -> Timestamp,
+        expires_at -> Nullable<Date>,
     }
 }
 

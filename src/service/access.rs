@@ -65,12 +65,16 @@ impl Access {
     };
 }
 
-/// The caller's role in a project: the owner is Owner, members have theirs.
+/// The caller's role in a project: the owner is Owner, members have theirs
+/// until their membership expires.
 pub fn role(conn: &mut DbConn, user: &User, project: &Project) -> Result<Option<Role>> {
     if project.owner_id == user.id {
         return Ok(Some(Role::Owner));
     }
-    Ok(db::member::find(conn, project.id, user.id)?.and_then(|m| Role::from_level(m.access_level)))
+    let today = crate::service::now().date_naive();
+    Ok(db::member::find(conn, project.id, user.id)?
+        .filter(|m| m.active_on(today))
+        .and_then(|m| Role::from_level(m.access_level)))
 }
 
 /// Access of `user` (None: anonymous) to `project`: admins may do anything;

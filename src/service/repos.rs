@@ -282,6 +282,7 @@ pub fn add_member(conn: &mut DbConn, path: &str, username: &str, role: &str, now
             user_id: user.id,
             access_level: role as i32,
             created_at: now.naive_utc(),
+            expires_at: None,
         },
     )?;
     Ok(())

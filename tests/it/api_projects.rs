@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::api_users::{assert_pages, root, someone, warm};
 use crate::support::api::{expect, forbidden, is_iso_ms, status, unauthorized, unchanged, ApiReply};
-use crate::support::server::{fixtures, gits, Git, TestServer};
+use crate::support::server::{basic, fixtures, gits, Git, TestServer};
 
 fn not_found() -> Value {
     json!({"message": "404 Project Not Found"})
@@ -1812,5 +1812,122 @@ fn project_entity_has_the_fields_clients_read_of_what_gitpat_lacks() {
             "[{}] the user's namespace_id",
             srv.backend()
         );
+    }
+}
+
+#[test]
+fn member_expires_at_is_kept_and_an_expired_membership_gives_no_access() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        let t = team(&srv, false);
+        let path = format!("/projects/{}/members", t.id);
+        let alice = Some(t.tokens["alice"].as_str());
+        let today = chrono::Utc::now().date_naive();
+        let later = (today + chrono::Duration::days(30)).format("%Y-%m-%d").to_string();
+        let carol = t.users["carol"];
+        let before = srv.snapshot();
+        let yesterday = (today - chrono::Duration::days(1)).format("%Y-%m-%d").to_string();
+        let r = srv.api(
+            "POST",
+            &path,
+            alice,
+            Some(&json!({"user_id": carol, "access_level": 30, "expires_at": yesterday})),
+        );
+        expect(
+            &srv,
+            "POST a member expiring yesterday",
+            &r,
+            400,
+            json!({"message": {"expires_at": ["cannot be a date in the past"]}}),
+        );
+        let r = srv.api(
+            "POST",
+            &path,
+            alice,
+            Some(&json!({"user_id": carol, "access_level": 30, "expires_at": "soon"})),
+        );
+        expect(
+            &srv,
+            "expires_at=soon",
+            &r,
+            400,
+            json!({"error": "expires_at is invalid"}),
+        );
+        unchanged(&srv, &before, "refused members with expiry");
+
+        let r = srv.api(
+            "POST",
+            &path,
+            alice,
+            Some(&json!({"user_id": carol, "access_level": 30, "expires_at": later})),
+        );
+        status(&srv, "POST a member with expires_at", &r, 201);
+        assert_eq!(r.json["expires_at"], json!(later), "[{b}] {}", r.json);
+        let r = srv.api("GET", &format!("{path}/{carol}"), alice, None);
+        assert_eq!(r.json["expires_at"], json!(later), "[{b}] GET member: {}", r.json);
+        let project = format!("/projects/{}", t.id);
+        let ct = Some(t.tokens["carol"].as_str());
+        status(&srv, "carol sees it", &srv.api("GET", &project, ct, None), 200);
+
+        // Expiring today: no access from 00:00 UTC of that date.
+        gitpat::db::member::set_expiry(&mut srv.conn(), t.id, carol, Some(today)).unwrap();
+        expect(
+            &srv,
+            "an expired member",
+            &srv.api("GET", &project, ct, None),
+            404,
+            not_found(),
+        );
+        let r = srv.api("GET", "/projects?membership=true", ct, None);
+        expect(&srv, "an expired member's projects", &r, 200, json!([]));
+        let auth = basic("carol", &t.tokens["carol"]);
+        let refs = "/alice/p.git/info/refs?service=git-upload-pack";
+        let r = srv.raw("GET", refs, &[("Authorization", auth.as_str())], b"");
+        assert_eq!(r.status, 404, "[{b}] an expired member fetches over Git: {}", r.text());
+
+        // PUT renews it (and null clears it); a past date is refused.
+        let r = srv.api(
+            "PUT",
+            &format!("{path}/{carol}"),
+            alice,
+            Some(&json!({"access_level": 30, "expires_at": yesterday})),
+        );
+        status(&srv, "PUT a past expiry", &r, 400);
+        let r = srv.api(
+            "PUT",
+            &format!("{path}/{carol}"),
+            alice,
+            Some(&json!({"access_level": 20, "expires_at": later})),
+        );
+        status(&srv, "PUT a new expiry", &r, 200);
+        assert_eq!(
+            (r.json["expires_at"].clone(), r.int("access_level")),
+            (json!(later), 20),
+            "[{b}]"
+        );
+        status(&srv, "carol sees it again", &srv.api("GET", &project, ct, None), 200);
+        let r = srv.raw("GET", refs, &[("Authorization", auth.as_str())], b"");
+        assert_eq!(r.status, 200, "[{b}] a renewed member fetches over Git: {}", r.text());
+        let r = srv.api(
+            "PUT",
+            &format!("{path}/{carol}"),
+            alice,
+            Some(&json!({"access_level": 20, "expires_at": null})),
+        );
+        assert_eq!(r.json["expires_at"], Value::Null, "[{b}] cleared: {}", r.json);
+        let r = srv.api(
+            "PUT",
+            &format!("{path}/{carol}"),
+            alice,
+            Some(&json!({"access_level": 30})),
+        );
+        assert_eq!(
+            r.json["expires_at"],
+            Value::Null,
+            "[{b}] kept when not given: {}",
+            r.json
+        );
+        let row = gitpat::db::member::find(&mut srv.conn(), t.id, carol).unwrap().unwrap();
+        assert_eq!((row.access_level, row.expires_at), (30, None), "[{b}] the stored row");
     }
 }

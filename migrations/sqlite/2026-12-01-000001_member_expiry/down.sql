@@ -1,0 +1,1 @@
+ALTER TABLE project_members DROP COLUMN expires_at;
