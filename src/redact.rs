@@ -54,35 +54,59 @@ pub fn query(q: &str) -> String {
 /// `scheme://userinfo@host` or `//userinfo@host` (all of it, or only the
 /// password when `keep_user`), and secret query values.
 pub fn url(s: &str, keep_user: bool) -> String {
-    let (head, q) = match s.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (s, None),
-    };
-    let mut out = match head.find("//") {
-        // An authority follows `scheme://` or a leading `//`, and only there.
-        Some(i) if i == 0 || head[..i].ends_with(':') => {
-            let (prefix, rest) = head.split_at(i + 2);
+    // An authority follows `scheme://` or a leading `//`, and only there.
+    // It ends at the first `/` only (as libpq reads it), so a password with
+    // a `?` or `#` in it is still taken as part of the userinfo.
+    let (mut out, rest) = match s.find("//") {
+        Some(i) if i == 0 || (s[..i].ends_with(':') && !s[..i].contains(['/', '?'])) => {
+            let (prefix, rest) = s.split_at(i + 2);
             let end = rest.find('/').unwrap_or(rest.len());
             let (authority, path) = rest.split_at(end);
-            match authority.rsplit_once('@') {
+            let shown = match authority.rsplit_once('@') {
                 Some((userinfo, host)) => {
-                    let shown = match userinfo.split_once(':') {
+                    let user = match userinfo.split_once(':') {
                         Some((user, _)) if keep_user => format!("{user}:***"),
                         None if keep_user => userinfo.to_string(),
                         _ => "[REDACTED]".to_string(),
                     };
-                    format!("{prefix}{shown}@{host}{path}")
+                    format!("{prefix}{user}@{}", query_part(host))
                 }
-                None => head.to_string(),
-            }
+                None => format!("{prefix}{}", query_part(authority)),
+            };
+            (shown, path)
         }
-        _ => head.to_string(),
+        _ => (String::new(), s),
     };
-    if let Some(q) = q {
-        out.push('?');
-        out.push_str(&query(q));
-    }
+    out.push_str(&nested_userinfo(&query_part(rest)));
     out
+}
+
+/// The userinfo of URLs inside a path or query (`?next=http://u:p@h/`).
+fn nested_userinfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let (before, after) = rest.split_at(i + 3);
+        out.push_str(before);
+        let end = after.find(['/', '?', '#', '&', ';', ' ']).unwrap_or(after.len());
+        match after[..end].rfind('@') {
+            Some(at) => {
+                out.push_str("[REDACTED]");
+                rest = &after[at..];
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `path[?query]` with the query's secrets redacted.
+fn query_part(s: &str) -> String {
+    match s.split_once('?') {
+        Some((head, q)) => format!("{head}?{}", query(q)),
+        None => s.to_string(),
+    }
 }
 
 /// Decodes `%XX` escapes and `+`, as a framework does before it matches a
@@ -178,6 +202,19 @@ mod tests {
             "postgres://u@127.0.0.1:1/db?password=[REDACTED]&sslmode=disable"
         );
         assert_eq!(url("postgres://db/gitpat", true), "postgres://db/gitpat");
+        assert_eq!(
+            url("postgres://bob:pa?ss@db/gitpat", true),
+            "postgres://bob:***@db/gitpat"
+        );
+        assert_eq!(
+            url("http://h?private_token=x", false),
+            "http://h?private_token=[REDACTED]"
+        );
+        assert_eq!(
+            url("/x?next=http://u:p@h/y&a=1", false),
+            "/x?next=http://[REDACTED]@h/y&a=1"
+        );
+        assert_eq!(url("/x?a=http://h/b@c", false), "/x?a=http://h/b@c");
         assert_eq!(url("/tmp/x.db", true), "/tmp/x.db");
     }
 }

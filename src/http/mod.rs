@@ -30,7 +30,11 @@ pub fn bind(app: App, listen: &str) -> anyhow::Result<(Server, Vec<SocketAddr>)>
             .app_data(data.clone())
             .wrap_fn(|req, srv| {
                 let start = Instant::now();
-                let line = format!("{} {}", req.method(), crate::redact::url(&req.uri().to_string(), false));
+                // The path and query only: an absolute- or authority-form
+                // target's scheme and authority (userinfo included) are
+                // never printed.
+                let target = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("*");
+                let line = format!("{} {}", req.method(), crate::redact::url(target, false));
                 let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
                 let fut = srv.call(req);
                 async move {

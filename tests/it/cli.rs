@@ -1838,8 +1838,23 @@ fn serve_health_endpoints_and_first_start() {
                 "[{b}] the absolute-form request was not logged; log:\n{}",
                 server.log()
             );
+            // nor an authority-form target's (`GET user:token@host:port`)
+            let (status, _) = http_get(server.addr(), "alice:glpat-AUTHFORMAUTHFORM12@127.0.0.1:80");
+            assert!(status >= 400, "[{b}] an authority-form GET answered {status}");
+            let (status, _) = http_get(server.addr(), "/-/liveness?marker=after-authority-form");
+            assert_eq!(status, 200, "[{b}]");
+            assert!(
+                server.wait_for_log("/-/liveness?marker=after-authority-form"),
+                "[{b}] the marker request was not logged; log:\n{}",
+                server.log()
+            );
             let log = server.log();
-            for leaked in ["SECRETSECRETSECRET12", "USERINFOUSERINFO123", "ARRAYKEYARRAYKEY1"] {
+            for leaked in [
+                "SECRETSECRETSECRET12",
+                "USERINFOUSERINFO123",
+                "ARRAYKEYARRAYKEY1",
+                "AUTHFORMAUTHFORM12",
+            ] {
                 assert!(!log.contains(leaked), "[{b}] {leaked} reached the log:\n{log}");
             }
         }
