@@ -158,14 +158,12 @@ pub fn authenticate(
             accepted.into_iter().map(Scope::as_str).collect(),
         ));
     }
-    // Use is recorded once the token may call this endpoint: a refused
-    // request writes nothing (Sudo's refusals below are the caller's
-    // request, made with a token that was allowed in).
-    let token_row = tokens::note_use(conn, settings, token_row, ip, now)?;
+    // Use is recorded once the request is let in (its scope, and Sudo's
+    // rules, passed): a refused request writes nothing.
     let Some(target) = creds.sudo.as_deref() else {
         return Ok(Caller {
             user,
-            token: token_row,
+            token: tokens::note_use(conn, settings, token_row, ip, now)?,
             sudo_by: None,
         });
     };
@@ -189,7 +187,7 @@ pub fn authenticate(
     };
     Ok(Caller {
         user: as_user,
-        token: token_row,
+        token: tokens::note_use(conn, settings, token_row, ip, now)?,
         sudo_by: Some(user),
     })
 }

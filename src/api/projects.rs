@@ -299,8 +299,8 @@ pub async fn update(call: ApiCall) -> ApiResult {
         let name = p.str("name")?;
         let description = p.str("description")?;
         let visibility = p.one_of("visibility", &VISIBILITIES)?;
-        // GitLab: only owners change the visibility level.
-        if visibility.as_deref().is_some_and(|v| v != project.visibility) && my_role < Role::Owner {
+        // GitLab: only owners may send the visibility level at all.
+        if visibility.is_some() && my_role < Role::Owner {
             return Err(ApiError::forbidden());
         }
         if let Some(n) = &name {

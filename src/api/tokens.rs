@@ -109,14 +109,21 @@ pub async fn list(call: ApiCall) -> ApiResult {
     .await
 }
 
-/// A token by id that the caller may manage: theirs, or any for an admin.
-/// Otherwise an admin gets 404 and anyone else 401 (as GitLab answers).
+/// Whether the caller may manage `t` on these endpoints: an admin any
+/// token, a user their own personal (not impersonation) tokens, as GitLab's
+/// token policy has it.
+fn owns(cx: &Ctx, t: &TokenRow) -> bool {
+    cx.caller
+        .as_ref()
+        .is_some_and(|me| me.is_admin() || (t.user_id == me.user.id && !t.impersonation))
+}
+
+/// A token by id that the caller may manage (see [`owns`]). Otherwise an
+/// admin gets 404 and anyone else 401 (as GitLab answers).
 fn manageable(cx: &mut Ctx, id: i64) -> Result<TokenRow, ApiError> {
-    let me = cx.me()?;
-    let admin = me.is_admin();
-    let uid = me.user.id;
+    let admin = cx.me()?.is_admin();
     match db::token::find(cx.conn, id)? {
-        Some(t) if admin || t.user_id == uid => Ok(t),
+        Some(t) if owns(cx, &t) => Ok(t),
         _ if admin => Err(ApiError::not_found(PAT_NOT_FOUND)),
         _ => Err(ApiError::Unauthorized),
     }
@@ -160,10 +167,9 @@ fn revoke_row(cx: &mut Ctx, t: &TokenRow) -> Result<Reply, ApiError> {
 pub async fn revoke(call: ApiCall) -> ApiResult {
     call.run(Policy::Api, |cx| {
         let id = cx.id("id", PAT_NOT_FOUND)?;
-        let me = cx.me()?;
-        let (admin, uid) = (me.is_admin(), me.user.id);
+        cx.me()?;
         let t = db::token::find(cx.conn, id)?.ok_or_else(|| ApiError::not_found(PAT_NOT_FOUND))?;
-        if !admin && t.user_id != uid {
+        if !owns(cx, &t) {
             return Err(ApiError::bad_request(""));
         }
         revoke_row(cx, &t)

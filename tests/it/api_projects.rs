@@ -978,8 +978,7 @@ fn update_project_by_maintainer_owner_or_admin() {
     for srv in TestServer::each() {
         let t = team(&srv, true);
         let path = format!("/projects/{}", t.id);
-        // The same visibility may be sent back (clients PUT what they read).
-        let body = json!({"name": "Renamed", "description": "by the maintainer", "visibility": "private", "default_branch": "feature"});
+        let body = json!({"name": "Renamed", "description": "by the maintainer", "default_branch": "feature"});
         let r = srv.api("PUT", &path, Some(&t.tokens["maint"]), Some(&body));
         status(&srv, "PUT as maintainer", &r, 200);
         let want = Want {
@@ -1089,6 +1088,14 @@ fn update_project_refusals_write_nothing() {
             Some(&json!({"visibility": "public"})),
         );
         expect(&srv, "PUT visibility as a maintainer", &r, 403, forbidden());
+        // even its current value (GitLab authorizes the attribute's presence)
+        let r = srv.api(
+            "PUT",
+            &path,
+            Some(&t.tokens["maint"]),
+            Some(&json!({"name": "Same", "visibility": "private"})),
+        );
+        expect(&srv, "PUT the same visibility as a maintainer", &r, 403, forbidden());
         unchanged(&srv, &before, "refused PUT /projects/:id");
         srv.repo("alice/other", "alice", "private");
         let r = srv.api("PUT", &path, Some(&t.tokens["maint"]), Some(&json!({"name": "other"})));

@@ -1008,6 +1008,14 @@ fn sudo_without_the_sudo_scope_is_403_insufficient_scope() {
         );
         let r = srv.api("GET", "/user?sudo=bob", Some(&t), None);
         expect(&srv, "GET /user?sudo=, no sudo scope", &r, 403, insufficient("sudo"));
+        // refused, so not recorded as a use
+        let row = srv.token_row(&t);
+        assert!(
+            row.last_used_at.is_none() && row.last_used_ips == "[]",
+            "[{}] a refused Sudo recorded use: {:?}",
+            srv.backend(),
+            row.last_used_at
+        );
     }
 }
 
@@ -1649,8 +1657,10 @@ fn rotate_token_under_a_max_lifetime_shorter_than_a_week_expires_at_the_limit() 
         // a date past the limit is still refused, and changes nothing
         let (id, old) = make(&srv, "alice", "short2", None, &["api"], Some(in_days(2)), false);
         let path = format!("/personal_access_tokens/{id}/rotate");
+        let before = srv.snapshot();
         let r = srv.api("POST", &path, Some(&t), Some(&json!({"expires_at": day(in_days(4))})));
         status(&srv, &format!("POST {path} past the limit"), &r, 400);
+        unchanged(&srv, &before, "a refused rotation");
         assert!(
             !srv.token_row(&old).revoked,
             "[{b}] a refused rotation revoked the token"
@@ -2596,5 +2606,39 @@ fn create_token_and_project_with_curl_form_fields() {
             (Some("alice/curl-made"), Some("internal")),
             "[{b}] {v}"
         );
+    }
+}
+
+#[test]
+fn a_user_cannot_manage_impersonation_tokens_made_for_them() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("root", true, None);
+        srv.user("alice", false, None);
+        let admin = srv.token("root", &["api"], None);
+        let own = srv.token("alice", &["api"], None);
+        let (imp, imp_secret) = make(&srv, "alice", "imp", None, &["api"], None, true);
+        warm(&srv, &own);
+        warm(&srv, &admin);
+        let before = srv.snapshot();
+        let path = format!("/personal_access_tokens/{imp}");
+        let r = srv.api("GET", &path, Some(&own), None);
+        expect(&srv, &format!("GET {path} by alice"), &r, 401, unauthorized());
+        let r = srv.api("POST", &format!("{path}/rotate"), Some(&own), None);
+        expect(&srv, &format!("POST {path}/rotate by alice"), &r, 401, unauthorized());
+        let r = srv.api("DELETE", &path, Some(&own), None);
+        expect(
+            &srv,
+            &format!("DELETE {path} by alice"),
+            &r,
+            400,
+            json!({"message": "400 Bad request"}),
+        );
+        unchanged(&srv, &before, "alice's refused calls on her impersonation token");
+        assert!(!srv.token_row(&imp_secret).revoked, "[{b}] revoked by its user");
+        // an admin may
+        let r = srv.api("GET", &path, Some(&admin), None);
+        status(&srv, &format!("GET {path} by an admin"), &r, 200);
+        assert_eq!(r.json["impersonation"], json!(true), "[{b}] {}", r.json);
     }
 }
