@@ -56,14 +56,11 @@ impl Params {
         let (media, boundary) = match content_type {
             None => (None, None),
             Some(ct) => {
-                let mut parts = ct.split(';');
-                let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-                let boundary = parts.find_map(|p| {
-                    let (k, v) = p.split_once('=')?;
-                    k.trim()
-                        .eq_ignore_ascii_case("boundary")
-                        .then(|| v.trim().trim_matches('"').to_string())
-                });
+                let media = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+                let boundary = header_params(ct)
+                    .into_iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("boundary"))
+                    .map(|(_, v)| v);
                 (Some(media), boundary)
             }
         };
@@ -291,7 +288,9 @@ fn parse_multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, String)>,
         if rest.starts_with(b"--") {
             return Ok(fields);
         }
-        rest = rest.strip_prefix(b"\r\n").ok_or_else(malformed)?;
+        // RFC 2046 allows transport padding (spaces, tabs) after a delimiter.
+        let pad = rest.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+        rest = rest[pad..].strip_prefix(b"\r\n").ok_or_else(malformed)?;
         let head_end = find(rest, b"\r\n\r\n").ok_or_else(malformed)?;
         let head = std::str::from_utf8(&rest[..head_end]).map_err(|_| malformed())?;
         rest = &rest[head_end + 4..];
@@ -305,22 +304,44 @@ fn parse_multipart(body: &[u8], boundary: &str) -> Result<Vec<(String, String)>,
                 k.trim().eq_ignore_ascii_case("content-disposition").then_some(v)
             })
             .ok_or_else(malformed)?;
-        let attr = |name: &str| {
-            disposition.split(';').skip(1).find_map(|p| {
-                let (k, v) = p.split_once('=')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().trim_matches('"').to_string())
-            })
-        };
-        let name = attr("name").ok_or_else(malformed)?;
-        if attr("filename").is_some() {
+        let attrs = header_params(disposition);
+        let attr = |name: &str| attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v);
+        let name = attr("name").ok_or_else(malformed)?.clone();
+        if attr("filename").is_some() || attr("filename*").is_some() {
             continue;
         }
         let value = String::from_utf8(content.to_vec())
             .map_err(|_| ApiError::bad_request(format!("the multipart field {name} is not valid UTF-8")))?;
         fields.push((name, value));
     }
+}
+
+/// The `; key=value` parameters of a header value (after its first token),
+/// values unquoted; a `;` inside quotes belongs to the value.
+fn header_params(value: &str) -> Vec<(String, String)> {
+    let mut pieces = Vec::new();
+    let (mut cur, mut quoted, mut escaped) = (String::new(), false, false);
+    for c in value.chars() {
+        match c {
+            _ if escaped => {
+                cur.push(c);
+                escaped = false;
+            }
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ';' if !quoted => pieces.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    pieces.push(cur);
+    pieces
+        .into_iter()
+        .skip(1)
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            Some((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
 }
 
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
@@ -412,6 +433,14 @@ Content-Type: image/png\r\n\r\n\x89PNG\r\n--XyZ--\r\n";
         q.merge_body(Some("Multipart/Form-Data; boundary=\"XyZ\""), body)
             .unwrap();
         assert_eq!(q.str("name").unwrap().as_deref(), Some("my token"));
+        // quoted `;` in names and boundaries, filename*, transport padding
+        let odd = b"--a;b \r\nContent-Disposition: form-data; name=\"x;y\"\r\n\r\n1\r\n\
+--a;b\r\nContent-Disposition: form-data; name=\"f\"; filename*=UTF-8''a.txt\r\n\r\nfile\r\n--a;b--";
+        let mut o = Params::default();
+        o.merge_body(Some("multipart/form-data; boundary=\"a;b\""), odd)
+            .unwrap();
+        assert_eq!(o.str("x;y").unwrap().as_deref(), Some("1"));
+        assert!(!o.contains("f") && !o.contains("x"));
         for (ct, bad) in [
             ("multipart/form-data", &body[..]),
             ("multipart/form-data; boundary=XyZ", &body[..40]),
