@@ -23,6 +23,9 @@ pub struct App {
     pub bans: Arc<BanList>,
     /// What makes the packs that fetches receive.
     pub engine: PackEngine,
+    /// KiB that upload-pack requests being read may hold, all together
+    /// (`http::git::UPLOAD_BUDGET_KIB`).
+    pub upload_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -44,6 +47,7 @@ impl App {
             key: Arc::new(key),
             bans: Arc::new(BanList::default()),
             engine,
+            upload_budget: Arc::new(tokio::sync::Semaphore::new(crate::http::git::UPLOAD_BUDGET_KIB)),
         })
     }
 

@@ -5,6 +5,7 @@
 
 use std::io::{self, Read};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
@@ -12,6 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::app::App;
 use crate::auth::basic;
@@ -352,18 +354,64 @@ pub fn body_reader(req: &HttpRequest, mut payload: web::Payload, idle: Duration)
     }
 }
 
+/// What all upload-pack requests being read at once may hold, in KiB (the
+/// permits of `App::upload_budget`): 256 MiB, against thousands of
+/// connections each sending 10 MiB. Real requests are a few KiB.
+pub const UPLOAD_BUDGET_KIB: usize = 256 * 1024;
+
+/// A whole upload-pack request must arrive within this, however it trickles.
+const UPLOAD_REQUEST_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Why a request body was not read.
+enum ReadError {
+    /// 400, with the reason.
+    Bad(String),
+    /// 503: the budget is spent by other requests.
+    Busy,
+}
+
 /// Reads a whole body of at most `limit` bytes on the async side, so a slow
-/// client holds no blocking thread; `Err` says why it was refused.
-async fn read_capped(payload: &mut web::Payload, limit: u64, idle: Duration) -> Result<Vec<u8>, String> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = next_chunk(payload, idle).await {
-        let chunk = chunk.map_err(|e| format!("cannot read the request: {e}"))?;
-        if (buf.len() + chunk.len()) as u64 > limit {
-            return Err(format!("the request is larger than {} MiB", limit >> 20));
+/// client holds no blocking thread. What it holds is charged to `budget`
+/// (KiB permits, returned with the body and given back when dropped), and
+/// it must arrive within [`UPLOAD_REQUEST_DEADLINE`].
+async fn read_capped(
+    payload: &mut web::Payload,
+    limit: u64,
+    idle: Duration,
+    budget: &Arc<Semaphore>,
+) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), ReadError> {
+    let read = async {
+        let mut buf = Vec::new();
+        let mut held: Option<OwnedSemaphorePermit> = None;
+        while let Some(chunk) = next_chunk(payload, idle).await {
+            let chunk = chunk.map_err(|e| ReadError::Bad(format!("cannot read the request: {e}")))?;
+            if (buf.len() + chunk.len()) as u64 > limit {
+                return Err(ReadError::Bad(format!(
+                    "the request is larger than {} MiB",
+                    limit >> 20
+                )));
+            }
+            let kib = u32::try_from(chunk.len().div_ceil(1024)).map_err(|_| ReadError::Busy)?;
+            let permit = budget
+                .clone()
+                .try_acquire_many_owned(kib)
+                .map_err(|_| ReadError::Busy)?;
+            match &mut held {
+                Some(h) => h.merge(permit),
+                None => held = Some(permit),
+            }
+            buf.extend_from_slice(&chunk);
         }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf)
+        Ok((buf, held))
+    };
+    tokio::time::timeout(UPLOAD_REQUEST_DEADLINE, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ReadError::Bad(format!(
+                "the request did not arrive within {} s",
+                UPLOAD_REQUEST_DEADLINE.as_secs()
+            )))
+        })
 }
 
 struct ChannelReader {
@@ -506,15 +554,22 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: we
     };
     // The request is small (at most 10 MiB, as git caps it) and read here,
     // whole, before a blocking thread is taken for it.
-    let raw = match read_capped(
+    let (raw, held) = match read_capped(
         &mut payload,
         upload_pack::MAX_REQUEST_BYTES,
         app.config.body_idle_timeout,
+        &app.upload_budget,
     )
     .await
     {
-        Ok(raw) => raw,
-        Err(msg) => return text(StatusCode::BAD_REQUEST, &msg),
+        Ok(read) => read,
+        Err(ReadError::Bad(msg)) => return text(StatusCode::BAD_REQUEST, &msg),
+        Err(ReadError::Busy) => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is busy reading other fetch requests; try again in a moment",
+            )
+        }
     };
     let gzip = gzipped(&req);
     let git_dir = app.store.path_of(&granted.path);
@@ -524,6 +579,8 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: we
     let app = app.into_inner();
     let path = granted.path.clone();
     let plan = web::block(move || -> anyhow::Result<Result<Plan, upload_pack::BadRequest>> {
+        // The request's share of the budget is given back once it is planned.
+        let _held = held;
         let buf = if gzip {
             let mut buf = Vec::new();
             if let Err(e) = flate2::read::GzDecoder::new(raw.as_slice())

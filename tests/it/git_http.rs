@@ -2234,3 +2234,42 @@ fn a_stalled_request_body_is_given_up_and_leaves_nothing() {
         );
     }
 }
+
+#[test]
+fn fetch_requests_beyond_the_servers_read_budget_get_503_and_then_work() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("alice", false, None);
+        srv.import("alice/busy", "alice", "public", &fixture("basic"));
+        let mut body = pkt(format!("want {BASIC_MAIN}\n").as_bytes());
+        body.extend_from_slice(b"0000");
+        body.extend(pkt(b"done\n"));
+        let headers = [("Content-Type", "application/x-git-upload-pack-request")];
+        let path = "/alice/busy.git/git-upload-pack";
+        // Other requests hold the whole budget.
+        let all = u32::try_from(gitpat::http::git::UPLOAD_BUDGET_KIB).unwrap();
+        let held = srv
+            .app
+            .upload_budget
+            .clone()
+            .try_acquire_many_owned(all)
+            .expect("the budget");
+        let r = srv.raw("POST", path, &headers, &body);
+        assert_eq!(r.status, 503, "[{b}] a fetch while the budget is spent: {}", r.text());
+        assert_contains(&r.text(), "The server is busy", &format!("[{b}]"));
+        drop(held);
+        let r = srv.raw("POST", path, &headers, &body);
+        assert_eq!(
+            r.status,
+            200,
+            "[{b}] the same fetch once the budget is back: {}",
+            r.text()
+        );
+        assert!(r.body.windows(4).any(|w| w == b"PACK"), "[{b}] no pack in the reply");
+        assert_eq!(
+            srv.app.upload_budget.available_permits(),
+            gitpat::http::git::UPLOAD_BUDGET_KIB,
+            "[{b}] the fetch did not give its share back"
+        );
+    }
+}
