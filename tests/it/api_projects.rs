@@ -1072,19 +1072,6 @@ fn update_project_refusals_write_nothing() {
             "PUT",
             &path,
             Some(&t.tokens["maint"]),
-            Some(&json!({"name": "Valid", "visibility": "secret"})),
-        );
-        expect(
-            &srv,
-            "PUT visibility=secret",
-            &r,
-            400,
-            json!({"error": "visibility does not have a valid value"}),
-        );
-        let r = srv.api(
-            "PUT",
-            &path,
-            Some(&t.tokens["maint"]),
             Some(&json!({"visibility": "public"})),
         );
         expect(&srv, "PUT visibility as a maintainer", &r, 403, forbidden());
