@@ -17,7 +17,7 @@ const SECRET_KEYS: [&str; 6] = [
 ];
 
 /// Whether a raw (still percent-encoded) query key names a secret.
-fn secret_key(raw: &str) -> bool {
+pub fn secret_key(raw: &str) -> bool {
     let decoded = percent_decode(raw);
     // `k[]` and `k[x]` are Rack's array and hash forms of `k`.
     let base = decoded.split('[').next().unwrap_or_default();

@@ -46,7 +46,8 @@ impl Credentials {
     /// The token from, in this order, the `PRIVATE-TOKEN` header, the
     /// `private_token` parameter (query or body), an `Authorization:
     /// Bearer` header, or the OAuth-style `access_token` parameter (GitLab
-    /// takes a personal access token there too); Sudo from the `Sudo` header, else the `sudo` parameter.
+    /// takes a personal access token there too); Sudo from the `Sudo`
+    /// header, else the `sudo` parameter.
     pub fn read(headers: &HeaderMap, params: &Params) -> Credentials {
         let param = |name: &str| {
             params

@@ -131,6 +131,15 @@ async fn method_not_allowed() -> ApiResult {
     Err(ApiError::MethodNotAllowed)
 }
 
+/// `o` for an ascending sort, reversed for a descending one.
+pub fn directed(o: std::cmp::Ordering, desc: bool) -> std::cmp::Ordering {
+    if desc {
+        o.reverse()
+    } else {
+        o
+    }
+}
+
 /// What an endpoint answers.
 pub enum Reply {
     Json(StatusCode, Value),

@@ -2,10 +2,11 @@
 //! (default 20, at most 100) in, and `X-Total`, `X-Total-Pages`, `X-Page`,
 //! `X-Per-Page`, `X-Next-Page`, `X-Prev-Page` and `Link` (rel prev, next,
 //! first, last) out. Links are built from the request's own URL, with the
-//! credential parameters (`private_token`, `access_token`) left out.
+//! credential parameters (`private_token`, `access_token`, however spelled:
+//! `redact::secret_key`) left out.
 
 use super::error::ApiError;
-use super::params::{Params, SECRET_PARAMS};
+use super::params::Params;
 
 pub const DEFAULT_PER_PAGE: i64 = 20;
 pub const MAX_PER_PAGE: i64 = 100;
@@ -115,7 +116,7 @@ impl Pagination {
                     .next()
                     .map(|(k, _)| k.into_owned())
                     .unwrap_or_default();
-                !(key == "page" || key == "per_page" || SECRET_PARAMS.iter().any(|s| key.eq_ignore_ascii_case(s)))
+                !(key == "page" || key == "per_page" || crate::redact::secret_key(raw_key))
             })
             .collect();
         let tail = format!("page={page}&per_page={}", self.per_page);

@@ -14,9 +14,6 @@ use super::error::ApiError;
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// Parameters that carry credentials: never echoed, never in `Link`s.
-pub const SECRET_PARAMS: [&str; 2] = ["private_token", "access_token"];
-
 #[derive(Debug, Clone, Default)]
 pub struct Params {
     map: Map<String, Value>,

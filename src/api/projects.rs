@@ -257,11 +257,7 @@ pub async fn list(call: ApiCall) -> ApiResult {
                 _ => std::cmp::Ordering::Equal,
             }
             .then(a.id.cmp(&b.id));
-            if desc {
-                o.reverse()
-            } else {
-                o
-            }
+            super::directed(o, desc)
         });
         let owners: HashMap<i64, User> = db::user::list(cx.conn)?.into_iter().map(|u| (u.id, u)).collect();
         let base = cx.base.to_string();

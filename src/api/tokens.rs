@@ -48,8 +48,7 @@ fn sort_tokens(rows: &mut [TokenRow], sort: &str) {
             "id" => a.id.cmp(&b.id),
             _ => Ordering::Equal,
         };
-        let o = if desc { o.reverse() } else { o };
-        o.then(a.id.cmp(&b.id))
+        super::directed(o, desc).then(a.id.cmp(&b.id))
     });
 }
 
@@ -61,7 +60,7 @@ pub async fn list(call: ApiCall) -> ApiResult {
             return Err(ApiError::Unauthorized);
         }
         let owner = if me.is_admin() { user_id } else { Some(me.user.id) };
-        if let Some(uid) = owner {
+        if let (true, Some(uid)) = (me.is_admin(), user_id) {
             if db::user::find(cx.conn, uid)?.is_none() {
                 return Err(ApiError::not_found("User"));
             }
@@ -167,7 +166,6 @@ fn revoke_row(cx: &mut Ctx, t: &TokenRow) -> Result<Reply, ApiError> {
 pub async fn revoke(call: ApiCall) -> ApiResult {
     call.run(Policy::Api, |cx| {
         let id = cx.id("id", PAT_NOT_FOUND)?;
-        cx.me()?;
         let t = db::token::find(cx.conn, id)?.ok_or_else(|| ApiError::not_found(PAT_NOT_FOUND))?;
         if !owns(cx, &t) {
             return Err(ApiError::bad_request(""));

@@ -74,11 +74,7 @@ pub async fn list(call: ApiCall) -> ApiResult {
                 _ => std::cmp::Ordering::Equal,
             }
             .then(a.id.cmp(&b.id));
-            if desc {
-                o.reverse()
-            } else {
-                o
-            }
+            super::directed(o, desc)
         });
         cx.page(found, |u| entities::user(u, full_view(cx, u), cx.base))
     })
