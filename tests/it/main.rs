@@ -13,4 +13,5 @@ mod git_auth;
 mod git_http;
 mod git_http_v2;
 mod models;
+mod platform;
 mod python_gitlab;

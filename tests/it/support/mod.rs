@@ -1,6 +1,6 @@
 //! Test support: a database on each backend (SQLite always, PostgreSQL when
-//! `GITPAT_TEST_DATABASE_URL` is set, a fresh database per test), and a
-//! runner for the built `gitpat` binary.
+//! `GITPAT_TEST_DATABASE_URL` is set, a fresh database per test; `./test`
+//! sets it), and a runner for the built `gitpat` binary.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -41,13 +41,9 @@ impl TestDb {
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("create a test database");
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .expect("URL with a database name");
         TestDb {
             backend: "postgres",
-            url: format!("{base}/{name}"),
+            url: with_database(admin_url, &name),
             pg_admin: Some((admin_url.to_string(), name)),
             _dir: tempfile::tempdir().expect("tempdir"),
         }
@@ -68,6 +64,20 @@ impl Drop for TestDb {
                 let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
             }
         }
+    }
+}
+
+/// `url` (`postgres://user@host:port/db?params`) naming database `name`
+/// instead, its parameters (`sslmode=...`) kept.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (path, query) = match url.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (url, None),
+    };
+    let base = path.rsplit_once('/').map(|(b, _)| b).expect("URL with a database name");
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
     }
 }
 
