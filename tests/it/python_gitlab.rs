@@ -3,7 +3,7 @@
 //! `tests/python/python_gitlab_conformance.py`. What each call sends and
 //! needs back is written down in `tests/python/CONTRACT.md`.
 //!
-//! The interpreter is `GITPAT_TEST_PYTHON` (`.ci/run` exports it), else
+//! The interpreter is `GITPAT_TEST_PYTHON` (`./test` exports it), else
 //! `python3`. Without python-gitlab the test fails, saying how to install it:
 //! it is never skipped.
 
@@ -34,9 +34,9 @@ fn script() -> PathBuf {
 /// Panics, saying how to install it, unless `python` imports python-gitlab 8.x.
 fn require_python_gitlab(python: &str) {
     let hint = format!(
-        "this test needs python-gitlab 8.6.0 for {python}: make a venv \
-         (`python3 -m venv DIR && DIR/bin/pip install python-gitlab==8.6.0`) and set \
-         GITPAT_TEST_PYTHON=DIR/bin/python, as README.md says (.ci/run does this)"
+        "this test needs python-gitlab 8.6.0 for {python}: run the suite with ./test, which \
+         makes a venv with tests/python/requirements.txt and sets GITPAT_TEST_PYTHON to its \
+         interpreter (or do that yourself: ./test --help)"
     );
     let out = Command::new(python)
         .args(["-c", "import sys, gitlab; sys.stdout.write(gitlab.__version__)"])
