@@ -10,6 +10,8 @@ use diesel::Connection;
 use gitpat::db::{self, DbConn};
 
 pub mod api;
+pub mod repo;
+pub mod serve;
 pub mod server;
 
 pub const PG_ENV: &str = "GITPAT_TEST_DATABASE_URL";
