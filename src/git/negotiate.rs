@@ -623,13 +623,15 @@ pub fn write_shallow_v0(out: &mut Vec<u8>, up: &ShallowUpdate) -> Result<(), Pkt
 }
 
 /// Append `shallow <oid>` then `unshallow <oid>` lines (no header, no
-/// terminator; v2 wraps them in a `shallow-info` section).
+/// terminator; v2 wraps them in a `shallow-info` section). As git writes
+/// them: without a trailing LF (`0034shallow <oid>`), which strict client
+/// libraries require.
 pub fn write_shallow_lines(out: &mut Vec<u8>, up: &ShallowUpdate) -> Result<(), PktError> {
     for oid in &up.shallow {
-        pktline::write_line(out, &format!("shallow {oid}"))?;
+        pktline::write_data(out, format!("shallow {oid}").as_bytes())?;
     }
     for oid in &up.unshallow {
-        pktline::write_line(out, &format!("unshallow {oid}"))?;
+        pktline::write_data(out, format!("unshallow {oid}").as_bytes())?;
     }
     Ok(())
 }
@@ -673,9 +675,10 @@ mod tests {
                 Packet::Flush => lines.push("<flush>".to_string()),
                 Packet::Delim => lines.push("<delim>".to_string()),
                 Packet::Data(d) if matches!(d.first(), Some(1..=3)) => break,
-                Packet::Data(_) => {
-                    let text = String::from_utf8_lossy(p.line().unwrap()).into_owned();
-                    if text == "packfile" {
+                Packet::Data(d) => {
+                    // The whole payload, LF included: the bytes must match.
+                    let text = String::from_utf8_lossy(d).into_owned();
+                    if text == "packfile\n" {
                         lines.push(text);
                         break;
                     }
@@ -838,7 +841,7 @@ mod tests {
         // Reachable but not a tip: fine.
         let id = ids(d);
         let req = request(&case(&[&id["c2"]], DETAILED, &[], &[], "done"));
-        assert_eq!(ours_v0(d, &req), vec!["NAK"]);
+        assert_eq!(ours_v0(d, &req), vec!["NAK\n"]);
         assert_eq!(ours_v0(d, &req), real_v0(d, &req));
     }
 

@@ -151,17 +151,16 @@ pub fn write_response_end(out: &mut Vec<u8>) {
     out.extend_from_slice(RESPONSE_END);
 }
 
-/// Append an `ERR <message>\n` packet, which makes the client stop and show
+/// Append an `ERR <message>` packet (no LF, as git writes it), which makes the client stop and show
 /// the message. A message too long for one packet is cut (at a character
 /// boundary) so that this never fails.
 pub fn write_err(out: &mut Vec<u8>, message: &str) {
-    let mut end = message.len().min(MAX_DATA_LEN - 5);
+    let mut end = message.len().min(MAX_DATA_LEN - 4);
     while !message.is_char_boundary(end) {
         end -= 1;
     }
     let mut payload = b"ERR ".to_vec();
     payload.extend_from_slice(&message.as_bytes()[..end]);
-    payload.push(b'\n');
     // Cannot fail: the payload is at most MAX_DATA_LEN bytes.
     let _ = write_data(out, &payload);
 }
@@ -300,7 +299,7 @@ mod tests {
     fn err_packet() {
         let mut out = Vec::new();
         write_err(&mut out, "upload-pack: not our ref 1234");
-        assert_eq!(out, b"0026ERR upload-pack: not our ref 1234\n");
+        assert_eq!(out, b"0025ERR upload-pack: not our ref 1234");
         let mut long = Vec::new();
         write_err(&mut long, &"é".repeat(40000));
         let (p, used) = decode(&long).unwrap().unwrap();
