@@ -1,6 +1,7 @@
 //! The application state shared by the CLI and the server: configuration,
 //! database pool, secret key and repository store. Cheap to clone.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -9,6 +10,7 @@ use crate::auth::token::SecretKey;
 use crate::config::Config;
 use crate::db::{self, DbPool, PooledConn};
 use crate::error::{Error, Result};
+use crate::git::maintenance::Maintainer;
 use crate::git::pack::PackEngine;
 use crate::git::store::RepoStore;
 use crate::service::git_auth::BanList;
@@ -26,6 +28,8 @@ pub struct App {
     /// KiB that upload-pack requests being read may hold, all together
     /// (`http::git::UPLOAD_BUDGET_KIB`).
     pub upload_budget: Arc<tokio::sync::Semaphore>,
+    /// Background repacks after pushes.
+    pub maintainer: Arc<Maintainer>,
 }
 
 impl App {
@@ -41,13 +45,14 @@ impl App {
             .map_err(anyhow::Error::msg)?;
         let pool = db::open_pool(&config.database_url, config.db_pool_size)?;
         Ok(App {
-            store: RepoStore::new(repos),
+            store: RepoStore::new(repos).with_git(engine.git_binary().map(Path::to_path_buf)),
             config: Arc::new(config),
             pool,
             key: Arc::new(key),
             bans: Arc::new(BanList::default()),
             engine,
             upload_budget: Arc::new(tokio::sync::Semaphore::new(crate::http::git::UPLOAD_BUDGET_KIB)),
+            maintainer: Arc::new(Maintainer::default()),
         })
     }
 

@@ -190,6 +190,9 @@ pub enum RepoCmd {
     },
     /// Delete a repository and everything in it.
     Delete { path: String },
+    /// Repack a repository now: one pack with a bitmap (what a push with
+    /// more than maintenance_pack_limit packs starts in the background).
+    Gc { path: String },
     /// Manage members.
     #[command(subcommand)]
     Member(MemberCmd),
@@ -480,6 +483,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             RepoCmd::Delete { path } => repos::delete(conn, &app.store, &path)?,
+            RepoCmd::Gc { path } => {
+                let o = repos::gc(conn, &app.store, &path)?;
+                writeln!(out, "{path}: {} packs, now {}", o.packs_before, o.packs_after)?;
+            }
             RepoCmd::Member(MemberCmd::Add { path, username, role }) => {
                 repos::add_member(conn, &path, &username, &role, now)?
             }

@@ -29,6 +29,10 @@ pub struct Settings {
     pub git_auth_ban_duration_seconds: u32,
     /// IPs never banned.
     pub git_auth_ban_allowlist: Vec<IpAddr>,
+    /// Bytes; a push whose pack is larger is refused.
+    pub receive_max_input_size: u64,
+    /// A push that leaves a repository with more packs starts maintenance.
+    pub maintenance_pack_limit: u32,
 }
 
 impl Default for Settings {
@@ -44,12 +48,14 @@ impl Default for Settings {
             git_auth_ban_window_seconds: 60,
             git_auth_ban_duration_seconds: 3600,
             git_auth_ban_allowlist: Vec::new(),
+            receive_max_input_size: DEFAULT_RECEIVE_MAX_INPUT_SIZE,
+            maintenance_pack_limit: 16,
         }
     }
 }
 
 /// The setting names, in the order they are listed.
-pub const KEYS: [&str; 10] = [
+pub const KEYS: [&str; 12] = [
     "max_personal_access_token_lifetime",
     "enforce_personal_access_token_expiration",
     "password_authentication_enabled_for_git",
@@ -60,7 +66,14 @@ pub const KEYS: [&str; 10] = [
     "git_auth_ban_window_seconds",
     "git_auth_ban_duration_seconds",
     "git_auth_ban_allowlist",
+    "receive_max_input_size",
+    "maintenance_pack_limit",
 ];
+
+/// 2 GiB.
+pub const DEFAULT_RECEIVE_MAX_INPUT_SIZE: u64 = 2 << 30;
+/// The bounds of `receive_max_input_size`: 1 MiB to 1 TiB.
+pub const RECEIVE_MAX_INPUT_SIZE_RANGE: std::ops::RangeInclusive<u64> = (1 << 20)..=(1 << 40);
 
 /// The longest lifetime an instance may impose (GitLab's upper bound).
 pub const MAX_LIFETIME_DAYS: u32 = 400;
@@ -108,6 +121,8 @@ impl Settings {
                 .map(|ip| ip.to_string())
                 .collect::<Vec<_>>()
                 .join(","),
+            "receive_max_input_size" => self.receive_max_input_size.to_string(),
+            "maintenance_pack_limit" => self.maintenance_pack_limit.to_string(),
             _ => return Err(unknown_key(key)),
         })
     }
@@ -163,6 +178,20 @@ impl Settings {
                     })?);
                 }
                 self.git_auth_ban_allowlist = ips;
+            }
+            "maintenance_pack_limit" => self.maintenance_pack_limit = parse_u32(key, v, 2..=10_000, "packs")?,
+            "receive_max_input_size" => {
+                let r = RECEIVE_MAX_INPUT_SIZE_RANGE;
+                self.receive_max_input_size = match v.parse::<u64>() {
+                    Ok(n) if r.contains(&n) => n,
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "receive_max_input_size must be a number of bytes from {} to {}; not {value:?}",
+                            r.start(),
+                            r.end()
+                        )))
+                    }
+                }
             }
             _ => return Err(unknown_key(key)),
         }
@@ -231,6 +260,13 @@ mod tests {
         let before = s.clone();
         assert!(s.set("git_auth_ban_allowlist", "127.0.0.1,not-an-ip").is_err());
         assert_eq!(s, before, "a refused value must change nothing");
+        assert!(s.set("receive_max_input_size", "1048575").is_err());
+        assert!(s.set("receive_max_input_size", "2GiB").is_err());
+        s.set("receive_max_input_size", "1048576").unwrap();
+        assert!(s.set("maintenance_pack_limit", "1").is_err());
+        s.set("maintenance_pack_limit", "4").unwrap();
+        assert_eq!(s.maintenance_pack_limit, 4);
+        assert_eq!(s.receive_max_input_size, 1 << 20);
         s.set("personal_access_token_prefix", "").unwrap();
         assert_eq!(s.personal_access_token_prefix, "");
         let err = s.set("no_such_key", "1").unwrap_err().to_string();

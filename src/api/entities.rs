@@ -142,5 +142,7 @@ pub fn settings(s: &Settings) -> Value {
         "git_auth_ban_window_seconds": s.git_auth_ban_window_seconds,
         "git_auth_ban_duration_seconds": s.git_auth_ban_duration_seconds,
         "git_auth_ban_allowlist": s.git_auth_ban_allowlist.iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
+        "receive_max_input_size": s.receive_max_input_size,
+        "maintenance_pack_limit": s.maintenance_pack_limit,
     })
 }

@@ -4,9 +4,12 @@
 //! nothing of HTTP or the database.
 
 pub mod advertise;
+pub mod intake;
+pub mod maintenance;
 pub mod negotiate;
 pub mod pack;
 pub mod pack_objects;
+pub mod pack_stream;
 pub mod pkt_reader;
 pub mod pktline;
 pub mod receive_pack;

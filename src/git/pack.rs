@@ -37,6 +37,14 @@ impl PackEngine {
         }
     }
 
+    /// The git binary, for the git engine.
+    pub fn git_binary(&self) -> Option<&Path> {
+        match self {
+            PackEngine::Git { binary } => Some(binary),
+            PackEngine::Libgit2 => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             PackEngine::Git { .. } => "git",

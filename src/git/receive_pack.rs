@@ -1,16 +1,16 @@
 //! receive-pack, protocol v0: read the commands and the pack, index the
-//! pack into a quarantine folder (thin packs completed from the object
-//! database, connectivity verified by libgit2's indexer), check each command
-//! against the ref's current value and the branch policy, move the pack in,
-//! then move the refs by compare-and-swap. A push that fails leaves no ref
-//! changed and no pack behind.
+//! pack into a quarantine folder (`intake`: thin packs completed from the
+//! repository, objects checked, new tips proved connected), check each
+//! command against the ref's current value and the branch policy, move the
+//! pack in, then move the refs by compare-and-swap. A push that fails leaves
+//! no ref changed and no pack behind.
 
 use std::fmt;
 use std::io::Read;
-use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository, Signature};
 
+use super::intake::Intake;
 use super::pkt_reader::{Pkt, PktReader};
 use super::pktline::{self, Band};
 
@@ -225,71 +225,6 @@ fn one_line(s: &str) -> String {
     s.chars().take(1000).collect()
 }
 
-/// A pack indexed into `objects/incoming-*/pack`, not yet visible.
-struct Quarantine {
-    dir: PathBuf,
-}
-
-impl Quarantine {
-    fn pack_dir(&self) -> PathBuf {
-        self.dir.join("pack")
-    }
-
-    /// Moves the pack (and its index, last, which is what makes a pack
-    /// visible to readers) into `objects/pack`. A pack with no object (the
-    /// 12-byte header and 20-byte checksum git sends when every object is
-    /// already here) is not kept.
-    fn install(&self, objects: &Path) -> std::io::Result<()> {
-        let dest = objects.join("pack");
-        std::fs::create_dir_all(&dest)?;
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.pack_dir())?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()?;
-        let empty = files
-            .iter()
-            .filter(|f| f.extension().is_some_and(|e| e == "pack"))
-            .all(|f| std::fs::metadata(f).is_ok_and(|m| m.len() <= 32));
-        if empty {
-            return Ok(());
-        }
-        files.sort_by_key(|p| p.extension().is_some_and(|e| e == "idx"));
-        for f in files {
-            if let Some(name) = f.file_name() {
-                std::fs::rename(&f, dest.join(name))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Quarantine {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Streams the pack into a quarantine and indexes it; an error is the text
-/// of `unpack <error>`.
-fn unpack(repo: &Repository, pack: &mut dyn Read) -> Result<Option<Quarantine>, String> {
-    let objects = repo.path().join("objects");
-    let name = format!("incoming-{}", crate::fsutil::random_hex(8).map_err(|e| e.to_string())?);
-    let q = Quarantine {
-        dir: objects.join(name),
-    };
-    std::fs::create_dir_all(q.pack_dir()).map_err(|e| format!("cannot make a quarantine: {e}"))?;
-    let odb = repo.odb().map_err(|e| e.message().to_string())?;
-    let mut indexer =
-        git2::Indexer::new(Some(&odb), &q.pack_dir(), 0o444, true).map_err(|e| e.message().to_string())?;
-    let copied = std::io::copy(pack, &mut indexer).map_err(|e| format!("cannot read the pack: {e}"))?;
-    if copied == 0 {
-        return Err("the pack is missing".into());
-    }
-    indexer.commit().map_err(|e| e.message().to_string())?;
-    odb.add_disk_alternate(q.dir.to_str().ok_or("quarantine path is not UTF-8")?)
-        .map_err(|e| e.message().to_string())?;
-    Ok(Some(q))
-}
-
 fn current(repo: &Repository, name: &str) -> Option<Oid> {
     repo.refname_to_id(name).ok()
 }
@@ -310,10 +245,12 @@ fn check(repo: &Repository, c: &Command, policy: &Policy) -> Result<(), String> 
             _ => Ok(()),
         };
     }
-    let Ok(obj) = repo.find_object(c.new, None) else {
+    // The header only: a big blob is never inflated to learn its type.
+    let kind = repo.odb().and_then(|odb| odb.read_header(c.new)).map(|(_, kind)| kind);
+    let Ok(kind) = kind else {
         return Err("missing necessary objects".into());
     };
-    if c.name.starts_with("refs/heads/") && obj.kind() != Some(git2::ObjectType::Commit) {
+    if c.name.starts_with("refs/heads/") && kind != git2::ObjectType::Commit {
         return Err("non-commit object on a branch".into());
     }
     match (cur, c.is_create()) {
@@ -368,13 +305,20 @@ fn apply(repo: &Repository, cmds: &[&Command], sig: &Signature) -> Result<(), St
 
 /// Runs a push: unpacks `pack` (unless every command is a deletion), checks
 /// and applies the commands, and reports. `atomic` pushes apply all or none.
-pub fn execute(repo: &Repository, req: &Request, pack: &mut dyn Read, policy: &Policy, sig: &Signature) -> Report {
+pub fn execute(
+    repo: &Repository,
+    req: &Request,
+    pack: &mut dyn Read,
+    intake: &Intake,
+    policy: &Policy,
+    sig: &Signature,
+) -> Report {
     let n = req.commands.len();
     let mut results: Vec<Result<(), String>> = vec![Ok(()); n];
     let mut quarantine = None;
     if req.commands.iter().any(|c| !c.is_delete()) {
-        match unpack(repo, pack) {
-            Ok(q) => quarantine = q,
+        match intake.unpack(repo, pack) {
+            Ok(q) => quarantine = Some(q),
             Err(e) => {
                 return Report {
                     unpack: Err(e),
@@ -392,6 +336,18 @@ pub fn execute(repo: &Repository, req: &Request, pack: &mut dyn Read, policy: &P
             results[i] = Err("duplicate ref update".into());
         } else {
             results[i] = check(repo, c, policy);
+        }
+    }
+    if let Some(q) = &quarantine {
+        let tips: Vec<Oid> = (0..n)
+            .filter(|&i| results[i].is_ok() && !req.commands[i].is_delete())
+            .map(|i| req.commands[i].new)
+            .collect();
+        let missing = intake.disconnected(repo, q, &tips);
+        for (i, c) in req.commands.iter().enumerate() {
+            if results[i].is_ok() && !c.is_delete() && missing.contains(&c.new) {
+                results[i] = Err("missing necessary objects".into());
+            }
         }
     }
     let atomic = req.has("atomic");
@@ -601,6 +557,24 @@ mod tests {
         out
     }
 
+    /// Both engines: git (the newest here) and libgit2, with the default
+    /// input limit.
+    pub(crate) fn intakes() -> Vec<Intake> {
+        let max_input_size = crate::settings::DEFAULT_RECEIVE_MAX_INPUT_SIZE;
+        let git = crate::git::pack::PackEngine::resolve("git", Some(std::ffi::OsStr::new("/usr/local/bin:/usr/bin")))
+            .expect("git is installed");
+        vec![
+            Intake {
+                engine: git,
+                max_input_size,
+            },
+            Intake {
+                engine: crate::git::pack::PackEngine::Libgit2,
+                max_input_size,
+            },
+        ]
+    }
+
     fn policy(may_push_protected: bool) -> Policy {
         Policy {
             protected_ref: Some("refs/heads/main".into()),
@@ -636,174 +610,204 @@ mod tests {
 
     #[test]
     fn a_new_branch_at_a_known_commit_keeps_no_empty_pack() {
-        let (src, _d, repo) = server();
-        let before = packs(&repo);
-        let main = oid(&repo, "main");
-        let empty = pack_of(src.path(), &format!("{main}\n--not\n{main}"));
-        let r = execute(
-            &repo,
-            &request(vec![cmd(Oid::zero(), main, "refs/heads/copy")], false),
-            &mut &empty[..],
-            &policy(false),
-            &sig(),
-        );
-        assert!(r.all_ok(), "{r:?}");
-        assert_eq!(repo.refname_to_id("refs/heads/copy").unwrap(), main);
-        assert_eq!(packs(&repo), before);
-        assert_eq!(leftovers(&repo), 0);
-        // The reflog names the pusher.
-        let log = repo.reflog("refs/heads/copy").unwrap();
-        assert_eq!(log.get(0).unwrap().committer().email(), Some("pusher@example.com"));
+        for intake in intakes() {
+            let (src, _d, repo) = server();
+            let before = packs(&repo);
+            let main = oid(&repo, "main");
+            let empty = pack_of(src.path(), &format!("{main}\n--not\n{main}"));
+            let r = execute(
+                &repo,
+                &request(vec![cmd(Oid::zero(), main, "refs/heads/copy")], false),
+                &mut &empty[..],
+                &intake,
+                &policy(false),
+                &sig(),
+            );
+            assert!(r.all_ok(), "{r:?}");
+            assert_eq!(repo.refname_to_id("refs/heads/copy").unwrap(), main);
+            assert_eq!(packs(&repo), before);
+            assert_eq!(leftovers(&repo), 0);
+            // The reflog names the pusher.
+            let log = repo.reflog("refs/heads/copy").unwrap();
+            assert_eq!(log.get(0).unwrap().committer().email(), Some("pusher@example.com"));
+        }
     }
 
     #[test]
     fn pushes_land_with_their_objects() {
-        let (src, _d, repo) = server();
-        git(src.path(), &["checkout", "-q", "main"]);
-        crate::git::test_fixtures::commit(src.path(), "f", "4", "c4", 50);
-        let old = oid(&repo, "main");
-        let new = Repository::open(src.path())
-            .unwrap()
-            .revparse_single("main")
-            .unwrap()
-            .id();
-        let pack = pack_of(src.path(), &format!("{new}\n--not\n{old}"));
-        let r = execute(
-            &repo,
-            &request(vec![cmd(old, new, "refs/heads/main")], false),
-            &mut &pack[..],
-            &policy(true),
-            &sig(),
-        );
-        assert!(r.all_ok(), "{r:?}");
-        assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), new);
-        assert!(repo.find_commit(new).is_ok());
+        for intake in intakes() {
+            let (src, _d, repo) = server();
+            git(src.path(), &["checkout", "-q", "main"]);
+            crate::git::test_fixtures::commit(src.path(), "f", "4", "c4", 50);
+            let old = oid(&repo, "main");
+            let new = Repository::open(src.path())
+                .unwrap()
+                .revparse_single("main")
+                .unwrap()
+                .id();
+            let pack = pack_of(src.path(), &format!("{new}\n--not\n{old}"));
+            let r = execute(
+                &repo,
+                &request(vec![cmd(old, new, "refs/heads/main")], false),
+                &mut &pack[..],
+                &intake,
+                &policy(true),
+                &sig(),
+            );
+            assert!(r.all_ok(), "{r:?}");
+            assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), new);
+            assert!(repo.find_commit(new).is_ok());
+        }
     }
 
     #[test]
     fn the_protected_branch_rules() {
-        let (_s, _d, repo) = server();
-        let main = oid(&repo, "main");
-        let parent = oid(&repo, "main~1");
-        let dev = oid(&repo, "dev");
-        let empty = empty_pack();
-        let run = |c: Command, may: bool| {
-            execute(&repo, &request(vec![c], false), &mut &empty[..], &policy(may), &sig()).refs[0]
-                .1
-                .clone()
-        };
-        // Deleting the default branch: never.
-        assert_eq!(
-            run(cmd(main, Oid::zero(), "refs/heads/main"), true),
-            Err(DELETE_CURRENT.into())
-        );
-        // A developer may not push to it; a maintainer may fast-forward only.
-        assert_eq!(
-            run(cmd(main, dev, "refs/heads/main"), false),
-            Err(PROTECTED_PUSH.into())
-        );
-        assert_eq!(
-            run(cmd(main, parent, "refs/heads/main"), true),
-            Err(PROTECTED_FORCE_PUSH.into())
-        );
-        assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), main);
-        // Other branches: anything goes, force included, and deletion.
-        assert_eq!(run(cmd(dev, parent, "refs/heads/dev"), false), Ok(()));
-        assert_eq!(run(cmd(parent, Oid::zero(), "refs/heads/dev"), false), Ok(()));
-        assert!(repo.refname_to_id("refs/heads/dev").is_err());
-        // A funny name, a stale old value.
-        assert_eq!(run(cmd(Oid::zero(), main, "HEAD"), true), Err("funny refname".into()));
-        assert_eq!(
-            run(cmd(Oid::zero(), main, "refs/heads/a..b"), true),
-            Err("funny refname".into())
-        );
-        assert_eq!(
-            run(cmd(parent, main, "refs/heads/main"), true),
-            Err("failed to update ref".into())
-        );
+        for intake in intakes() {
+            let (_s, _d, repo) = server();
+            let main = oid(&repo, "main");
+            let parent = oid(&repo, "main~1");
+            let dev = oid(&repo, "dev");
+            let empty = empty_pack();
+            let run = |c: Command, may: bool| {
+                execute(
+                    &repo,
+                    &request(vec![c], false),
+                    &mut &empty[..],
+                    &intake,
+                    &policy(may),
+                    &sig(),
+                )
+                .refs[0]
+                    .1
+                    .clone()
+            };
+            // Deleting the default branch: never.
+            assert_eq!(
+                run(cmd(main, Oid::zero(), "refs/heads/main"), true),
+                Err(DELETE_CURRENT.into())
+            );
+            // A developer may not push to it; a maintainer may fast-forward only.
+            assert_eq!(
+                run(cmd(main, dev, "refs/heads/main"), false),
+                Err(PROTECTED_PUSH.into())
+            );
+            assert_eq!(
+                run(cmd(main, parent, "refs/heads/main"), true),
+                Err(PROTECTED_FORCE_PUSH.into())
+            );
+            assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), main);
+            // Other branches: anything goes, force included, and deletion.
+            assert_eq!(run(cmd(dev, parent, "refs/heads/dev"), false), Ok(()));
+            assert_eq!(run(cmd(parent, Oid::zero(), "refs/heads/dev"), false), Ok(()));
+            assert!(repo.refname_to_id("refs/heads/dev").is_err());
+            // A funny name, a stale old value.
+            assert_eq!(run(cmd(Oid::zero(), main, "HEAD"), true), Err("funny refname".into()));
+            assert_eq!(
+                run(cmd(Oid::zero(), main, "refs/heads/a..b"), true),
+                Err("funny refname".into())
+            );
+            assert_eq!(
+                run(cmd(parent, main, "refs/heads/main"), true),
+                Err("failed to update ref".into())
+            );
+        }
     }
 
     #[test]
     fn atomic_pushes_land_whole_or_not_at_all() {
-        let (_s, _d, repo) = server();
-        let main = oid(&repo, "main");
-        let dev = oid(&repo, "dev");
-        let stale = oid(&repo, "main~2");
-        let cmds = vec![
-            cmd(Oid::zero(), main, "refs/heads/new"),
-            cmd(stale, main, "refs/heads/dev"),
-        ];
-        let empty = empty_pack();
-        let r = execute(
-            &repo,
-            &request(cmds.clone(), true),
-            &mut &empty[..],
-            &policy(true),
-            &sig(),
-        );
-        assert_eq!(r.refs[0].1, Err("atomic push failure".into()));
-        assert_eq!(r.refs[1].1, Err("failed to update ref".into()));
-        assert!(repo.refname_to_id("refs/heads/new").is_err());
-        assert_eq!(repo.refname_to_id("refs/heads/dev").unwrap(), dev);
-        // Without atomic, the good one lands.
-        let r = execute(&repo, &request(cmds, false), &mut &empty[..], &policy(true), &sig());
-        assert_eq!(r.refs[0].1, Ok(()));
-        assert!(r.refs[1].1.is_err());
+        for intake in intakes() {
+            let (_s, _d, repo) = server();
+            let main = oid(&repo, "main");
+            let dev = oid(&repo, "dev");
+            let stale = oid(&repo, "main~2");
+            let cmds = vec![
+                cmd(Oid::zero(), main, "refs/heads/new"),
+                cmd(stale, main, "refs/heads/dev"),
+            ];
+            let empty = empty_pack();
+            let r = execute(
+                &repo,
+                &request(cmds.clone(), true),
+                &mut &empty[..],
+                &intake,
+                &policy(true),
+                &sig(),
+            );
+            assert_eq!(r.refs[0].1, Err("atomic push failure".into()));
+            assert_eq!(r.refs[1].1, Err("failed to update ref".into()));
+            assert!(repo.refname_to_id("refs/heads/new").is_err());
+            assert_eq!(repo.refname_to_id("refs/heads/dev").unwrap(), dev);
+            // Without atomic, the good one lands.
+            let r = execute(
+                &repo,
+                &request(cmds, false),
+                &mut &empty[..],
+                &intake,
+                &policy(true),
+                &sig(),
+            );
+            assert_eq!(r.refs[0].1, Ok(()));
+            assert!(r.refs[1].1.is_err());
+        }
     }
 
     #[test]
     fn a_cut_or_broken_pack_changes_nothing() {
-        let (src, _d, repo) = server();
-        git(src.path(), &["checkout", "-q", "main"]);
-        crate::git::test_fixtures::commit(src.path(), "f", "4", "c4", 50);
-        let old = oid(&repo, "main");
-        let new = Repository::open(src.path())
-            .unwrap()
-            .revparse_single("main")
-            .unwrap()
-            .id();
-        let pack = pack_of(src.path(), &format!("{new}\n--not\n{old}"));
-        let before = packs(&repo);
-        for bad in [
-            &pack[..pack.len() / 2],
-            &pack[..pack.len() - 1],
-            &b"PACKgarbage"[..],
-            &b""[..],
-        ] {
+        for intake in intakes() {
+            let (src, _d, repo) = server();
+            git(src.path(), &["checkout", "-q", "main"]);
+            crate::git::test_fixtures::commit(src.path(), "f", "4", "c4", 50);
+            let old = oid(&repo, "main");
+            let new = Repository::open(src.path())
+                .unwrap()
+                .revparse_single("main")
+                .unwrap()
+                .id();
+            let pack = pack_of(src.path(), &format!("{new}\n--not\n{old}"));
+            let before = packs(&repo);
+            for bad in [
+                &pack[..pack.len() / 2],
+                &pack[..pack.len() - 1],
+                &b"PACKgarbage"[..],
+                &b""[..],
+            ] {
+                let r = execute(
+                    &repo,
+                    &request(vec![cmd(old, new, "refs/heads/main")], false),
+                    &mut &bad[..],
+                    &intake,
+                    &policy(true),
+                    &sig(),
+                );
+                assert!(r.unpack.is_err(), "{r:?}");
+                assert_eq!(r.refs[0].1, Err("unpacker error".into()));
+                assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), old);
+                assert_eq!(packs(&repo), before);
+                assert_eq!(leftovers(&repo), 0);
+            }
+            // A pack whose commit lacks its tree: the indexer's connectivity
+            // check refuses it.
+            let tree = Repository::open(src.path())
+                .unwrap()
+                .find_commit(new)
+                .unwrap()
+                .tree_id();
+            let list = format!("{new}\n");
+            let (partial, ok) = git_io(src.path(), &["pack-objects", "--stdout", "-q"], &[], list.as_bytes());
+            assert!(ok);
+            assert!(repo.find_object(tree, None).is_err());
             let r = execute(
                 &repo,
                 &request(vec![cmd(old, new, "refs/heads/main")], false),
-                &mut &bad[..],
+                &mut &partial[..],
+                &intake,
                 &policy(true),
                 &sig(),
             );
-            assert!(r.unpack.is_err(), "{r:?}");
-            assert_eq!(r.refs[0].1, Err("unpacker error".into()));
+            assert!(r.unpack.is_err(), "a pack missing objects was accepted: {r:?}");
             assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), old);
             assert_eq!(packs(&repo), before);
-            assert_eq!(leftovers(&repo), 0);
         }
-        // A pack whose commit lacks its tree: the indexer's connectivity
-        // check refuses it.
-        let tree = Repository::open(src.path())
-            .unwrap()
-            .find_commit(new)
-            .unwrap()
-            .tree_id();
-        let list = format!("{new}\n");
-        let (partial, ok) = git_io(src.path(), &["pack-objects", "--stdout", "-q"], &[], list.as_bytes());
-        assert!(ok);
-        assert!(repo.find_object(tree, None).is_err());
-        let r = execute(
-            &repo,
-            &request(vec![cmd(old, new, "refs/heads/main")], false),
-            &mut &partial[..],
-            &policy(true),
-            &sig(),
-        );
-        assert!(r.unpack.is_err(), "a pack missing objects was accepted: {r:?}");
-        assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), old);
-        assert_eq!(packs(&repo), before);
     }
 
     #[test]

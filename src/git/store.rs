@@ -112,11 +112,26 @@ pub fn is_valid_branch_name(name: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct RepoStore {
     root: PathBuf,
+    /// The git binary imports fetch with; libgit2 without it.
+    git: Option<PathBuf>,
 }
 
 impl RepoStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        RepoStore { root: root.into() }
+        RepoStore {
+            root: root.into(),
+            git: None,
+        }
+    }
+
+    /// Imports fetch with this git binary (the git engine's).
+    pub fn with_git(mut self, git: Option<PathBuf>) -> Self {
+        self.git = git;
+        self
+    }
+
+    pub fn git(&self) -> Option<&Path> {
+        self.git.as_deref()
     }
 
     pub fn root(&self) -> &Path {
@@ -155,7 +170,7 @@ impl RepoStore {
         repo.config()?.set_str("core.logAllRefUpdates", "true")?;
         let mut staged = staged;
         if let Some(src) = import {
-            staged.default_branch = import_into(&repo, src, branch)?;
+            staged.default_branch = import_into(&repo, src, branch, self.git.as_deref())?;
         }
         Ok(staged)
     }
@@ -242,10 +257,12 @@ impl Trashed {
     }
 }
 
-/// Fetches the branches and tags of `src` into `repo`; points HEAD at
-/// `wanted` (which must exist), else at the source's HEAD branch, else at
-/// `main`; returns that branch.
-fn import_into(repo: &Repository, src: &Path, wanted: Option<&str>) -> anyhow::Result<String> {
+/// Fetches the branches and tags of `src` into `repo` (with `git fetch`
+/// when there is a git binary: it keeps the source's deltas and streams,
+/// where libgit2 rebuilds the pack in memory); points HEAD at `wanted`
+/// (which must exist), else at the source's HEAD branch, else at `main`;
+/// returns that branch.
+fn import_into(repo: &Repository, src: &Path, wanted: Option<&str>, git: Option<&Path>) -> anyhow::Result<String> {
     let source = Repository::open(src).with_context(|| format!("cannot open {} as a git repository", src.display()))?;
     let head_branch = source
         .find_reference("HEAD")
@@ -258,10 +275,52 @@ fn import_into(repo: &Repository, src: &Path, wanted: Option<&str>) -> anyhow::R
         .context("the import path is not UTF-8")?
         .to_string();
     drop(source);
-    let mut remote = repo.remote_anonymous(&url)?;
-    remote
-        .fetch(&["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], None, None)
-        .with_context(|| format!("cannot import the repository at {}", src.display()))?;
+    const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+    match git {
+        Some(git) => {
+            let mut cmd = std::process::Command::new(git);
+            for var in [
+                "GIT_WORK_TREE",
+                "GIT_OBJECT_DIRECTORY",
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+                "GIT_INDEX_FILE",
+            ] {
+                cmd.env_remove(var);
+            }
+            let out = cmd
+                .env("GIT_DIR", repo.path())
+                .current_dir(repo.path())
+                // Keep what arrives as one pack (with its deltas), even a
+                // few objects.
+                .args([
+                    "-c",
+                    "fetch.unpackLimit=1",
+                    "fetch",
+                    "--quiet",
+                    "--no-write-fetch-head",
+                    "--no-auto-gc",
+                    "--",
+                ])
+                .arg(&url)
+                .args(REFSPECS)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .with_context(|| format!("cannot run {}", git.display()))?;
+            if !out.status.success() {
+                bail!(
+                    "cannot import the repository at {}: {}",
+                    src.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+        None => {
+            let mut remote = repo.remote_anonymous(&url)?;
+            remote
+                .fetch(&REFSPECS, None, None)
+                .with_context(|| format!("cannot import the repository at {}", src.display()))?;
+        }
+    }
     let branch = match wanted {
         Some(b) if repo.find_reference(&format!("refs/heads/{b}")).is_err() => {
             bail!("the imported repository has no branch {b:?} to make the default")

@@ -20,6 +20,7 @@ use crate::auth::basic;
 use crate::db::{self, project::Project};
 use crate::error::Error;
 use crate::git::advertise::{self, Service};
+use crate::git::intake::Intake;
 use crate::git::pack::PackEngine;
 use crate::git::pkt_reader::PktReader;
 use crate::git::pktline::{self, Band};
@@ -36,7 +37,8 @@ use crate::settings::Settings;
 pub const AGENT: &str = concat!("gitpat/", env!("CARGO_PKG_VERSION"));
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/{repo:.+}/info/refs", web::get().to(info_refs))
+    cfg.route("/{repo:.+}/info/lfs/{rest:.*}", web::route().to(lfs_not_enabled))
+        .route("/{repo:.+}/info/refs", web::get().to(info_refs))
         .route("/{repo:.+}/git-upload-pack", web::post().to(upload_pack_post))
         .route("/{repo:.+}/git-receive-pack", web::post().to(receive_pack_post));
 }
@@ -198,6 +200,17 @@ fn load_settings(app: &App) -> Option<Settings> {
 #[derive(serde::Deserialize)]
 struct InfoRefsQuery {
     service: Option<String>,
+}
+
+/// What GitLab answers on every Git LFS path when LFS is off, which git-lfs
+/// shows to the user.
+pub const LFS_NOT_ENABLED: &str = "Git LFS is not enabled on this server, contact your admin.";
+
+/// `<repo>/info/lfs/...`, any method: gitpat serves no LFS objects (yet).
+async fn lfs_not_enabled() -> HttpResponse {
+    HttpResponse::NotImplemented()
+        .content_type("application/vnd.git-lfs+json")
+        .body(serde_json::json!({ "message": LFS_NOT_ENABLED }).to_string())
 }
 
 /// `GET <repo>/info/refs?service=...`: the ref advertisement.
@@ -510,12 +523,21 @@ fn push(app: &App, g: Granted, body: Body) -> Result<Vec<u8>, PushError> {
     let repo = app.store.open(&g.path)?;
     let sig = signature(&caller.user);
     let mut pack = reader.into_inner();
-    let report = receive_pack::execute(&repo, &request, &mut pack, &policy, &sig);
+    let intake = Intake {
+        engine: app.engine.clone(),
+        max_input_size: g.settings.receive_max_input_size,
+    };
+    let report = receive_pack::execute(&repo, &request, &mut pack, &intake, &policy, &sig);
     if let Some(branch) = receive_pack::adopt_pushed_head(&repo, &report) {
         db::project::set_default_branch(conn, project.id, &branch)?;
     }
     if report.refs.iter().any(|(_, r)| r.is_ok()) {
         db::project::touch(conn, project.id, chrono::Utc::now().naive_utc())?;
+        app.maintainer.after_push(
+            app.engine.git_binary(),
+            repo.path(),
+            g.settings.maintenance_pack_limit as usize,
+        );
     } else if created {
         // Nothing landed: the push that was to create the repository leaves none.
         drop(repo);

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::db::{self, member::Member, project::NewProject, project::Project, user::User, DbConn};
 use crate::error::{Error, Result};
+use crate::git::maintenance::{self, MaintenanceError};
 use crate::git::store::{is_valid_branch_name, RepoPath, RepoStore};
 use crate::service::access::{Role, VISIBILITIES};
 use crate::service::{tokens::iso, users};
@@ -244,6 +245,21 @@ pub fn delete(conn: &mut DbConn, store: &RepoStore, path: &str) -> Result<()> {
             Err(e.into())
         }
     }
+}
+
+/// Repacks a repository now (`gitpat repo gc`): one pack with a bitmap,
+/// unreachable objects kept in a cruft pack.
+pub fn gc(conn: &mut DbConn, store: &RepoStore, path: &str) -> Result<maintenance::Outcome> {
+    let project = get(conn, path)?;
+    let repo_path = parse_path(&project.path)?;
+    let git = store
+        .git()
+        .ok_or_else(|| Error::Invalid(MaintenanceError::NoGit.to_string()))?;
+    maintenance::run(git, &store.path_of(&repo_path)).map_err(|e| match e {
+        MaintenanceError::Busy => Error::Conflict(e.to_string()),
+        MaintenanceError::NoGit => Error::Invalid(e.to_string()),
+        MaintenanceError::Failed(_) => Error::Internal(anyhow::anyhow!("{}: {e}", project.path)),
+    })
 }
 
 pub fn list(conn: &mut DbConn) -> Result<Vec<RepoView>> {

@@ -24,6 +24,8 @@ fn defaults() -> Value {
         "git_auth_ban_window_seconds": 60,
         "git_auth_ban_duration_seconds": 3600,
         "git_auth_ban_allowlist": [],
+        "receive_max_input_size": 2147483648u64,
+        "maintenance_pack_limit": 16,
     })
 }
 
@@ -110,6 +112,8 @@ fn settings_put_json_stores_and_returns_every_key() {
             "git_auth_ban_window_seconds": 120,
             "git_auth_ban_duration_seconds": 600,
             "git_auth_ban_allowlist": ["10.0.0.1", "::1"],
+            "receive_max_input_size": 104857600,
+            "maintenance_pack_limit": 8,
         });
         let r = srv.api("PUT", "/application/settings", Some(&rt), Some(&body));
         expect(&srv, "PUT every key", &r, 200, body.clone());
@@ -120,9 +124,10 @@ fn settings_put_json_stores_and_returns_every_key() {
             (
                 s.max_personal_access_token_lifetime,
                 s.personal_access_token_prefix.as_str(),
-                s.git_auth_ban_allowlist.len()
+                s.git_auth_ban_allowlist.len(),
+                s.receive_max_input_size
             ),
-            (Some(30), "gp-", 2),
+            (Some(30), "gp-", 2, 100 << 20),
             "[{}] stored",
             srv.backend()
         );
@@ -245,6 +250,7 @@ fn settings_an_invalid_value_stores_nothing() {
             json!({"git_auth_ban_max_failures": 3, "personal_access_token_prefix": "has space"}),
             json!({"git_auth_ban_max_failures": 3, "personal_access_token_last_used_throttle_minutes": 1441}),
             json!({"git_auth_ban_max_failures": 0}),
+            json!({"git_auth_ban_max_failures": 3, "receive_max_input_size": 1024}),
             json!({"git_auth_ban_max_failures": 3, "git_auth_ban_allowlist": ["127.0.0.1", "not-an-ip"]}),
             json!({"personal_access_token_prefix": "ok-", "git_auth_ban_window_seconds": -5}),
         ] {

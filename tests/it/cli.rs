@@ -4,16 +4,16 @@
 //! the config file.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
 use serde_json::Value;
 
+use crate::support::serve::Server;
 use crate::support::{self, Gitpat};
 
 // ---------------------------------------------------------------- helpers
@@ -1292,6 +1292,22 @@ fn repo_create_imports_an_existing_repository() {
             "second",
             "[{b}] the imported objects are readable"
         );
+        // git fetched them as one pack; repo gc repacks it with a bitmap.
+        assert_eq!(
+            g.ok(&["repo", "gc", "alice/imported"]),
+            "alice/imported: 1 packs, now 1\n",
+            "[{b}]"
+        );
+        let packs: Vec<String> = std::fs::read_dir(bare.join("objects/pack"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            packs.iter().any(|p| p.ends_with(".bitmap")),
+            "[{b}] no bitmap: {packs:?}"
+        );
+        let err = g.fails(&["repo", "gc", "alice/nothing-here"]);
+        assert_eq!(err, "error: no repository alice/nothing-here\n", "[{b}]");
 
         // --default-branch picks the imported branch HEAD names...
         g.ok(&[
@@ -1657,101 +1673,6 @@ fn errors_go_to_stderr_with_a_failing_exit() {
 }
 
 // ------------------------------------------------------------------ serve
-
-/// A running `gitpat serve`, killed when dropped (also on a panic).
-struct Server {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    addr: Option<SocketAddr>,
-    backend: &'static str,
-}
-
-impl Server {
-    fn start(g: &Gitpat) -> Server {
-        Server::start_with(g, &[])
-    }
-
-    /// `serve` with `extra` flags.
-    fn start_with(g: &Gitpat, extra: &[&str]) -> Server {
-        let mut child = g
-            .command()
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .env("GITPAT_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gitpat serve");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut server = Server {
-            child,
-            log: log.clone(),
-            addr: None,
-            backend: g.db.backend,
-        };
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            const MARK: &str = "gitpat listening on http://";
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(i) = line.find(MARK) {
-                    let addr = line[i + MARK.len()..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
-                    let _ = tx.send(addr);
-                }
-                let mut l = log.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(a) => {
-                server.addr = Some(
-                    a.parse()
-                        .unwrap_or_else(|_| panic!("[{}] bad listening address {a:?}", server.backend)),
-                )
-            }
-            Err(e) => panic!(
-                "[{}] the server did not say where it listens ({e}); its log:\n{}",
-                server.backend,
-                server.log()
-            ),
-        }
-        server
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.addr.expect("started")
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits until the log holds `needle`.
-    fn wait_for_log(&self, needle: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.log().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A raw HTTP/1.0 GET: the status code and the body.
 fn http_get(addr: SocketAddr, target: &str) -> (u16, String) {

@@ -12,6 +12,8 @@ mod fixtures;
 mod git_auth;
 mod git_http;
 mod git_http_v2;
+mod git_lfs;
+mod git_push;
 mod models;
 mod platform;
 mod python_gitlab;

@@ -1,0 +1,519 @@
+//! Incoming packs: a push's pack is indexed into a quarantine folder
+//! (`objects/incoming-*`), invisible to readers until it is moved in, and its
+//! objects are checked before any ref may point at them.
+//!
+//! Two engines, chosen like the fetch engine (`pack_engine`):
+//! - **git** (the default when git is on PATH), as `git receive-pack` does
+//!   it: `git index-pack --stdin --fix-thin --strict --max-input-size=N` (with the
+//!   fsck warnings old histories carry allowed)
+//!   writes the pack into the quarantine (bases of a thin pack from the
+//!   repository, every object fsck'ed, every link it makes checked), then
+//!   `git rev-list --objects --stdin --not --all --quiet` over the new tips
+//!   proves them connected. Gitlinks (submodule commits) are never followed.
+//! - **libgit2**: its `Indexer` (which holds each object whole in memory, so
+//!   a [`PackStream`] in front of it refuses objects over
+//!   [`LIBGIT2_MAX_OBJECT_SIZE`] before they are inflated), then our own
+//!   check that every link of the pack's objects is present, gitlinks
+//!   excepted.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use git2::{Oid, Repository};
+
+use super::pack::PackEngine;
+use super::pack_stream::{PackStream, PackStreamError};
+
+/// How incoming packs are taken in.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    pub engine: PackEngine,
+    /// A pack larger than this many bytes (as sent) is refused.
+    pub max_input_size: u64,
+}
+
+/// The `unpack` reason of a pack over `max_input_size`.
+pub fn too_large(max: u64) -> String {
+    format!("pack exceeds maximum allowed size ({max} bytes: the receive_max_input_size setting)")
+}
+
+/// A pack indexed into `objects/incoming-*/pack`, not yet visible. Dropping
+/// it removes the folder and whatever is left in it.
+pub struct Quarantine {
+    dir: PathBuf,
+}
+
+impl Quarantine {
+    fn new(objects: &Path) -> Result<Quarantine, String> {
+        let name = format!("incoming-{}", crate::fsutil::random_hex(8).map_err(|e| e.to_string())?);
+        let q = Quarantine {
+            dir: objects.join(name),
+        };
+        std::fs::create_dir_all(q.pack_dir()).map_err(|e| format!("cannot make a quarantine: {e}"))?;
+        Ok(q)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn pack_dir(&self) -> PathBuf {
+        self.dir.join("pack")
+    }
+
+    /// Moves the pack (its index last, which is what makes a pack visible
+    /// to readers) into `objects/pack`. A pack with no object (the 12-byte
+    /// header and 20-byte checksum git sends when every object is already
+    /// here) is not kept.
+    pub fn install(&self, objects: &Path) -> std::io::Result<()> {
+        let dest = objects.join("pack");
+        std::fs::create_dir_all(&dest)?;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.pack_dir())?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        files.retain(|f| {
+            f.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("pack-"))
+        });
+        let empty = files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "pack"))
+            .all(|f| std::fs::metadata(f).is_ok_and(|m| m.len() <= 32));
+        if empty {
+            return Ok(());
+        }
+        files.sort_by_key(|p| p.extension().is_some_and(|e| e == "idx"));
+        for f in files {
+            if let Some(name) = f.file_name() {
+                std::fs::rename(&f, dest.join(name))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Quarantine {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Intake {
+    /// Streams `pack` into a quarantine and indexes it; the repository's
+    /// object database then sees the quarantine (as an alternate) so the
+    /// commands can be checked. An error is the text of `unpack <error>`.
+    pub fn unpack(&self, repo: &Repository, pack: &mut dyn Read) -> Result<Quarantine, String> {
+        let objects = repo.path().join("objects");
+        let q = Quarantine::new(&objects)?;
+        let mut pack = Capped {
+            inner: pack,
+            left: self.max_input_size,
+            max: self.max_input_size,
+            read: 0,
+        };
+        let libgit2_pack = match &self.engine {
+            PackEngine::Git { binary } => {
+                index_pack(binary, repo.path(), &q, self.max_input_size, &mut pack)?;
+                None
+            }
+            PackEngine::Libgit2 => Some(index_with_libgit2(repo, &q, &mut pack)?),
+        };
+        let odb = repo.odb().map_err(|e| e.message().to_string())?;
+        odb.add_disk_alternate(q.dir.to_str().ok_or("quarantine path is not UTF-8")?)
+            .map_err(|e| e.message().to_string())?;
+        if let Some(name) = libgit2_pack {
+            let idx = q.pack_dir().join(format!("pack-{name}.idx"));
+            check_links(repo, &idx)?;
+        }
+        Ok(q)
+    }
+
+    /// Which of `tips` (the new values of the commands, objects already in
+    /// the repository or the quarantine) are not connected: some object they
+    /// reach is missing. Gitlinks are not followed.
+    pub fn disconnected(&self, repo: &Repository, q: &Quarantine, tips: &[Oid]) -> Vec<Oid> {
+        if tips.is_empty() {
+            return Vec::new();
+        }
+        match &self.engine {
+            PackEngine::Git { binary } => {
+                if rev_list_connected(binary, repo.path(), q, tips) {
+                    return Vec::new();
+                }
+                // As receive-pack does: find the culprits one by one.
+                tips.iter()
+                    .copied()
+                    .filter(|t| !rev_list_connected(binary, repo.path(), q, &[*t]))
+                    .collect()
+            }
+            // check_links proved every link of the pack's objects present.
+            PackEngine::Libgit2 => Vec::new(),
+        }
+    }
+}
+
+/// A reader that fails once more than `max` bytes have come through, and
+/// counts what did.
+struct Capped<'a> {
+    inner: &'a mut dyn Read,
+    left: u64,
+    max: u64,
+    read: u64,
+}
+
+#[derive(Debug)]
+struct TooLarge;
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the pack is too large")
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+impl Read for Capped<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            self.left = 0;
+            return Err(std::io::Error::other(TooLarge));
+        }
+        self.left -= n as u64;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+fn is_too_large(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<TooLarge>())
+}
+
+/// A git command on `repo_dir` whose new objects go to the quarantine and
+/// whose reads see both (as receive-pack runs index-pack and rev-list).
+fn quarantined_git(binary: &Path, repo_dir: &Path, q: &Quarantine) -> Command {
+    let mut cmd = Command::new(binary);
+    for var in [
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_NAMESPACE",
+        "GIT_PROTOCOL",
+        "GIT_CEILING_DIRECTORIES",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("GIT_DIR", repo_dir)
+        .env("GIT_OBJECT_DIRECTORY", &q.dir)
+        .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", repo_dir.join("objects"))
+        .env("GIT_QUARANTINE_PATH", &q.dir)
+        .current_dir(repo_dir);
+    cmd
+}
+
+/// What git printed on stderr, as one line for the report: its lines
+/// joined with "; ", at most 1000 characters.
+fn stderr_reason(stderr: &[u8], fallback: &str) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let mut lines: Vec<&str> = Vec::new();
+    for l in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if !lines.contains(&l) {
+            lines.push(l);
+        }
+    }
+    if lines.is_empty() {
+        return fallback.to_string();
+    }
+    lines.join("; ").chars().take(1000).collect()
+}
+
+/// Reads a child's pipe to the end on a thread of its own, keeping at most
+/// `cap` bytes.
+fn drain(mut r: impl Read + Send + 'static, cap: usize) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = cap.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+        }
+        kept
+    })
+}
+
+/// `--strict` makes git's fsck warnings errors; these, which real
+/// histories carry from old tools (git.git's own first commits have 100664
+/// modes), stay allowed, as GitLab allows them.
+const STRICT: &str =
+    "--strict=badFilemode=ignore,zeroPaddedFilemode=ignore,badTimezone=ignore,missingSpaceBeforeDate=ignore";
+
+fn index_pack(binary: &Path, repo_dir: &Path, q: &Quarantine, max: u64, pack: &mut Capped) -> Result<(), String> {
+    let mut child = quarantined_git(binary, repo_dir, q)
+        .args(["index-pack", "--stdin", "--fix-thin", STRICT])
+        .arg(format!("--max-input-size={max}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run git index-pack: {e}"))?;
+    let (Some(mut stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("cannot talk to git index-pack".into());
+    };
+    let out = drain(stdout, 4096);
+    let err = drain(stderr, 64 * 1024);
+    let fed = std::io::copy(pack, &mut stdin);
+    drop(stdin);
+    let read_failed = match &fed {
+        // index-pack stopped reading: it died, and says why on stderr.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => None,
+        Err(e) if is_too_large(e) => Some(too_large(pack.max)),
+        Err(e) => Some(format!("cannot read the pack: {e}")),
+        Ok(_) => None,
+    };
+    if read_failed.is_some() {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(|e| format!("git index-pack: {e}"))?;
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    if let Some(why) = read_failed {
+        return Err(why);
+    }
+    if pack.read == 0 {
+        return Err("the pack is missing".into());
+    }
+    if !status.success() {
+        return Err(stderr_reason(&stderr, "index-pack abnormal exit"));
+    }
+    // "pack\t<hash>\n" (or "keep\t..."): the pack is in the quarantine.
+    if !stdout.starts_with(b"pack\t") && !stdout.starts_with(b"keep\t") {
+        return Err("index-pack abnormal exit".into());
+    }
+    Ok(())
+}
+
+/// `git rev-list --objects --stdin --not --all --quiet` over `tips`: true
+/// when everything they reach is present (as receive-pack's
+/// check_connected).
+fn rev_list_connected(binary: &Path, repo_dir: &Path, q: &Quarantine, tips: &[Oid]) -> bool {
+    let child = quarantined_git(binary, repo_dir, q)
+        .args(["rev-list", "--objects", "--stdin", "--not", "--all", "--quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else { return false };
+    let err = child.stderr.take().map(|e| drain(e, 64 * 1024));
+    if let Some(mut stdin) = child.stdin.take() {
+        let list: String = tips.iter().map(|t| format!("{t}\n")).collect();
+        let _ = stdin.write_all(list.as_bytes());
+    }
+    let ok = child.wait().is_ok_and(|s| s.success());
+    if let Some(err) = err {
+        let text = err.join().unwrap_or_default();
+        if !ok {
+            tracing::info!("connectivity check failed: {}", stderr_reason(&text, "rev-list failed"));
+        }
+    }
+    ok
+}
+
+/// Indexes the pack with libgit2 (thin packs completed from the object
+/// database) without its connectivity check, which follows gitlinks and
+/// probes the object database for each missing object; [`check_links`]
+/// does that instead. Returns the pack's name (its hash).
+fn index_with_libgit2(repo: &Repository, q: &Quarantine, pack: &mut Capped) -> Result<String, String> {
+    let odb = repo.odb().map_err(|e| e.message().to_string())?;
+    let indexer = git2::Indexer::new(Some(&odb), &q.pack_dir(), 0o444, false).map_err(|e| e.message().to_string())?;
+    let mut guarded = Guarded {
+        stream: PackStream::new(LIBGIT2_MAX_OBJECT_SIZE),
+        indexer,
+    };
+    match std::io::copy(pack, &mut guarded) {
+        Ok(0) => return Err("the pack is missing".into()),
+        Ok(_) => {}
+        Err(e) if is_too_large(&e) => return Err(too_large(pack.max)),
+        Err(e) => match e.get_ref().and_then(|inner| inner.downcast_ref::<PackStreamError>()) {
+            Some(why) => return Err(why.to_string()),
+            None => return Err(format!("cannot read the pack: {e}")),
+        },
+    }
+    guarded.indexer.commit().map_err(|e| e.message().to_string())
+}
+
+/// The libgit2 indexer holds each object whole in memory: objects larger
+/// than this are refused, from their pack header, before it sees them.
+pub const LIBGIT2_MAX_OBJECT_SIZE: u64 = 32 << 20;
+
+/// The indexer behind a [`PackStream`] that refuses objects over the limit.
+struct Guarded<'a> {
+    stream: PackStream,
+    indexer: git2::Indexer<'a>,
+}
+
+impl Write for Guarded<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.feed(buf).map_err(std::io::Error::other)?;
+        self.indexer.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.indexer.flush()
+    }
+}
+
+/// The object ids of a version-2 pack index, read from the file as they
+/// are used.
+fn idx_object_ids(path: &Path) -> Result<impl Iterator<Item = Oid>, String> {
+    use std::io::{BufReader, Seek, SeekFrom};
+    let bad = |why: &str| format!("cannot read the pack index {}: {why}", path.display());
+    let mut f = BufReader::new(std::fs::File::open(path).map_err(|e| bad(&e.to_string()))?);
+    let mut head = [0u8; 8 + 256 * 4];
+    f.read_exact(&mut head).map_err(|e| bad(&e.to_string()))?;
+    if head[..8] != [0xff, b't', b'O', b'c', 0, 0, 0, 2] {
+        return Err(bad("not a version 2 index"));
+    }
+    let mut count = [0u8; 4];
+    count.copy_from_slice(&head[8 + 255 * 4..]);
+    let count = u32::from_be_bytes(count);
+    f.seek(SeekFrom::Start(head.len() as u64))
+        .map_err(|e| bad(&e.to_string()))?;
+    Ok((0..count).map_while(move |_| {
+        let mut raw = [0u8; 20];
+        f.read_exact(&mut raw).ok()?;
+        Oid::from_bytes(&raw).ok()
+    }))
+}
+
+/// Every object that an object of the pack links to must be present (in
+/// the pack or the repository), as `index-pack --strict` checks: a
+/// commit's tree and parents, a tree's entries but gitlinks (commits of
+/// another repository), a tag's target. With the repository connected
+/// before, the new tips then are too.
+fn check_links(repo: &Repository, idx: &Path) -> Result<(), String> {
+    let odb = repo.odb().map_err(|e| e.message().to_string())?;
+    let present = |o: Oid| odb.exists_ext(o, git2::OdbLookupFlags::NO_REFRESH);
+    let missing = |o: Oid, from: &str, id: Oid| format!("missing {o}, which {from} {id} points to");
+    let err = |e: git2::Error| e.message().to_string();
+    for id in idx_object_ids(idx)? {
+        let (_, kind) = odb.read_header(id).map_err(err)?;
+        match kind {
+            git2::ObjectType::Commit => {
+                let c = repo.find_commit(id).map_err(err)?;
+                if !present(c.tree_id()) {
+                    return Err(missing(c.tree_id(), "commit", id));
+                }
+                if let Some(p) = c.parent_ids().find(|p| !present(*p)) {
+                    return Err(missing(p, "commit", id));
+                }
+            }
+            git2::ObjectType::Tree => {
+                let t = repo.find_tree(id).map_err(err)?;
+                let gone = t
+                    .iter()
+                    .filter(|e| e.filemode() != 0o160000)
+                    .map(|e| e.id())
+                    .find(|o| !present(*o));
+                if let Some(o) = gone {
+                    return Err(missing(o, "tree", id));
+                }
+            }
+            git2::ObjectType::Tag => {
+                let t = repo.find_tag(id).map_err(err)?;
+                if !present(t.target_id()) {
+                    return Err(missing(t.target_id(), "tag", id));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::test_fixtures::{git, git_io, rich_repo};
+
+    fn git_engine() -> PackEngine {
+        PackEngine::resolve("git", Some(std::ffi::OsStr::new("/usr/local/bin:/usr/bin"))).expect("git is installed")
+    }
+
+    #[test]
+    fn the_connectivity_check_finds_tips_that_reach_a_missing_object() {
+        let src = rich_repo();
+        let dir = tempfile::tempdir().unwrap();
+        git(
+            dir.path(),
+            &["clone", "-q", "--bare", src.path().to_str().unwrap(), "."],
+        );
+        let repo = Repository::open_bare(dir.path()).unwrap();
+        let main = repo.revparse_single("main").unwrap().id();
+        // A commit whose tree is nowhere: written as is, unchecked.
+        let body = format!(
+            "tree {}\nparent {main}\nauthor A <a@example.com> 1 +0000\ncommitter A <a@example.com> 1 +0000\n\nbroken\n",
+            "1".repeat(40)
+        );
+        let (out, ok) = git_io(
+            dir.path(),
+            &["hash-object", "-t", "commit", "-w", "--literally", "--stdin"],
+            &[],
+            body.as_bytes(),
+        );
+        assert!(ok);
+        let broken = Oid::from_str(String::from_utf8_lossy(&out).trim()).unwrap();
+        let intake = Intake {
+            engine: git_engine(),
+            max_input_size: 1 << 30,
+        };
+        let q = Quarantine::new(&repo.path().join("objects")).unwrap();
+        assert_eq!(intake.disconnected(&repo, &q, &[main]), Vec::<Oid>::new());
+        assert_eq!(intake.disconnected(&repo, &q, &[main, broken]), vec![broken]);
+    }
+
+    #[test]
+    fn git_says_why_in_one_line() {
+        let err = b"error: object 1: hasDotgit: contains '.git'\nerror: object 1: hasDotgit: contains '.git'\n\nfatal: fsck error in packed object\n";
+        assert_eq!(
+            stderr_reason(err, "x"),
+            "error: object 1: hasDotgit: contains '.git'; fatal: fsck error in packed object"
+        );
+        assert_eq!(
+            stderr_reason(b"\n", "index-pack abnormal exit"),
+            "index-pack abnormal exit"
+        );
+    }
+
+    #[test]
+    fn capped_reads_fail_past_the_limit() {
+        let data = [7u8; 100];
+        let mut src = &data[..];
+        let mut c = Capped {
+            inner: &mut src,
+            left: 99,
+            max: 99,
+            read: 0,
+        };
+        let err = std::io::copy(&mut c, &mut std::io::sink()).unwrap_err();
+        assert!(is_too_large(&err));
+        let mut src = &data[..];
+        let mut c = Capped {
+            inner: &mut src,
+            left: 100,
+            max: 100,
+            read: 0,
+        };
+        assert_eq!(std::io::copy(&mut c, &mut std::io::sink()).unwrap(), 100);
+        assert_eq!(c.read, 100);
+    }
+}
