@@ -131,8 +131,16 @@ fn peel_tag(repo: &Repository, oid: Oid) -> Option<Oid> {
     if kind != ObjectType::Tag {
         return None;
     }
-    let object = repo.find_object(oid, Some(ObjectType::Tag)).ok()?;
-    object.peel(ObjectType::Any).ok().map(|o| o.id())
+    // Follow the chain through the tags' own (small) objects only: the
+    // peeled object's type comes from its header, never its content.
+    let mut target = repo.find_tag(oid).ok()?.target_id();
+    for _ in 0..64 {
+        match odb.read_header(target).ok()?.1 {
+            ObjectType::Tag => target = repo.find_tag(target).ok()?.target_id(),
+            _ => return Some(target),
+        }
+    }
+    None
 }
 
 /// Turn a direct ref into `Direct` or `Peeled`.
@@ -581,6 +589,7 @@ mod tests {
             vec![
                 "HEAD",
                 "refs/heads/dev",
+                "refs/tags/blob-tag",
                 "refs/tags/light",
                 "refs/tags/nested",
                 "refs/tags/v1"

@@ -108,10 +108,18 @@ fn object_type(repo: &Repository, oid: Oid) -> Option<ObjectType> {
     repo.odb().ok()?.read_header(oid).ok().map(|(_, t)| t)
 }
 
-/// The commit `oid` names, following tags; `None` for other objects.
-fn peel_to_commit(repo: &Repository, oid: Oid) -> Option<Oid> {
-    let object = repo.find_object(oid, None).ok()?;
-    object.peel_to_commit().ok().map(|c| c.id())
+/// The commit `oid` names, following tags; `None` for other objects. Types
+/// come from object headers, so a tag of a big blob never inflates it.
+fn peel_to_commit(repo: &Repository, mut oid: Oid) -> Option<Oid> {
+    // Tags of tags: git allows chains; a cycle cannot be made (ids are hashes).
+    for _ in 0..64 {
+        match object_type(repo, oid)? {
+            ObjectType::Commit => return Some(oid),
+            ObjectType::Tag => oid = repo.find_tag(oid).ok()?.target_id(),
+            _ => return None,
+        }
+    }
+    None
 }
 
 // ---------------------------------------------------------------------

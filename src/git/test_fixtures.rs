@@ -80,7 +80,7 @@ pub fn commit(dir: &Path, file: &str, content: &str, msg: &str, t: u32) -> Strin
 
 /// A repository with branches `main` (3 commits) and `dev` (one more),
 /// an annotated tag `v1`, a lightweight tag `light`, a tag of a tag
-/// `nested`, a symbolic ref `refs/heads/alias -> main`, and HEAD pointing
+/// `nested`, a tag of a blob `blob-tag` (as git.git's `junio-gpg-pub`), a symbolic ref `refs/heads/alias -> main`, and HEAD pointing
 /// at `dev` (not the default branch).
 pub fn rich_repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -95,6 +95,7 @@ pub fn rich_repo() -> tempfile::TempDir {
         d,
         &["-c", "advice.nestedTag=false", "tag", "-a", "nested", "-m", "n", "v1"],
     );
+    git(d, &["tag", "-a", "blob-tag", "-m", "a blob", "HEAD:f"]);
     git(d, &["checkout", "-q", "-b", "dev"]);
     commit(d, "g", "d", "d1", 40);
     git(d, &["symbolic-ref", "refs/heads/alias", "refs/heads/main"]);
