@@ -251,12 +251,14 @@ fn check(repo: &Repository, c: &Command, policy: &Policy) -> Result<(), String> 
         return Err("missing necessary objects".into());
     };
     if c.name.starts_with("refs/heads/") && kind != git2::ObjectType::Commit {
-        return Err("non-commit object on a branch".into());
+        // git: "trying to write non-commit object ... to branch", reported as
+        // its ref transaction's failure.
+        return Err(REF_UPDATE_FAILED.into());
     }
     match (cur, c.is_create()) {
-        (Some(_), true) => return Err("failed to update ref".into()),
-        (None, false) => return Err("failed to update ref".into()),
-        (Some(cur), false) if cur != c.old => return Err("failed to update ref".into()),
+        (Some(_), true) => return Err(REF_UPDATE_FAILED.into()),
+        (None, false) => return Err(REF_UPDATE_FAILED.into()),
+        (Some(cur), false) if cur != c.old => return Err(REF_UPDATE_FAILED.into()),
         _ => {}
     }
     if protected && !c.is_create() {
@@ -287,7 +289,7 @@ fn apply(repo: &Repository, cmds: &[&Command], sig: &Signature) -> Result<(), St
             cur != expected
         };
         if stale {
-            return Err("failed to update ref".into());
+            return Err(REF_UPDATE_FAILED.into());
         }
     }
     for c in cmds {
@@ -301,6 +303,30 @@ fn apply(repo: &Repository, cmds: &[&Command], sig: &Signature) -> Result<(), St
         }
     }
     tx.commit().map_err(|_| "failed to update ref".to_string())
+}
+
+/// What the ref transaction itself refuses (a stale old value, a ref that
+/// exists already, a non-commit on a branch), as git reports it.
+const REF_UPDATE_FAILED: &str = "failed to update ref";
+const ATOMIC_TRANSACTION_FAILED: &str = "atomic transaction failed";
+const ATOMIC_PUSH_FAILURE: &str = "atomic push failure";
+
+/// An atomic push with a refusal, reported as git's receive-pack does: it
+/// queues the commands in one transaction, stopping at the first command
+/// its own checks refuse (which keeps its reason; every other command gets
+/// `atomic push failure`); when only the transaction refuses (stale old
+/// values), every command gets `atomic transaction failed`.
+fn atomic_failure(results: &mut [Result<(), String>]) {
+    let first_own = results
+        .iter()
+        .position(|r| matches!(r, Err(e) if e != REF_UPDATE_FAILED));
+    for (i, r) in results.iter_mut().enumerate() {
+        match first_own {
+            Some(f) if f == i => {}
+            Some(_) => *r = Err(ATOMIC_PUSH_FAILURE.into()),
+            None => *r = Err(ATOMIC_TRANSACTION_FAILED.into()),
+        }
+    }
 }
 
 /// Runs a push: unpacks `pack` (unless every command is a deletion), checks
@@ -352,9 +378,7 @@ pub fn execute(
     }
     let atomic = req.has("atomic");
     if atomic && results.iter().any(Result::is_err) {
-        for r in results.iter_mut().filter(|r| r.is_ok()) {
-            *r = Err("atomic push failure".into());
-        }
+        atomic_failure(&mut results);
     }
     if results.iter().any(Result::is_ok) {
         if let Some(q) = &quarantine {
@@ -378,11 +402,9 @@ pub fn execute(
     let ok: Vec<usize> = (0..n).filter(|&i| results[i].is_ok()).collect();
     if atomic {
         let cmds: Vec<&Command> = ok.iter().map(|&i| &req.commands[i]).collect();
-        if !cmds.is_empty() {
-            if let Err(e) = apply(repo, &cmds, sig) {
-                for &i in &ok {
-                    results[i] = Err(e.clone());
-                }
+        if !cmds.is_empty() && apply(repo, &cmds, sig).is_err() {
+            for &i in &ok {
+                results[i] = Err(ATOMIC_TRANSACTION_FAILED.into());
             }
         }
     } else {
@@ -733,8 +755,9 @@ mod tests {
                 &policy(true),
                 &sig(),
             );
-            assert_eq!(r.refs[0].1, Err("atomic push failure".into()));
-            assert_eq!(r.refs[1].1, Err("failed to update ref".into()));
+            // As git: the stale old value fails the one transaction.
+            assert_eq!(r.refs[0].1, Err(ATOMIC_TRANSACTION_FAILED.into()));
+            assert_eq!(r.refs[1].1, Err(ATOMIC_TRANSACTION_FAILED.into()));
             assert!(repo.refname_to_id("refs/heads/new").is_err());
             assert_eq!(repo.refname_to_id("refs/heads/dev").unwrap(), dev);
             // Without atomic, the good one lands.
@@ -807,6 +830,153 @@ mod tests {
             assert!(r.unpack.is_err(), "a pack missing objects was accepted: {r:?}");
             assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), old);
             assert_eq!(packs(&repo), before);
+        }
+    }
+
+    /// `git receive-pack --stateless-rpc` of `bin` on a copy of `repo`, fed
+    /// `body`: its report.
+    fn git_report(bin: &str, repo: &std::path::Path, body: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let copy = tempfile::tempdir().unwrap();
+        let (out, ok) = git_io(
+            repo,
+            &["clone", "-q", "--bare", "--mirror", ".", copy.path().to_str().unwrap()],
+            &[],
+            b"",
+        );
+        assert!(ok, "{}", String::from_utf8_lossy(&out));
+        let mut child = std::process::Command::new(bin)
+            .args(["receive-pack", "--stateless-rpc", "."])
+            .current_dir(copy.path())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(body).unwrap();
+        child.wait_with_output().unwrap().stdout
+    }
+
+    /// Ours for the same body, on another copy.
+    fn our_report(repo: &std::path::Path, body: &[u8], intake: &Intake) -> Vec<u8> {
+        let copy = tempfile::tempdir().unwrap();
+        git(
+            repo,
+            &["clone", "-q", "--bare", "--mirror", ".", copy.path().to_str().unwrap()],
+        );
+        let r = Repository::open_bare(copy.path()).unwrap();
+        let mut reader = PktReader::new(body);
+        let req = read_request(&mut reader).unwrap();
+        let head = r.find_reference("HEAD").unwrap().symbolic_target().unwrap().to_string();
+        let policy = Policy {
+            protected_ref: Some(head),
+            may_push_protected: true,
+        };
+        let mut pack = reader.into_inner();
+        execute(&r, &req, &mut pack, intake, &policy, &sig()).encode(req.has("side-band-64k"))
+    }
+
+    #[test]
+    fn reports_match_git_receive_pack_byte_for_byte() {
+        let (_s, dir, repo) = server();
+        let z = Oid::zero();
+        let main = oid(&repo, "main");
+        let dev = oid(&repo, "dev");
+        let old = oid(&repo, "main~2");
+        let blob = oid(&repo, "main:f");
+        let unknown = Oid::from_str("1111111111111111111111111111111111111111").unwrap();
+        let empty = empty_pack();
+        let line = |c: (Oid, Oid, &str)| format!("{} {} {}", c.0, c.1, c.2);
+        type Case<'a> = (&'a str, &'a str, Vec<(Oid, Oid, &'a str)>);
+        let cases: Vec<Case> = vec![
+            ("create", "report-status", vec![(z, main, "refs/heads/new")]),
+            ("stale old value", "report-status", vec![(old, main, "refs/heads/dev")]),
+            (
+                "create an existing ref",
+                "report-status",
+                vec![(z, main, "refs/heads/dev")],
+            ),
+            ("delete", "report-status", vec![(dev, z, "refs/heads/dev")]),
+            (
+                "delete a missing ref",
+                "report-status delete-refs",
+                vec![(main, z, "refs/heads/none")],
+            ),
+            (
+                "delete with a stale old value",
+                "report-status delete-refs",
+                vec![(old, z, "refs/heads/dev")],
+            ),
+            (
+                "atomic with a funny refname after a good command",
+                "report-status atomic",
+                vec![
+                    (z, main, "refs/heads/ok"),
+                    (z, main, "refs/heads/a..b"),
+                    (old, main, "refs/heads/dev"),
+                ],
+            ),
+            ("funny refname", "report-status", vec![(z, main, "refs/heads/a..b")]),
+            (
+                "a blob on a branch",
+                "report-status",
+                vec![(z, blob, "refs/heads/blob")],
+            ),
+            ("a tag of a blob", "report-status", vec![(z, blob, "refs/tags/blob")]),
+            ("an unknown object", "report-status", vec![(z, unknown, "refs/heads/x")]),
+            (
+                "delete the current branch",
+                "report-status",
+                vec![(dev, z, "refs/heads/dev")],
+            ),
+            (
+                "atomic with a stale old value",
+                "report-status atomic",
+                vec![(z, main, "refs/heads/new"), (old, main, "refs/heads/dev")],
+            ),
+            (
+                "non-atomic with a stale old value",
+                "report-status",
+                vec![(z, main, "refs/heads/new"), (old, main, "refs/heads/dev")],
+            ),
+            (
+                "side-band",
+                "report-status side-band-64k",
+                vec![(z, main, "refs/heads/sb")],
+            ),
+        ];
+        for (what, caps, cmds) in cases {
+            let lines: Vec<String> = cmds.iter().map(|c| line(*c)).collect();
+            let mut body = Vec::new();
+            for (i, l) in lines.iter().enumerate() {
+                let text = if i == 0 {
+                    format!("{l}\0{caps}\n")
+                } else {
+                    format!("{l}\n")
+                };
+                crate::git::pktline::write_data(&mut body, text.as_bytes()).unwrap();
+            }
+            crate::git::pktline::write_flush(&mut body);
+            if cmds.iter().any(|c| !c.1.is_zero()) {
+                body.extend_from_slice(&empty);
+            }
+            for bin in ["/usr/bin/git", "/usr/local/bin/git"] {
+                if !std::path::Path::new(bin).exists() {
+                    continue;
+                }
+                let theirs = git_report(bin, dir.path(), &body);
+                for intake in intakes() {
+                    let ours = our_report(dir.path(), &body, &intake);
+                    assert_eq!(
+                        String::from_utf8_lossy(&ours),
+                        String::from_utf8_lossy(&theirs),
+                        "{what} ({bin}, engine {})",
+                        intake.engine.name()
+                    );
+                }
+            }
         }
     }
 
