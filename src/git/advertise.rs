@@ -262,7 +262,7 @@ pub fn service_header(service: Service) -> Vec<u8> {
 
 /// Write `(oid, name)` lines, the first carrying `\0<caps>`; when there
 /// are none, a `capabilities^{}` line with the zero id. Ends with a flush.
-fn write_v0(lines: &[(Oid, String)], caps: &str) -> Result<Vec<u8>, AdvertiseError> {
+fn write_v0(lines: &[(Oid, String)], caps: &str, shallow: &[Oid]) -> Result<Vec<u8>, AdvertiseError> {
     let mut out = Vec::new();
     match lines.split_first() {
         None => write_first(&mut out, ZERO_ID, "capabilities^{}", caps)?,
@@ -272,6 +272,11 @@ fn write_v0(lines: &[(Oid, String)], caps: &str) -> Result<Vec<u8>, AdvertiseErr
                 pktline::write_line(&mut out, &format!("{oid} {name}"))?;
             }
         }
+    }
+    // A shallow repository's boundary, as git's advertise_shallow_grafts
+    // writes it (here with an LF, unlike upload-pack's shallow lines).
+    for oid in shallow {
+        pktline::write_line(&mut out, &format!("shallow {oid}"))?;
     }
     pktline::write_flush(&mut out);
     Ok(out)
@@ -287,7 +292,12 @@ fn write_first(out: &mut Vec<u8>, oid: &str, name: &str, caps: &str) -> Result<(
 /// `<peeled> <ref>^{}` after each annotated tag, and for a repository with
 /// nothing to show `<zero-id> capabilities^{}`. Ends with a flush.
 /// Matches `git upload-pack --advertise-refs --stateless-rpc` line for line.
-pub fn upload_pack_v0(refs: &[AdvertisedRef], caps: &[&str], agent: &str) -> Result<Vec<u8>, AdvertiseError> {
+pub fn upload_pack_v0(
+    refs: &[AdvertisedRef],
+    caps: &[&str],
+    agent: &str,
+    shallow: &[Oid],
+) -> Result<Vec<u8>, AdvertiseError> {
     let mut lines = Vec::new();
     for r in refs {
         let Some(oid) = r.oid() else { continue };
@@ -297,19 +307,24 @@ pub fn upload_pack_v0(refs: &[AdvertisedRef], caps: &[&str], agent: &str) -> Res
         }
     }
     let caps = capability_string(caps, head_symref(refs), agent);
-    write_v0(&lines, &caps)
+    write_v0(&lines, &caps, shallow)
 }
 
 /// The v0 receive-pack advertisement (without the service header): every
 /// born ref except HEAD, no peeled lines, capabilities on the first line;
 /// `<zero-id> capabilities^{}` when there is no ref. Ends with a flush.
-pub fn receive_pack_v0(refs: &[AdvertisedRef], caps: &[&str], agent: &str) -> Result<Vec<u8>, AdvertiseError> {
+pub fn receive_pack_v0(
+    refs: &[AdvertisedRef],
+    caps: &[&str],
+    agent: &str,
+    shallow: &[Oid],
+) -> Result<Vec<u8>, AdvertiseError> {
     let lines: Vec<(Oid, String)> = refs
         .iter()
         .filter(|r| r.name() != "HEAD")
         .filter_map(|r| Some((r.oid()?, r.name().to_string())))
         .collect();
-    write_v0(&lines, &capability_string(caps, None, agent))
+    write_v0(&lines, &capability_string(caps, None, agent), shallow)
 }
 
 /// The protocol v2 advertisement: `version 2`, `agent=<agent>`, then each
@@ -400,6 +415,7 @@ pub fn ls_refs(refs: &[AdvertisedRef], args: &LsRefsArgs) -> Result<Vec<u8>, Adv
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::git::negotiate::repo_shallow_roots;
     use crate::git::pktline::{decode_all, Packet};
     use crate::git::test_fixtures::{self, git, git_io};
     use std::path::Path;
@@ -487,11 +503,11 @@ mod tests {
         let agent = "gitpat/test";
         let (ours, theirs) = match service {
             Service::UploadPack => (
-                upload_pack_v0(&refs, UPLOAD_CAPS, agent).unwrap(),
+                upload_pack_v0(&refs, UPLOAD_CAPS, agent, &repo_shallow_roots(&repo)).unwrap(),
                 real(dir, "upload-pack"),
             ),
             Service::ReceivePack => (
-                receive_pack_v0(&refs, RECEIVE_CAPS, agent).unwrap(),
+                receive_pack_v0(&refs, RECEIVE_CAPS, agent, &repo_shallow_roots(&repo)).unwrap(),
                 real(dir, "receive-pack"),
             ),
         };
@@ -532,7 +548,7 @@ mod tests {
         let repo = Repository::open(dir.path()).unwrap();
         let refs = list_all_refs(&repo).unwrap();
         assert_eq!(head_symref(&refs), Some("refs/heads/dev"));
-        let (lines, _) = split_v0(&upload_pack_v0(&refs, &[], "a").unwrap());
+        let (lines, _) = split_v0(&upload_pack_v0(&refs, &[], "a", &[]).unwrap());
         assert!(lines[0].ends_with(" HEAD"));
         assert!(lines.iter().any(|l| l.ends_with("refs/tags/nested^{}")));
     }
@@ -559,7 +575,7 @@ mod tests {
                 target: "refs/heads/main".into()
             }]
         );
-        let body = upload_pack_v0(&refs, &["ofs-delta"], "x/1").unwrap();
+        let body = upload_pack_v0(&refs, &["ofs-delta"], "x/1", &[]).unwrap();
         let expected = format!("{ZERO_ID} capabilities^{{}}\0ofs-delta agent=x/1\n");
         let mut want = Vec::new();
         pktline::write_data(&mut want, expected.as_bytes()).unwrap();
@@ -576,6 +592,20 @@ mod tests {
         git(d, &["symbolic-ref", "HEAD", "refs/heads/nothing"]);
         check_v0(d, Service::UploadPack);
         check_v0(d, Service::ReceivePack);
+    }
+
+    #[test]
+    fn v0_matches_git_on_a_shallow_repository() {
+        let src = test_fixtures::rich_repo();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", src.path().display());
+        git(
+            dir.path(),
+            &["clone", "-q", "--bare", "--depth", "1", "--no-single-branch", &url, "."],
+        );
+        assert!(!repo_shallow_roots(&Repository::open(dir.path()).unwrap()).is_empty());
+        check_v0(dir.path(), Service::UploadPack);
+        check_v0(dir.path(), Service::ReceivePack);
     }
 
     #[test]
@@ -597,7 +627,7 @@ mod tests {
         );
         let none = list_refs(&repo, &|_| false).unwrap();
         assert!(none.is_empty());
-        let body = upload_pack_v0(&none, &[], "a").unwrap();
+        let body = upload_pack_v0(&none, &[], "a", &[]).unwrap();
         assert!(split_v0(&body).0[0].ends_with("capabilities^{}"));
     }
 

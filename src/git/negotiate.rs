@@ -466,14 +466,65 @@ pub fn compute_shallow(
     visible: &dyn Fn(&str) -> bool,
 ) -> Result<ShallowUpdate, NegotiateError> {
     let client = client_shallows(repo, &req.shallows)?;
+    let roots = repo_shallow_roots(repo);
     let (new_shallow, not_shallow) = if let Some(depth) = req.depth {
-        by_depth(repo, req, &client, depth)
+        by_depth(repo, req, &client, depth, &roots)
     } else if req.deepen_since.is_some() || !req.deepen_not.is_empty() {
         by_rev_list(repo, req, visible)?
     } else {
         (Vec::new(), HashSet::new())
     };
-    Ok(finish(repo, &client, new_shallow, &not_shallow))
+    let mut up = finish(repo, &client, new_shallow, &not_shallow);
+    if !roots.is_empty() {
+        // A shallow repository: its own boundary bounds every pack, and a
+        // fetch without deepen learns the one its wants reach (as git's
+        // deepen(INFINITE_DEPTH) in a shallow repository).
+        let reached = reachable_roots(repo, &req.wants, &roots);
+        if !req.is_deepen() {
+            up.shallow = reached.iter().copied().filter(|r| !client.contains(r)).collect();
+        }
+        for r in reached {
+            if !up.boundary.contains(&r) {
+                up.boundary.push(r);
+            }
+        }
+    }
+    Ok(up)
+}
+
+/// The commits a shallow repository's `shallow` file names (its own
+/// boundary, whose parents it lacks); empty for a complete repository.
+pub fn repo_shallow_roots(repo: &Repository) -> Vec<Oid> {
+    let mut roots: Vec<Oid> = std::fs::read_to_string(repo.path().join("shallow"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| Oid::from_str(l.trim()).ok())
+        .collect();
+    // In git's order (its graft list is sorted by id).
+    roots.sort();
+    roots.dedup();
+    roots
+}
+
+/// The `roots` that `wants` reach.
+fn reachable_roots(repo: &Repository, wants: &[Oid], roots: &[Oid]) -> Vec<Oid> {
+    let roots: HashSet<Oid> = roots.iter().copied().collect();
+    let mut graph = Graph::new(repo);
+    let mut seen = HashSet::new();
+    let mut stack: Vec<Oid> = wants.iter().filter_map(|w| peel_to_commit(repo, *w)).collect();
+    let mut out = Vec::new();
+    while let Some(c) = stack.pop() {
+        if !seen.insert(c) {
+            continue;
+        }
+        if roots.contains(&c) {
+            out.push(c);
+            continue;
+        }
+        stack.extend(graph.parents(c));
+    }
+    out.sort();
+    out
 }
 
 /// The client's shallow commits the repository has; non-commits are an
@@ -522,7 +573,13 @@ fn finish(repo: &Repository, client: &[Oid], new_shallow: Vec<Oid>, not_shallow:
 /// `deepen N`: breadth-first from the wants (or, with deepen-relative,
 /// from the client's shallows with N+1). Commits first reached at depth N
 /// (1-based) form the new boundary; commits above it are not shallow.
-fn by_depth(repo: &Repository, req: &UploadRequest, client: &[Oid], depth: u32) -> (Vec<Oid>, HashSet<Oid>) {
+fn by_depth(
+    repo: &Repository,
+    req: &UploadRequest,
+    client: &[Oid],
+    depth: u32,
+    repo_roots: &[Oid],
+) -> (Vec<Oid>, HashSet<Oid>) {
     let heads: Vec<Oid> = if req.deepen_relative {
         client.to_vec()
     } else {
@@ -549,7 +606,9 @@ fn by_depth(repo: &Repository, req: &UploadRequest, client: &[Oid], depth: u32) 
     let mut not_shallow = HashSet::new();
     while let Some(c) = queue.pop_front() {
         let d = level.get(&c).copied().unwrap_or(1);
-        if d >= depth {
+        // The repository's own boundary is shallow at any depth (git's
+        // get_shallow_commits: a graft without parents).
+        if d >= depth || repo_roots.contains(&c) {
             boundary.push(c);
             continue;
         }

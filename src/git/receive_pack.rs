@@ -342,6 +342,7 @@ pub fn execute(
     let n = req.commands.len();
     let mut results: Vec<Result<(), String>> = vec![Ok(()); n];
     let mut quarantine = None;
+    let started = std::time::Instant::now();
     if req.commands.iter().any(|c| !c.is_delete()) {
         match intake.unpack(repo, pack) {
             Ok(q) => quarantine = Some(q),
@@ -364,6 +365,7 @@ pub fn execute(
             results[i] = check(repo, c, policy);
         }
     }
+    let unpacked = started.elapsed();
     if let Some(q) = &quarantine {
         let tips: Vec<Oid> = (0..n)
             .filter(|&i| results[i].is_ok() && !req.commands[i].is_delete())
@@ -376,6 +378,7 @@ pub fn execute(
             }
         }
     }
+    let checked = started.elapsed();
     let atomic = req.has("atomic");
     if atomic && results.iter().any(Result::is_err) {
         atomic_failure(&mut results);
@@ -414,6 +417,14 @@ pub fn execute(
             }
         }
     }
+    tracing::debug!(
+        "push to {}: {n} commands, unpacked in {} ms, checked by {} ms, done by {} ms ({} engine)",
+        repo.path().display(),
+        unpacked.as_millis(),
+        checked.as_millis(),
+        started.elapsed().as_millis(),
+        intake.engine.name()
+    );
     Report {
         unpack: Ok(()),
         refs: req.commands.iter().map(|c| c.name.clone()).zip(results).collect(),

@@ -21,6 +21,7 @@ use crate::db::{self, project::Project};
 use crate::error::Error;
 use crate::git::advertise::{self, Service};
 use crate::git::intake::Intake;
+use crate::git::negotiate;
 use crate::git::pack::PackEngine;
 use crate::git::pkt_reader::PktReader;
 use crate::git::pktline::{self, Band};
@@ -248,17 +249,20 @@ async fn info_refs(app: web::Data<App>, req: HttpRequest, q: web::Query<InfoRefs
         };
     }
     let body = web::block(move || -> anyhow::Result<Vec<u8>> {
-        let refs = match &granted.project {
-            Some(_) => advertise::list_all_refs(&app.store.open(&granted.path)?)?,
-            None => Vec::new(),
+        let (refs, shallow) = match &granted.project {
+            Some(_) => {
+                let repo = app.store.open(&granted.path)?;
+                (advertise::list_all_refs(&repo)?, negotiate::repo_shallow_roots(&repo))
+            }
+            None => (Vec::new(), Vec::new()),
         };
         let mut body = advertise::service_header(service);
         body.extend(match service {
             Service::UploadPack => {
                 let filter = matches!(app.engine, PackEngine::Git { .. });
-                advertise::upload_pack_v0(&refs, &upload_pack::capabilities(filter), AGENT)?
+                advertise::upload_pack_v0(&refs, &upload_pack::capabilities(filter), AGENT, &shallow)?
             }
-            Service::ReceivePack => advertise::receive_pack_v0(&refs, receive_pack::CAPABILITIES, AGENT)?,
+            Service::ReceivePack => advertise::receive_pack_v0(&refs, receive_pack::CAPABILITIES, AGENT, &shallow)?,
         });
         Ok(body)
     })

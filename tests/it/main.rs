@@ -14,6 +14,7 @@ mod git_http;
 mod git_http_v2;
 mod git_lfs;
 mod git_push;
+mod git_shallow_server;
 mod models;
 mod platform;
 mod python_gitlab;
