@@ -194,21 +194,10 @@ fn is_too_large(e: &std::io::Error) -> bool {
 /// A git command on `repo_dir` whose new objects go to the quarantine and
 /// whose reads see both (as receive-pack runs index-pack and rev-list).
 fn quarantined_git(binary: &Path, repo_dir: &Path, q: &Quarantine) -> Command {
-    let mut cmd = Command::new(binary);
-    for var in [
-        "GIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-        "GIT_NAMESPACE",
-        "GIT_PROTOCOL",
-        "GIT_CEILING_DIRECTORIES",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("GIT_DIR", repo_dir)
-        .env("GIT_OBJECT_DIRECTORY", &q.dir)
+    let mut cmd = super::git_command(binary, repo_dir);
+    cmd.env("GIT_OBJECT_DIRECTORY", &q.dir)
         .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", repo_dir.join("objects"))
-        .env("GIT_QUARANTINE_PATH", &q.dir)
-        .current_dir(repo_dir);
+        .env("GIT_QUARANTINE_PATH", &q.dir);
     cmd
 }
 

@@ -13,7 +13,6 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -104,18 +103,7 @@ impl Drop for Lock {
 pub fn run(git: &Path, repo_dir: &Path) -> Result<Outcome, MaintenanceError> {
     let _lock = Lock::take(repo_dir)?;
     let packs_before = pack_count(repo_dir);
-    let mut cmd = Command::new(git);
-    for var in [
-        "GIT_WORK_TREE",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_INDEX_FILE",
-    ] {
-        cmd.env_remove(var);
-    }
-    let out = cmd
-        .env("GIT_DIR", repo_dir)
-        .current_dir(repo_dir)
+    let out = super::git_command(git, repo_dir)
         .args(["repack", "-d", "-l", "--cruft", "--write-bitmap-index", "-q"])
         .stdin(std::process::Stdio::null())
         .output()

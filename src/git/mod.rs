@@ -20,3 +20,25 @@ pub mod upload_request;
 
 #[cfg(test)]
 mod test_fixtures;
+
+/// `binary` (a git) run on the bare repository `git_dir`, in it, with every
+/// variable of the environment that could point it at other objects, refs
+/// or a work tree removed. The one way gitpat starts git.
+pub fn git_command(binary: &std::path::Path, git_dir: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(binary);
+    for var in [
+        "GIT_WORK_TREE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_INDEX_FILE",
+        "GIT_NAMESPACE",
+        "GIT_PROTOCOL",
+        "GIT_CEILING_DIRECTORIES",
+        "GIT_QUARANTINE_PATH",
+        "GIT_SHALLOW_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("GIT_DIR", git_dir).current_dir(git_dir);
+    cmd
+}

@@ -278,18 +278,7 @@ fn import_into(repo: &Repository, src: &Path, wanted: Option<&str>, git: Option<
     const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
     match git {
         Some(git) => {
-            let mut cmd = std::process::Command::new(git);
-            for var in [
-                "GIT_WORK_TREE",
-                "GIT_OBJECT_DIRECTORY",
-                "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-                "GIT_INDEX_FILE",
-            ] {
-                cmd.env_remove(var);
-            }
-            let out = cmd
-                .env("GIT_DIR", repo.path())
-                .current_dir(repo.path())
+            let out = super::git_command(git, repo.path())
                 // Keep what arrives as one pack (with its deltas), even a
                 // few objects.
                 .args([

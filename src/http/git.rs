@@ -738,19 +738,8 @@ async fn run_pack_objects(
     events: tokio::sync::mpsc::Sender<PackEvent>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut cmd = tokio::process::Command::new(&binary);
-    for var in [
-        "GIT_WORK_TREE",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_INDEX_FILE",
-        "GIT_NAMESPACE",
-        "GIT_PROTOCOL",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("GIT_DIR", &git_dir)
-        .args(&command.args)
+    let mut cmd = tokio::process::Command::from(crate::git::git_command(&binary, &git_dir));
+    cmd.args(&command.args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
