@@ -251,6 +251,85 @@ mod tests {
         assert!(!wants_v2(Some("xversion=2")));
     }
 
+    /// Each payload of `out` as text, LF kept, up to and including the
+    /// `packfile` header; runs of shallow lines sorted (git's order follows
+    /// its traversal, and clients do not care).
+    fn sections(mut out: &[u8]) -> Vec<String> {
+        use crate::git::pktline::{decode, Packet};
+        let mut v: Vec<String> = Vec::new();
+        while let Ok(Some((p, used))) = decode(out) {
+            out = &out[used..];
+            let text = match p {
+                Packet::Data(d) => String::from_utf8_lossy(d).into_owned(),
+                Packet::Delim => "<delim>".into(),
+                Packet::Flush => "<flush>".into(),
+                Packet::ResponseEnd => "<end>".into(),
+            };
+            let end = text == "packfile\n";
+            v.push(text);
+            if end {
+                break;
+            }
+        }
+        let mut i = 0;
+        while i < v.len() {
+            let start = i;
+            while i < v.len() && v[i].starts_with("shallow ") {
+                i += 1;
+            }
+            v[start..i].sort();
+            i += 1;
+        }
+        v
+    }
+
+    #[test]
+    fn a_shallow_repositorys_shallow_info_matches_git() {
+        use crate::git::test_fixtures::{git, git_io, history_repo};
+        let src = history_repo();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", src.path().display());
+        git(
+            dir.path(),
+            &["clone", "-q", "--bare", "--depth", "2", "--no-single-branch", &url, "."],
+        );
+        let repo = Repository::open(dir.path()).unwrap();
+        let tips: Vec<String> = git(dir.path(), &["for-each-ref", "--format=%(objectname)", "refs/heads"])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        for extra in [&[][..], &["deepen 1"][..], &["deepen 3"][..]] {
+            let mut body = Vec::new();
+            for l in ["command=fetch", "object-format=sha1"] {
+                pktline::write_line(&mut body, l).unwrap();
+            }
+            pktline::write_delim(&mut body);
+            for t in &tips {
+                pktline::write_line(&mut body, &format!("want {t}")).unwrap();
+            }
+            for l in extra.iter().copied().chain(["ofs-delta", "no-progress", "done"]) {
+                pktline::write_line(&mut body, l).unwrap();
+            }
+            pktline::write_flush(&mut body);
+            let (theirs, ok) = git_io(
+                dir.path(),
+                &["upload-pack", "--stateless-rpc", "."],
+                &[("GIT_PROTOCOL", "version=2")],
+                &body,
+            );
+            assert!(ok);
+            let Ok(Plan::Pack { preamble, .. }) = plan_v2(&repo, &body, true) else {
+                panic!("{extra:?}: no pack planned");
+            };
+            let theirs = sections(&theirs);
+            assert!(
+                theirs.first().is_some_and(|l| l == "shallow-info\n"),
+                "{extra:?}: {theirs:?}"
+            );
+            assert_eq!(sections(&preamble), theirs, "{extra:?}");
+        }
+    }
+
     #[test]
     fn filter_is_advertised_only_when_it_works() {
         assert!(capabilities(true, "s").contains(&"fetch=shallow wait-for-done filter".to_string()));
