@@ -34,7 +34,7 @@ pub struct Intake {
 }
 
 /// The `unpack` reason of a pack over `max_input_size`.
-pub fn too_large(max: u64) -> String {
+fn too_large(max: u64) -> String {
     format!("pack exceeds maximum allowed size ({max} bytes: the receive_max_input_size setting)")
 }
 
@@ -52,10 +52,6 @@ impl Quarantine {
         };
         std::fs::create_dir_all(q.pack_dir()).map_err(|e| format!("cannot make a quarantine: {e}"))?;
         Ok(q)
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     fn pack_dir(&self) -> PathBuf {
@@ -109,13 +105,12 @@ impl Intake {
         let q = Quarantine::new(&objects)?;
         let mut pack = Capped {
             inner: pack,
-            left: self.max_input_size,
             max: self.max_input_size,
             read: 0,
         };
         let libgit2_pack = match &self.engine {
             PackEngine::Git { binary } => {
-                index_pack(binary, repo.path(), &q, self.max_input_size, &mut pack)?;
+                index_pack(binary, repo.path(), &q, &mut pack)?;
                 None
             }
             PackEngine::Libgit2 => Some(index_with_libgit2(repo, &q, &mut pack)?),
@@ -158,7 +153,6 @@ impl Intake {
 /// counts what did.
 struct Capped<'a> {
     inner: &'a mut dyn Read,
-    left: u64,
     max: u64,
     read: u64,
 }
@@ -177,11 +171,9 @@ impl std::error::Error for TooLarge {}
 impl Read for Capped<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if n as u64 > self.left {
-            self.left = 0;
+        if self.read + n as u64 > self.max {
             return Err(std::io::Error::other(TooLarge));
         }
-        self.left -= n as u64;
         self.read += n as u64;
         Ok(n)
     }
@@ -242,10 +234,10 @@ fn drain(mut r: impl Read + Send + 'static, cap: usize) -> std::thread::JoinHand
 const STRICT: &str =
     "--strict=badFilemode=ignore,zeroPaddedFilemode=ignore,badTimezone=ignore,missingSpaceBeforeDate=ignore";
 
-fn index_pack(binary: &Path, repo_dir: &Path, q: &Quarantine, max: u64, pack: &mut Capped) -> Result<(), String> {
+fn index_pack(binary: &Path, repo_dir: &Path, q: &Quarantine, pack: &mut Capped) -> Result<(), String> {
     let mut child = quarantined_git(binary, repo_dir, q)
         .args(["index-pack", "--stdin", "--fix-thin", STRICT])
-        .arg(format!("--max-input-size={max}"))
+        .arg(format!("--max-input-size={}", pack.max))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -432,11 +424,7 @@ fn check_links(repo: &Repository, idx: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::test_fixtures::{git, git_io, rich_repo};
-
-    fn git_engine() -> PackEngine {
-        PackEngine::resolve("git", Some(std::ffi::OsStr::new("/usr/local/bin:/usr/bin"))).expect("git is installed")
-    }
+    use crate::git::test_fixtures::{git, git_engine, git_io, rich_repo};
 
     #[test]
     fn the_connectivity_check_finds_tips_that_reach_a_missing_object() {
@@ -489,7 +477,6 @@ mod tests {
         let mut src = &data[..];
         let mut c = Capped {
             inner: &mut src,
-            left: 99,
             max: 99,
             read: 0,
         };
@@ -498,7 +485,6 @@ mod tests {
         let mut src = &data[..];
         let mut c = Capped {
             inner: &mut src,
-            left: 100,
             max: 100,
             read: 0,
         };

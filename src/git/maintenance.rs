@@ -99,8 +99,10 @@ impl Drop for Lock {
     }
 }
 
-/// Repacks `repo_dir` now, with its lock held.
-pub fn run(git: &Path, repo_dir: &Path) -> Result<Outcome, MaintenanceError> {
+/// Repacks `repo_dir` now with `git` (none: the libgit2 engine), with its
+/// lock held.
+pub fn run(git: Option<&Path>, repo_dir: &Path) -> Result<Outcome, MaintenanceError> {
+    let git = git.ok_or(MaintenanceError::NoGit)?;
     let _lock = Lock::take(repo_dir)?;
     let packs_before = pack_count(repo_dir);
     let out = super::git_command(git, repo_dir)
@@ -145,7 +147,7 @@ impl Maintainer {
         let started = std::thread::Builder::new()
             .name("gitpat-maintenance".into())
             .spawn(move || {
-                match run(&git, &dir) {
+                match run(Some(&git), &dir) {
                     Ok(o) => tracing::info!(
                         "maintenance of {}: {} packs, now {}",
                         dir.display(),

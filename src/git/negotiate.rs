@@ -449,6 +449,9 @@ pub struct ShallowUpdate {
     pub extra_wants: Vec<Oid>,
     /// Extra `^` objects: the unshallowed commits (the client has them).
     pub extra_haves: Vec<Oid>,
+    /// The served repository is itself shallow (v2 then always sends a
+    /// `shallow-info` section, as git does).
+    pub repo_is_shallow: bool,
 }
 
 /// Compute the shallow boundary for `req` (depth, deepen-since,
@@ -475,7 +478,8 @@ pub fn compute_shallow(
         (Vec::new(), HashSet::new())
     };
     let mut up = finish(repo, &client, new_shallow, &not_shallow);
-    if !roots.is_empty() {
+    up.repo_is_shallow = !roots.is_empty();
+    if up.repo_is_shallow {
         // A shallow repository: its own boundary bounds every pack, and a
         // fetch without deepen learns the one its wants reach (as git's
         // deepen(INFINITE_DEPTH) in a shallow repository).

@@ -78,6 +78,14 @@ fn delta_varint(bytes: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
+/// An object of `size` bytes may pass a stream limited to `max`.
+fn within(size: u64, max: u64) -> Result<(), PackStreamError> {
+    if size > max {
+        return Err(PackStreamError::TooBig { size, max });
+    }
+    Ok(())
+}
+
 impl PackStream {
     pub fn new(max_object: u64) -> PackStream {
         PackStream {
@@ -87,16 +95,6 @@ impl PackStream {
             inflate: Decompress::new(true),
             scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
         }
-    }
-
-    fn check(&self, size: u64) -> Result<(), PackStreamError> {
-        if size > self.max_object {
-            return Err(PackStreamError::TooBig {
-                size,
-                max: self.max_object,
-            });
-        }
-        Ok(())
     }
 
     fn next_entry(&mut self) -> State {
@@ -160,7 +158,7 @@ impl PackStream {
                             return bad("an entry of unknown type");
                         }
                         if kind < OBJ_OFS_DELTA {
-                            self.check(size)?;
+                            within(size, self.max_object)?;
                         }
                         self.inflate.reset(true);
                         self.state = match kind {
@@ -216,12 +214,7 @@ impl PackStream {
                         let result = delta_varint(head).and_then(|(_, n)| delta_varint(&head[n..]));
                         if let Some((result, _)) = result {
                             *checked = true;
-                            if result > self.max_object {
-                                return Err(PackStreamError::TooBig {
-                                    size: result,
-                                    max: self.max_object,
-                                });
-                            }
+                            within(result, self.max_object)?;
                         } else if head.len() >= 20 {
                             return bad("a delta without its sizes");
                         }

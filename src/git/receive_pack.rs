@@ -241,14 +241,14 @@ fn check(repo: &Repository, c: &Command, policy: &Policy) -> Result<(), String> 
             return Err(DELETE_CURRENT.into());
         }
         return match cur {
-            Some(cur) if cur != c.old && !c.old.is_zero() => Err("failed to update ref".into()),
+            Some(cur) if cur != c.old && !c.old.is_zero() => Err(REF_UPDATE_FAILED.into()),
             _ => Ok(()),
         };
     }
     // The header only: a big blob is never inflated to learn its type.
     let kind = repo.odb().and_then(|odb| odb.read_header(c.new)).map(|(_, kind)| kind);
     let Ok(kind) = kind else {
-        return Err("missing necessary objects".into());
+        return Err(MISSING_OBJECTS.into());
     };
     if c.name.starts_with("refs/heads/") && kind != git2::ObjectType::Commit {
         // git: "trying to write non-commit object ... to branch", reported as
@@ -302,12 +302,14 @@ fn apply(repo: &Repository, cmds: &[&Command], sig: &Signature) -> Result<(), St
                 .map_err(|e| e.message().to_string())?;
         }
     }
-    tx.commit().map_err(|_| "failed to update ref".to_string())
+    tx.commit().map_err(|_| REF_UPDATE_FAILED.to_string())
 }
 
 /// What the ref transaction itself refuses (a stale old value, a ref that
 /// exists already, a non-commit on a branch), as git reports it.
 const REF_UPDATE_FAILED: &str = "failed to update ref";
+/// A new value that is absent, or reaches an absent object.
+const MISSING_OBJECTS: &str = "missing necessary objects";
 const ATOMIC_TRANSACTION_FAILED: &str = "atomic transaction failed";
 const ATOMIC_PUSH_FAILURE: &str = "atomic push failure";
 
@@ -358,6 +360,7 @@ pub fn execute(
             }
         }
     }
+    let unpacked = started.elapsed();
     for (i, c) in req.commands.iter().enumerate() {
         if req.commands[..i].iter().any(|p| p.name == c.name) {
             results[i] = Err("duplicate ref update".into());
@@ -365,7 +368,6 @@ pub fn execute(
             results[i] = check(repo, c, policy);
         }
     }
-    let unpacked = started.elapsed();
     if let Some(q) = &quarantine {
         let tips: Vec<Oid> = (0..n)
             .filter(|&i| results[i].is_ok() && !req.commands[i].is_delete())
@@ -374,7 +376,7 @@ pub fn execute(
         let missing = intake.disconnected(repo, q, &tips);
         for (i, c) in req.commands.iter().enumerate() {
             if results[i].is_ok() && !c.is_delete() && missing.contains(&c.new) {
-                results[i] = Err("missing necessary objects".into());
+                results[i] = Err(MISSING_OBJECTS.into());
             }
         }
     }
@@ -592,13 +594,11 @@ mod tests {
 
     /// Both engines: git (the newest here) and libgit2, with the default
     /// input limit.
-    pub(crate) fn intakes() -> Vec<Intake> {
+    fn intakes() -> Vec<Intake> {
         let max_input_size = crate::settings::DEFAULT_RECEIVE_MAX_INPUT_SIZE;
-        let git = crate::git::pack::PackEngine::resolve("git", Some(std::ffi::OsStr::new("/usr/local/bin:/usr/bin")))
-            .expect("git is installed");
         vec![
             Intake {
-                engine: git,
+                engine: crate::git::test_fixtures::git_engine(),
                 max_input_size,
             },
             Intake {

@@ -28,6 +28,12 @@ pub fn git_cmd(dir: &Path) -> Command {
     cmd
 }
 
+/// The git engine on the newest git here.
+pub fn git_engine() -> crate::git::pack::PackEngine {
+    crate::git::pack::PackEngine::resolve("git", Some(std::ffi::OsStr::new("/usr/local/bin:/usr/bin")))
+        .expect("git is installed")
+}
+
 /// Run git with `args` in `dir`; panics with stderr if it fails. Returns
 /// stdout trimmed.
 pub fn git(dir: &Path, args: &[&str]) -> String {

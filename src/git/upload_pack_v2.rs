@@ -209,7 +209,7 @@ fn fetch(repo: &Repository, cmd: &CommandRequest, filter_ok: bool) -> Result<Pla
         Err(e @ NegotiateError::NotOurRef(_)) => return Ok(err_reply(&e.to_string())),
         Err(e) => return Ok(err_reply(&format!("upload-pack: {e}"))),
     };
-    if req.is_deepen() || !req.shallows.is_empty() || !negotiate::repo_shallow_roots(repo).is_empty() {
+    if req.is_deepen() || !req.shallows.is_empty() || shallow.repo_is_shallow {
         pktline::write_line(&mut preamble, "shallow-info").map_err(bad)?;
         negotiate::write_shallow_lines(&mut preamble, &shallow).map_err(bad)?;
         pktline::write_delim(&mut preamble);

@@ -537,11 +537,8 @@ fn push(app: &App, g: Granted, body: Body) -> Result<Vec<u8>, PushError> {
     }
     if report.refs.iter().any(|(_, r)| r.is_ok()) {
         db::project::touch(conn, project.id, chrono::Utc::now().naive_utc())?;
-        app.maintainer.after_push(
-            app.engine.git_binary(),
-            repo.path(),
-            g.settings.maintenance_pack_limit as usize,
-        );
+        app.maintainer
+            .after_push(app.store.git(), repo.path(), g.settings.maintenance_pack_limit as usize);
     } else if created {
         // Nothing landed: the push that was to create the repository leaves none.
         drop(repo);

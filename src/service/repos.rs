@@ -252,10 +252,7 @@ pub fn delete(conn: &mut DbConn, store: &RepoStore, path: &str) -> Result<()> {
 pub fn gc(conn: &mut DbConn, store: &RepoStore, path: &str) -> Result<maintenance::Outcome> {
     let project = get(conn, path)?;
     let repo_path = parse_path(&project.path)?;
-    let git = store
-        .git()
-        .ok_or_else(|| Error::Invalid(MaintenanceError::NoGit.to_string()))?;
-    maintenance::run(git, &store.path_of(&repo_path)).map_err(|e| match e {
+    maintenance::run(store.git(), &store.path_of(&repo_path)).map_err(|e| match e {
         MaintenanceError::Busy => Error::Conflict(e.to_string()),
         MaintenanceError::NoGit => Error::Invalid(e.to_string()),
         MaintenanceError::Failed(_) => Error::Internal(anyhow::anyhow!("{}: {e}", project.path)),
