@@ -200,3 +200,88 @@ fn the_test_command_stops_at_once_with_the_apt_get_line_for_what_is_missing() {
     assert_eq!(code, Some(0));
     assert!(out.starts_with("Usage: ./test"), "{out}");
 }
+
+/// The port of a `postgres://user@127.0.0.1:PORT/db?...` URL.
+fn port_of(url: &str) -> u16 {
+    let after = url.rsplit_once(':').map(|(_, p)| p).expect("a port");
+    after
+        .split('/')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("a numeric port")
+}
+
+/// Nothing of the cluster `./test --exec` printed (`URL CERT`) is left: its
+/// folder is gone and nothing listens on its port.
+fn assert_cluster_gone(line: &str, how: &str) {
+    let (url, cert) = line
+        .trim()
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("{how}: printed {line:?}"));
+    let dir = Path::new(cert).parent().expect("the cluster's folder");
+    assert!(!dir.exists(), "{how}: {} was left", dir.display());
+    let port = port_of(url);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "{how}: something still listens on port {port}"
+    );
+}
+
+/// A shell command for `--exec`: prints `URL CERT`, and `up` once it has
+/// connected to the cluster's port.
+const SHOW_CLUSTER: &str = r#"echo "$GITPAT_TEST_DATABASE_URL $GITPAT_TEST_PG_ROOT_CERT"
+p=${GITPAT_TEST_DATABASE_URL##*:}; p=${p%%/*}
+exec 3<>"/dev/tcp/127.0.0.1/$p" && echo up"#;
+
+#[test]
+fn the_test_command_stops_its_cluster_however_the_run_ends() {
+    use std::io::BufRead;
+    let script = repo_root().join("test");
+    for (how, exit) in [("a run that passes", 0), ("a run that fails", 3)] {
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(["--exec", "bash", "-c", &format!("{SHOW_CLUSTER}\nexit {exit}")])
+            .output()
+            .expect("run ./test --exec");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(exit),
+            "{how}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut lines = stdout.lines();
+        let first = lines.next().unwrap_or_default().to_string();
+        assert_eq!(
+            lines.next(),
+            Some("up"),
+            "{how}: the cluster was not reachable: {stdout}"
+        );
+        assert_cluster_gone(&first, how);
+    }
+
+    // Killed (SIGTERM to its process group, as a CI timeout does) while the
+    // command runs.
+    use std::os::unix::process::CommandExt;
+    let mut child = Command::new("bash")
+        .arg(&script)
+        .args(["--exec", "bash", "-c", &format!("{SHOW_CLUSTER}\nsleep 60")])
+        .process_group(0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run ./test --exec");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let (mut first, mut up) = (String::new(), String::new());
+    out.read_line(&mut first).expect("read");
+    out.read_line(&mut up).expect("read");
+    assert_eq!(up.trim(), "up", "the cluster was not reachable: {first}");
+    let killed = Command::new("kill")
+        .args(["-TERM", "--", &format!("-{}", child.id())])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("wait for ./test");
+    assert!(!status.success(), "a killed run exited 0");
+    assert_cluster_gone(&first, "a killed run");
+}
