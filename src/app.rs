@@ -14,6 +14,7 @@ use crate::git::maintenance::Maintainer;
 use crate::git::pack::PackEngine;
 use crate::git::store::RepoStore;
 use crate::service::git_auth::BanList;
+use crate::service::push_slots::PushSlots;
 
 #[derive(Clone)]
 pub struct App {
@@ -26,10 +27,12 @@ pub struct App {
     /// What makes the packs that fetches receive.
     pub engine: PackEngine,
     /// KiB that upload-pack requests being read may hold, all together
-    /// (`http::git::UPLOAD_BUDGET_KIB`).
+    /// (`http::body::UPLOAD_BUDGET_KIB`).
     pub upload_budget: Arc<tokio::sync::Semaphore>,
     /// Background repacks after pushes.
     pub maintainer: Arc<Maintainer>,
+    /// Pushes in flight, against the push caps.
+    pub push_slots: Arc<PushSlots>,
 }
 
 impl App {
@@ -51,8 +54,9 @@ impl App {
             key: Arc::new(key),
             bans: Arc::new(BanList::default()),
             engine,
-            upload_budget: Arc::new(tokio::sync::Semaphore::new(crate::http::git::UPLOAD_BUDGET_KIB)),
+            upload_budget: Arc::new(tokio::sync::Semaphore::new(crate::http::body::UPLOAD_BUDGET_KIB)),
             maintainer: Arc::new(Maintainer::default()),
+            push_slots: Arc::new(PushSlots::default()),
         })
     }
 

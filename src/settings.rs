@@ -33,6 +33,14 @@ pub struct Settings {
     pub receive_max_input_size: u64,
     /// A push that leaves a repository with more packs starts maintenance.
     pub maintenance_pack_limit: u32,
+    /// Seconds a push's request may take in all, however fast it goes.
+    pub push_deadline_seconds: u32,
+    /// Bytes per second a push must send on average over each minute it
+    /// waits on the client (0: no minimum).
+    pub push_min_bytes_per_second: u32,
+    /// Pushes in flight at once, in all and for one user; past either, 503.
+    pub max_concurrent_pushes: u32,
+    pub max_concurrent_pushes_per_user: u32,
 }
 
 impl Default for Settings {
@@ -50,12 +58,16 @@ impl Default for Settings {
             git_auth_ban_allowlist: Vec::new(),
             receive_max_input_size: DEFAULT_RECEIVE_MAX_INPUT_SIZE,
             maintenance_pack_limit: 16,
+            push_deadline_seconds: 6 * 3600,
+            push_min_bytes_per_second: 1024,
+            max_concurrent_pushes: 64,
+            max_concurrent_pushes_per_user: 16,
         }
     }
 }
 
 /// The setting names, in the order they are listed.
-pub const KEYS: [&str; 12] = [
+pub const KEYS: [&str; 16] = [
     "max_personal_access_token_lifetime",
     "enforce_personal_access_token_expiration",
     "password_authentication_enabled_for_git",
@@ -68,6 +80,10 @@ pub const KEYS: [&str; 12] = [
     "git_auth_ban_allowlist",
     "receive_max_input_size",
     "maintenance_pack_limit",
+    "push_deadline_seconds",
+    "push_min_bytes_per_second",
+    "max_concurrent_pushes",
+    "max_concurrent_pushes_per_user",
 ];
 
 /// 2 GiB.
@@ -123,6 +139,10 @@ impl Settings {
                 .join(","),
             "receive_max_input_size" => self.receive_max_input_size.to_string(),
             "maintenance_pack_limit" => self.maintenance_pack_limit.to_string(),
+            "push_deadline_seconds" => self.push_deadline_seconds.to_string(),
+            "push_min_bytes_per_second" => self.push_min_bytes_per_second.to_string(),
+            "max_concurrent_pushes" => self.max_concurrent_pushes.to_string(),
+            "max_concurrent_pushes_per_user" => self.max_concurrent_pushes_per_user.to_string(),
             _ => return Err(unknown_key(key)),
         })
     }
@@ -180,6 +200,14 @@ impl Settings {
                 self.git_auth_ban_allowlist = ips;
             }
             "maintenance_pack_limit" => self.maintenance_pack_limit = parse_u32(key, v, 2..=10_000, "packs")?,
+            "push_deadline_seconds" => self.push_deadline_seconds = parse_u32(key, v, 60..=7 * 86_400, "seconds")?,
+            "push_min_bytes_per_second" => {
+                self.push_min_bytes_per_second = parse_u32(key, v, 0..=1 << 30, "bytes per second")?
+            }
+            "max_concurrent_pushes" => self.max_concurrent_pushes = parse_u32(key, v, 1..=100_000, "pushes")?,
+            "max_concurrent_pushes_per_user" => {
+                self.max_concurrent_pushes_per_user = parse_u32(key, v, 1..=100_000, "pushes")?
+            }
             "receive_max_input_size" => {
                 let r = RECEIVE_MAX_INPUT_SIZE_RANGE;
                 self.receive_max_input_size = match v.parse::<u64>() {
@@ -266,6 +294,11 @@ mod tests {
         assert!(s.set("maintenance_pack_limit", "1").is_err());
         s.set("maintenance_pack_limit", "4").unwrap();
         assert_eq!(s.maintenance_pack_limit, 4);
+        assert!(s.set("push_deadline_seconds", "59").is_err());
+        assert!(s.set("max_concurrent_pushes", "0").is_err());
+        assert!(s.set("max_concurrent_pushes_per_user", "-1").is_err());
+        s.set("push_min_bytes_per_second", "0").unwrap();
+        assert_eq!(s.push_min_bytes_per_second, 0);
         assert_eq!(s.receive_max_input_size, 1 << 20);
         s.set("personal_access_token_prefix", "").unwrap();
         assert_eq!(s.personal_access_token_prefix, "");

@@ -144,5 +144,9 @@ pub fn settings(s: &Settings) -> Value {
         "git_auth_ban_allowlist": s.git_auth_ban_allowlist.iter().map(|ip| ip.to_string()).collect::<Vec<_>>(),
         "receive_max_input_size": s.receive_max_input_size,
         "maintenance_pack_limit": s.maintenance_pack_limit,
+        "push_deadline_seconds": s.push_deadline_seconds,
+        "push_min_bytes_per_second": s.push_min_bytes_per_second,
+        "max_concurrent_pushes": s.max_concurrent_pushes,
+        "max_concurrent_pushes_per_user": s.max_concurrent_pushes_per_user,
     })
 }

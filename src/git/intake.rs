@@ -10,6 +10,10 @@
 //!   repository, every object fsck'ed, every link it makes checked), then
 //!   `git rev-list --objects --stdin --not --all --quiet` over the new tips
 //!   proves them connected. Gitlinks (submodule commits) are never followed.
+//!   As `git fetch` does, index-pack also says
+//!   (`--check-self-contained-and-connected`) whether every link of the pack
+//!   stays inside it; tips inside such a pack need no rev-list (a full push
+//!   into an empty repository is proved connected by index-pack alone).
 //! - **libgit2**: its `Indexer` (which holds each object whole in memory, so
 //!   a [`PackStream`] in front of it refuses objects over
 //!   [`LIBGIT2_MAX_OBJECT_SIZE`] before they are inflated), then our own
@@ -21,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use git2::{Oid, Repository};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::pack::PackEngine;
 use super::pack_stream::{PackStream, PackStreamError};
@@ -42,6 +47,8 @@ fn too_large(max: u64) -> String {
 /// it removes the folder and whatever is left in it.
 pub struct Quarantine {
     dir: PathBuf,
+    /// index-pack found every link of the pack's objects inside the pack.
+    self_contained: bool,
 }
 
 impl Quarantine {
@@ -49,6 +56,7 @@ impl Quarantine {
         let name = format!("incoming-{}", crate::fsutil::random_hex(8).map_err(|e| e.to_string())?);
         let q = Quarantine {
             dir: objects.join(name),
+            self_contained: false,
         };
         std::fs::create_dir_all(q.pack_dir()).map_err(|e| format!("cannot make a quarantine: {e}"))?;
         Ok(q)
@@ -97,32 +105,67 @@ impl Drop for Quarantine {
 }
 
 impl Intake {
-    /// Streams `pack` into a quarantine and indexes it; the repository's
-    /// object database then sees the quarantine (as an alternate) so the
-    /// commands can be checked. An error is the text of `unpack <error>`.
+    /// Streams `pack` into a quarantine and indexes it, then lets `repo`
+    /// see it ([`Intake::attach`]). Blocking: the libgit2 engine, the
+    /// deletion-free paths of tests and tools. An error is the text of
+    /// `unpack <error>`.
     pub fn unpack(&self, repo: &Repository, pack: &mut dyn Read) -> Result<Quarantine, String> {
-        let objects = repo.path().join("objects");
-        let q = Quarantine::new(&objects)?;
-        let mut pack = Capped {
-            inner: pack,
-            max: self.max_input_size,
-            read: 0,
-        };
+        let mut q = Quarantine::new(&repo.path().join("objects"))?;
         let libgit2_pack = match &self.engine {
-            PackEngine::Git { binary } => {
-                index_pack(binary, repo.path(), &q, &mut pack)?;
+            PackEngine::Git { .. } => {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot run git index-pack: {e}"))?;
+                let mut pack =
+                    tokio_util::compat::FuturesAsyncReadCompatExt::compat(futures::io::AllowStdIo::new(pack));
+                runtime.block_on(self.index(repo.path(), &mut q, &mut pack))?;
                 None
             }
-            PackEngine::Libgit2 => Some(index_with_libgit2(repo, &q, &mut pack)?),
+            PackEngine::Libgit2 => {
+                let mut pack = Capped {
+                    inner: pack,
+                    max: self.max_input_size,
+                    read: 0,
+                };
+                Some(index_with_libgit2(repo, &q, &mut pack)?)
+            }
         };
-        let odb = repo.odb().map_err(|e| e.message().to_string())?;
-        odb.add_disk_alternate(q.dir.to_str().ok_or("quarantine path is not UTF-8")?)
-            .map_err(|e| e.message().to_string())?;
+        self.attach(repo, &q)?;
         if let Some(name) = libgit2_pack {
             let idx = q.pack_dir().join(format!("pack-{name}.idx"));
             check_links(repo, &idx)?;
         }
         Ok(q)
+    }
+
+    /// A quarantine in the repository at `repo_dir`, for [`Intake::index`].
+    pub fn quarantine(&self, repo_dir: &Path) -> Result<Quarantine, String> {
+        Quarantine::new(&repo_dir.join("objects"))
+    }
+
+    /// The git engine: streams `pack` into `git index-pack` (a child
+    /// process fed through an async pipe, so a slow client holds no
+    /// thread), into the quarantine `q`.
+    pub async fn index<R: AsyncRead + Unpin + ?Sized>(
+        &self,
+        repo_dir: &Path,
+        q: &mut Quarantine,
+        pack: &mut R,
+    ) -> Result<(), String> {
+        let PackEngine::Git { binary } = &self.engine else {
+            return Err("index-pack needs the git engine".into());
+        };
+        q.self_contained = index_pack(binary, repo_dir, q, pack, self.max_input_size).await?;
+        Ok(())
+    }
+
+    /// Lets `repo` see the quarantine's objects (as an alternate), for the
+    /// checks before any ref moves.
+    pub fn attach(&self, repo: &Repository, q: &Quarantine) -> Result<(), String> {
+        let odb = repo.odb().map_err(|e| e.message().to_string())?;
+        odb.add_disk_alternate(q.dir.to_str().ok_or("quarantine path is not UTF-8")?)
+            .map_err(|e| e.message().to_string())
     }
 
     /// Which of `tips` (the new values of the commands, objects already in
@@ -134,7 +177,9 @@ impl Intake {
         }
         match &self.engine {
             PackEngine::Git { binary } => {
-                if rev_list_connected(binary, repo.path(), q, tips) {
+                let tips = outside_the_pack(q, tips);
+                let tips = tips.as_slice();
+                if tips.is_empty() || rev_list_connected(binary, repo.path(), q, tips) {
                     return Vec::new();
                 }
                 // As receive-pack does: find the culprits one by one.
@@ -146,6 +191,22 @@ impl Intake {
             // check_links proved every link of the pack's objects present.
             PackEngine::Libgit2 => Vec::new(),
         }
+    }
+}
+
+/// The tips that a self-contained pack does not prove connected: all of
+/// them, unless the pack is self-contained; then those not in it.
+fn outside_the_pack(q: &Quarantine, tips: &[Oid]) -> Vec<Oid> {
+    if !q.self_contained {
+        return tips.to_vec();
+    }
+    let in_pack = git2::Odb::new().and_then(|odb| {
+        odb.add_disk_alternate(&q.dir.to_string_lossy())?;
+        Ok(odb)
+    });
+    match in_pack {
+        Ok(odb) => tips.iter().copied().filter(|t| !odb.exists(*t)).collect(),
+        Err(_) => tips.to_vec(),
     }
 }
 
@@ -234,52 +295,94 @@ fn drain(mut r: impl Read + Send + 'static, cap: usize) -> std::thread::JoinHand
 const STRICT: &str =
     "--strict=badFilemode=ignore,zeroPaddedFilemode=ignore,badTimezone=ignore,missingSpaceBeforeDate=ignore";
 
-fn index_pack(binary: &Path, repo_dir: &Path, q: &Quarantine, pack: &mut Capped) -> Result<(), String> {
-    let mut child = quarantined_git(binary, repo_dir, q)
-        .args(["index-pack", "--stdin", "--fix-thin", STRICT])
-        .arg(format!("--max-input-size={}", pack.max))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+/// Runs index-pack on `pack` into the quarantine; true when the pack is
+/// self-contained and connected (every object its objects link to is in
+/// it, gitlinks apart). A pack over `max` bytes is cut off and refused.
+async fn index_pack<R: AsyncRead + Unpin + ?Sized>(
+    binary: &Path,
+    repo_dir: &Path,
+    q: &Quarantine,
+    pack: &mut R,
+    max: u64,
+) -> Result<bool, String> {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = quarantined_git(binary, repo_dir, q);
+    cmd.args([
+        "index-pack",
+        "--stdin",
+        "--fix-thin",
+        STRICT,
+        "--check-self-contained-and-connected",
+    ])
+    .arg(format!("--max-input-size={max}"))
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = tokio::process::Command::from(cmd)
+        .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run git index-pack: {e}"))?;
     let (Some(mut stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        let _ = child.kill();
-        let _ = child.wait();
         return Err("cannot talk to git index-pack".into());
     };
-    let out = drain(stdout, 4096);
-    let err = drain(stderr, 64 * 1024);
-    let fed = std::io::copy(pack, &mut stdin);
-    drop(stdin);
-    let read_failed = match &fed {
-        // index-pack stopped reading: it died, and says why on stderr.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => None,
-        Err(e) if is_too_large(e) => Some(too_large(pack.max)),
-        Err(e) => Some(format!("cannot read the pack: {e}")),
-        Ok(_) => None,
+    let mut read = 0u64;
+    let feed = async {
+        let mut buf = vec![0u8; 64 * 1024];
+        let outcome = loop {
+            let n = match pack.read(&mut buf).await {
+                Ok(0) => break Ok(()),
+                Ok(n) => n,
+                Err(e) => break Err(Some(format!("cannot read the pack: {e}"))),
+            };
+            if read + n as u64 > max {
+                break Err(Some(too_large(max)));
+            }
+            read += n as u64;
+            // A write that fails: index-pack stopped reading (it died, and
+            // says why on stderr).
+            if stdin.write_all(&buf[..n]).await.is_err() {
+                break Err(None);
+            }
+        };
+        drop(stdin);
+        outcome
     };
-    if read_failed.is_some() {
-        let _ = child.kill();
-    }
-    let status = child.wait().map_err(|e| format!("git index-pack: {e}"))?;
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    if let Some(why) = read_failed {
+    let (fed, stdout, stderr) = tokio::join!(feed, read_some(stdout, 4096), read_some(stderr, 64 * 1024));
+    if let Err(Some(why)) = fed {
+        let _ = child.kill().await;
         return Err(why);
     }
-    if pack.read == 0 {
+    let status = child.wait().await.map_err(|e| format!("git index-pack: {e}"))?;
+    if read == 0 {
         return Err("the pack is missing".into());
     }
-    if !status.success() {
-        return Err(stderr_reason(&stderr, "index-pack abnormal exit"));
-    }
+    // Exit 1 with the pack written: links point outside the pack (a thin
+    // pack, or one building on history the repository has).
+    let self_contained = match status.code() {
+        Some(0) => true,
+        Some(1) => false,
+        _ => return Err(stderr_reason(&stderr, "index-pack abnormal exit")),
+    };
     // "pack\t<hash>\n" (or "keep\t..."): the pack is in the quarantine.
     if !stdout.starts_with(b"pack\t") && !stdout.starts_with(b"keep\t") {
-        return Err("index-pack abnormal exit".into());
+        return Err(stderr_reason(&stderr, "index-pack abnormal exit"));
     }
-    Ok(())
+    Ok(self_contained)
+}
+
+/// Reads a child's pipe to its end, keeping at most `cap` bytes.
+async fn read_some(mut r: impl AsyncRead + Unpin, cap: usize) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = cap.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    kept
 }
 
 /// `git rev-list --objects --stdin --not --all --quiet` over `tips`: true
@@ -456,6 +559,51 @@ mod tests {
         let q = Quarantine::new(&repo.path().join("objects")).unwrap();
         assert_eq!(intake.disconnected(&repo, &q, &[main]), Vec::<Oid>::new());
         assert_eq!(intake.disconnected(&repo, &q, &[main, broken]), vec![broken]);
+    }
+
+    #[test]
+    fn a_self_contained_pack_proves_only_its_own_tips() {
+        let src = rich_repo();
+        let main = git(src.path(), &["rev-parse", "main"]);
+        let first = git(src.path(), &["rev-list", "--max-parents=0", "main"]);
+        let pack = |revs: &str| {
+            let args = ["pack-objects", "--revs", "--stdout", "-q"];
+            let (out, ok) = git_io(src.path(), &args, &[], revs.as_bytes());
+            assert!(ok);
+            out
+        };
+        let intake = Intake {
+            engine: git_engine(),
+            max_input_size: 1 << 30,
+        };
+        let empty = tempfile::tempdir().unwrap();
+        git(empty.path(), &["init", "-q", "--bare", "."]);
+        let repo = Repository::open_bare(empty.path()).unwrap();
+        let main = Oid::from_str(main.trim()).unwrap();
+        let first = Oid::from_str(first.trim()).unwrap();
+
+        // The whole history into an empty repository: index-pack proves it.
+        let q = intake
+            .unpack(&repo, &mut pack(&format!("{main}\n")).as_slice())
+            .unwrap();
+        assert!(q.self_contained);
+        assert_eq!(outside_the_pack(&q, &[main, first]), Vec::<Oid>::new());
+        assert_eq!(intake.disconnected(&repo, &q, &[main]), Vec::<Oid>::new());
+        // A tip the pack does not hold still goes through rev-list.
+        let nowhere = Oid::from_str(&"2".repeat(40)).unwrap();
+        assert_eq!(outside_the_pack(&q, &[main, nowhere]), vec![nowhere]);
+        assert_eq!(intake.disconnected(&repo, &q, &[main, nowhere]), vec![nowhere]);
+        q.install(&repo.path().join("objects")).unwrap();
+        drop(q);
+
+        // Only the last commit, on history the repository has: its links
+        // leave the pack, so its tip goes through rev-list.
+        let q = intake
+            .unpack(&repo, &mut pack(&format!("{main}\n^{main}~1\n")).as_slice())
+            .unwrap();
+        assert!(!q.self_contained);
+        assert_eq!(outside_the_pack(&q, &[main]), vec![main]);
+        assert_eq!(intake.disconnected(&repo, &q, &[main]), Vec::<Oid>::new());
     }
 
     #[test]

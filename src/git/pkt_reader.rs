@@ -4,7 +4,9 @@
 
 use std::io::{self, Read};
 
-use super::pktline::MAX_PACKET_LEN;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::pktline::{decode_header, Header, PktError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pkt {
@@ -28,8 +30,18 @@ pub struct PktReader<R> {
     inner: R,
 }
 
-fn bad(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg)
+fn bad(e: PktError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// The packet a parsed header starts, its payload (if any) still to read.
+fn start(header: [u8; 4]) -> io::Result<Result<Pkt, usize>> {
+    Ok(match decode_header(header).map_err(bad)? {
+        Header::Flush => Ok(Pkt::Flush),
+        Header::Delim => Ok(Pkt::Delim),
+        Header::ResponseEnd => Ok(Pkt::ResponseEnd),
+        Header::Data(n) => Err(n),
+    })
 }
 
 impl<R: Read> PktReader<R> {
@@ -51,17 +63,10 @@ impl<R: Read> PktReader<R> {
                 Err(e) => return Err(e),
             }
         }
-        let text = std::str::from_utf8(&header).map_err(|_| bad("bad pkt-line length".into()))?;
-        let len = usize::from_str_radix(text, 16)
-            .map_err(|_| bad(format!("bad pkt-line length {:?}", String::from_utf8_lossy(&header))))?;
-        match len {
-            0 => Ok(Some(Pkt::Flush)),
-            1 => Ok(Some(Pkt::Delim)),
-            2 => Ok(Some(Pkt::ResponseEnd)),
-            3 => Err(bad("bad pkt-line length 3".into())),
-            n if n > MAX_PACKET_LEN => Err(bad(format!("pkt-line length {n} is over {MAX_PACKET_LEN}"))),
-            n => {
-                let mut data = vec![0u8; n - 4];
+        match start(header)? {
+            Ok(special) => Ok(Some(special)),
+            Err(n) => {
+                let mut data = vec![0u8; n];
                 self.inner.read_exact(&mut data)?;
                 Ok(Some(Pkt::Data(data)))
             }
@@ -69,6 +74,43 @@ impl<R: Read> PktReader<R> {
     }
 
     /// The stream after the packets read so far.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+/// [`PktReader`] over an async stream, for requests read on the async side
+/// (a push's commands, while no thread is held for the client).
+pub struct AsyncPktReader<R> {
+    inner: R,
+}
+
+impl<R: AsyncRead + Unpin> AsyncPktReader<R> {
+    pub fn new(inner: R) -> Self {
+        AsyncPktReader { inner }
+    }
+
+    /// As [`PktReader::read_pkt`].
+    pub async fn read_pkt(&mut self) -> io::Result<Option<Pkt>> {
+        let mut header = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            match self.inner.read(&mut header[got..]).await? {
+                0 if got == 0 => return Ok(None),
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => got += n,
+            }
+        }
+        match start(header)? {
+            Ok(special) => Ok(Some(special)),
+            Err(n) => {
+                let mut data = vec![0u8; n];
+                self.inner.read_exact(&mut data).await?;
+                Ok(Some(Pkt::Data(data)))
+            }
+        }
+    }
+
     pub fn into_inner(self) -> R {
         self.inner
     }
@@ -85,14 +127,38 @@ mod tests {
         assert_eq!(r.read_pkt().unwrap(), Some(Pkt::Data(b"hello".to_vec())));
         assert_eq!(r.read_pkt().unwrap(), Some(Pkt::Flush));
         let mut rest = Vec::new();
-        r.into_inner().read_to_end(&mut rest).unwrap();
+        Read::read_to_end(&mut r.into_inner(), &mut rest).unwrap();
         assert_eq!(rest, b"PACKrest");
+    }
+
+    #[tokio::test]
+    async fn the_async_reader_reads_the_same() {
+        let input = b"0009hello00000001PACKrest".to_vec();
+        let mut r = AsyncPktReader::new(&input[..]);
+        assert_eq!(r.read_pkt().await.unwrap(), Some(Pkt::Data(b"hello".to_vec())));
+        assert_eq!(r.read_pkt().await.unwrap(), Some(Pkt::Flush));
+        assert_eq!(r.read_pkt().await.unwrap(), Some(Pkt::Delim));
+        let mut rest = Vec::new();
+        AsyncReadExt::read_to_end(&mut r.into_inner(), &mut rest).await.unwrap();
+        assert_eq!(rest, b"PACKrest");
+        assert_eq!(AsyncPktReader::new(&b""[..]).read_pkt().await.unwrap(), None);
+        for bad in [&b"00"[..], b"0009hel", b"zzzz", b"0003", b"+00a123456"] {
+            assert!(AsyncPktReader::new(bad).read_pkt().await.is_err(), "{bad:?}");
+        }
     }
 
     #[test]
     fn errors_on_truncated_and_malformed_input() {
         assert_eq!(PktReader::new(&b""[..]).read_pkt().unwrap(), None);
-        for bad in [&b"00"[..], b"0009hel", b"zzzz", b"0003", b"fff0"] {
+        for bad in [
+            &b"00"[..],
+            b"0009hel",
+            b"zzzz",
+            b"0003",
+            b"fff0",
+            b"+00a123456",
+            b" 00a123456",
+        ] {
             assert!(PktReader::new(bad).read_pkt().is_err(), "{bad:?}");
         }
     }

@@ -80,29 +80,48 @@ fn hex_value(b: u8) -> Option<usize> {
     }
 }
 
+/// What a 4-byte pkt-line header announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Header {
+    Flush,
+    Delim,
+    ResponseEnd,
+    /// A data packet with this many payload bytes after the header.
+    Data(usize),
+}
+
+/// Parses a pkt-line header: exactly four hex digits (no sign, no
+/// space), a length git accepts.
+pub fn decode_header(header: [u8; 4]) -> Result<Header, PktError> {
+    let mut len = 0usize;
+    for b in header {
+        len = len * 16 + hex_value(b).ok_or(PktError::BadHex(header))?;
+    }
+    match len {
+        0 => Ok(Header::Flush),
+        1 => Ok(Header::Delim),
+        2 => Ok(Header::ResponseEnd),
+        3 => Err(PktError::BadLength(len)),
+        n if n > MAX_PACKET_LEN => Err(PktError::BadLength(len)),
+        n => Ok(Header::Data(n - 4)),
+    }
+}
+
 /// Decode one packet from the start of `buf`.
 ///
 /// Returns `Ok(None)` when `buf` holds only part of a packet ("need more"),
 /// `Ok(Some((packet, used)))` with the number of bytes the packet took, or an
 /// error for a bad header. Never reads past `buf` and never panics.
 pub fn decode(buf: &[u8]) -> Result<Option<(Packet<'_>, usize)>, PktError> {
-    let Some(header) = buf.get(..4) else {
+    let Some(&[a, b, c, d]) = buf.get(..4) else {
         return Ok(None);
     };
-    let mut len = 0usize;
-    for &b in header {
-        let v = hex_value(b).ok_or(PktError::BadHex([header[0], header[1], header[2], header[3]]))?;
-        len = len * 16 + v;
-    }
-    let packet = match len {
-        0 => return Ok(Some((Packet::Flush, 4))),
-        1 => return Ok(Some((Packet::Delim, 4))),
-        2 => return Ok(Some((Packet::ResponseEnd, 4))),
-        3 => return Err(PktError::BadLength(len)),
-        n if n > MAX_PACKET_LEN => return Err(PktError::BadLength(len)),
-        n => buf.get(4..n).map(Packet::Data),
-    };
-    Ok(packet.map(|p| (p, len)))
+    Ok(match decode_header([a, b, c, d])? {
+        Header::Flush => Some((Packet::Flush, 4)),
+        Header::Delim => Some((Packet::Delim, 4)),
+        Header::ResponseEnd => Some((Packet::ResponseEnd, 4)),
+        Header::Data(n) => buf.get(4..4 + n).map(|p| (Packet::Data(p), 4 + n)),
+    })
 }
 
 /// Decode a complete buffer into packets. Unlike [`decode`], input that ends
@@ -240,6 +259,9 @@ mod tests {
         assert!(matches!(decode(b"zzzz"), Err(PktError::BadHex(_))));
         assert!(matches!(decode(b"00g1xx"), Err(PktError::BadHex(_))));
         assert!(matches!(decode(b"-001"), Err(PktError::BadHex(_))));
+        // Rust's from_str_radix would take a sign or a space; git does not.
+        assert!(matches!(decode(b"+00a123456"), Err(PktError::BadHex(_))));
+        assert!(matches!(decode_header(*b" 00a"), Err(PktError::BadHex(_))));
         assert!(matches!(decode(b"fff1"), Err(PktError::BadLength(0xfff1))));
         assert!(matches!(decode(b"ffff"), Err(PktError::BadLength(0xffff))));
         // The largest legal length is fine (and needs more bytes here).

@@ -10,8 +10,8 @@ use std::io::Read;
 
 use git2::{Oid, Repository, Signature};
 
-use super::intake::Intake;
-use super::pkt_reader::{Pkt, PktReader};
+use super::intake::{Intake, Quarantine};
+use super::pkt_reader::{AsyncPktReader, Pkt, PktReader};
 use super::pktline::{self, Band};
 
 /// What gitpat's receive-pack implements.
@@ -88,55 +88,110 @@ fn parse_oid(s: &str) -> Result<Oid, ProtocolError> {
 /// send (they are held in memory): room for some 200,000 ref updates.
 pub const MAX_COMMAND_BYTES: usize = 32 * 1024 * 1024;
 
-/// The next line before a flush, charged to `budget` (what is left of
-/// [`MAX_COMMAND_BYTES`]).
-fn next_line<R: Read>(r: &mut PktReader<R>, budget: &mut usize) -> Result<Option<Vec<u8>>, ProtocolError> {
-    match r.read_pkt() {
-        Ok(Some(Pkt::Flush)) => Ok(None),
-        Ok(Some(Pkt::Data(d))) => {
-            *budget = budget.checked_sub(d.len()).ok_or_else(|| {
-                ProtocolError(format!(
-                    "the commands and push options are larger than {} MiB",
-                    MAX_COMMAND_BYTES >> 20
-                ))
-            })?;
-            Ok(Some(d.strip_suffix(b"\n").map(<[u8]>::to_vec).unwrap_or(d)))
+/// Reads the request as it comes, one packet at a time (sans I/O: fed by
+/// [`read_request`] or [`read_request_async`]). Each packet is charged its
+/// header and what keeping it costs against [`MAX_COMMAND_BYTES`], so an
+/// empty packet is not free.
+pub struct RequestParser {
+    req: Request,
+    budget: usize,
+    state: State,
+}
+
+enum State {
+    First,
+    Commands,
+    PushOptions,
+}
+
+impl Default for RequestParser {
+    fn default() -> Self {
+        RequestParser {
+            req: Request::default(),
+            budget: MAX_COMMAND_BYTES,
+            state: State::First,
         }
-        Ok(Some(p)) => perr(format!("unexpected {p:?} packet")),
-        Ok(None) => perr("the request ended before its flush packet"),
-        Err(e) => perr(format!("cannot read the request: {e}")),
     }
 }
 
-/// Reads the commands (and push options, when negotiated). The stream is
-/// left at the start of the pack. A request with no command at all (git's
-/// `0000` probe before a chunked push) gives an empty command list.
+impl RequestParser {
+    fn charge(&mut self, bytes: usize) -> Result<(), ProtocolError> {
+        self.budget = self.budget.checked_sub(bytes).ok_or_else(|| {
+            ProtocolError(format!(
+                "the commands and push options are larger than {} MiB",
+                MAX_COMMAND_BYTES >> 20
+            ))
+        })?;
+        Ok(())
+    }
+
+    /// Takes the next packet (`None`: the input ended). Gives the request
+    /// once it is complete; the stream is then at the start of the pack. A
+    /// request with no command at all (git's `0000` probe before a chunked
+    /// push) is an empty command list.
+    pub fn feed(&mut self, pkt: Option<Pkt>) -> Result<Option<Request>, ProtocolError> {
+        let line = match (pkt, &self.state) {
+            (None | Some(Pkt::Flush), State::First) => return Ok(Some(std::mem::take(&mut self.req))),
+            (None, _) => return perr("the request ended before its flush packet"),
+            (Some(Pkt::Flush), State::Commands) => {
+                if self.req.commands.is_empty() {
+                    return perr("no command before the flush packet");
+                }
+                if !self.req.has("push-options") {
+                    return Ok(Some(std::mem::take(&mut self.req)));
+                }
+                self.state = State::PushOptions;
+                return Ok(None);
+            }
+            (Some(Pkt::Flush), State::PushOptions) => return Ok(Some(std::mem::take(&mut self.req))),
+            (Some(Pkt::Data(d)), _) => d,
+            (Some(p), _) => return perr(format!("unexpected {p:?} packet")),
+        };
+        let line = match line.strip_suffix(b"\n") {
+            Some(l) => l.to_vec(),
+            None => line,
+        };
+        match self.state {
+            State::First | State::Commands => {
+                self.charge(4 + line.len() + std::mem::size_of::<Command>())?;
+                parse_line(&mut self.req, &line)?;
+                self.state = State::Commands;
+            }
+            State::PushOptions => {
+                self.charge(4 + line.len() + std::mem::size_of::<String>())?;
+                let opt = String::from_utf8(line).map_err(|_| ProtocolError("a push option is not UTF-8".into()))?;
+                self.req.push_options.push(opt);
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn read_error(e: std::io::Error) -> ProtocolError {
+    ProtocolError(format!("cannot read the request: {e}"))
+}
+
+/// Reads the commands (and push options, when negotiated) off `r`, leaving
+/// it at the start of the pack.
 pub fn read_request<R: Read>(r: &mut PktReader<R>) -> Result<Request, ProtocolError> {
-    let mut req = Request::default();
-    let mut budget = MAX_COMMAND_BYTES;
-    match r.read_pkt() {
-        Ok(None) => return Ok(req),
-        Ok(Some(Pkt::Flush)) => return Ok(req),
-        Ok(Some(Pkt::Data(first))) => {
-            let first = first.strip_suffix(b"\n").map(<[u8]>::to_vec).unwrap_or(first);
-            parse_line(&mut req, &first)?;
-        }
-        Ok(Some(p)) => return perr(format!("unexpected {p:?} packet")),
-        Err(e) => return perr(format!("cannot read the request: {e}")),
-    }
-    while let Some(line) = next_line(r, &mut budget)? {
-        parse_line(&mut req, &line)?;
-    }
-    if req.commands.is_empty() {
-        return perr("no command before the flush packet");
-    }
-    if req.has("push-options") {
-        while let Some(line) = next_line(r, &mut budget)? {
-            let opt = String::from_utf8(line).map_err(|_| ProtocolError("a push option is not UTF-8".into()))?;
-            req.push_options.push(opt);
+    let mut parser = RequestParser::default();
+    loop {
+        if let Some(req) = parser.feed(r.read_pkt().map_err(read_error)?)? {
+            return Ok(req);
         }
     }
-    Ok(req)
+}
+
+/// [`read_request`] on the async side.
+pub async fn read_request_async<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut AsyncPktReader<R>,
+) -> Result<Request, ProtocolError> {
+    let mut parser = RequestParser::default();
+    loop {
+        if let Some(req) = parser.feed(r.read_pkt().await.map_err(read_error)?)? {
+            return Ok(req);
+        }
+    }
 }
 
 fn parse_line(req: &mut Request, line: &[u8]) -> Result<(), ProtocolError> {
@@ -331,8 +386,13 @@ fn atomic_failure(results: &mut [Result<(), String>]) {
     }
 }
 
-/// Runs a push: unpacks `pack` (unless every command is a deletion), checks
-/// and applies the commands, and reports. `atomic` pushes apply all or none.
+/// Whether a push needs a pack: unless every command is a deletion.
+pub fn needs_pack(req: &Request) -> bool {
+    req.commands.iter().any(|c| !c.is_delete())
+}
+
+/// Runs a push read whole from `pack` here (blocking): unpacks it when
+/// [`needs_pack`], then [`conclude`]s.
 pub fn execute(
     repo: &Repository,
     req: &Request,
@@ -341,26 +401,44 @@ pub fn execute(
     policy: &Policy,
     sig: &Signature,
 ) -> Report {
+    let started = std::time::Instant::now();
+    let unpacked = if needs_pack(req) {
+        intake.unpack(repo, pack).map(Some)
+    } else {
+        Ok(None)
+    };
+    conclude(repo, req, unpacked, started.elapsed(), intake, policy, sig)
+}
+
+/// The rest of a push once its pack is in a quarantine (`Ok(None)`: no
+/// pack was needed; `Err`: the `unpack` error): checks and applies the
+/// commands, and reports. `atomic` pushes apply all or none. `unpacked` is
+/// how long the pack took, for the log.
+pub fn conclude(
+    repo: &Repository,
+    req: &Request,
+    unpacked: Result<Option<Quarantine>, String>,
+    unpacked_in: std::time::Duration,
+    intake: &Intake,
+    policy: &Policy,
+    sig: &Signature,
+) -> Report {
     let n = req.commands.len();
     let mut results: Vec<Result<(), String>> = vec![Ok(()); n];
-    let mut quarantine = None;
     let started = std::time::Instant::now();
-    if req.commands.iter().any(|c| !c.is_delete()) {
-        match intake.unpack(repo, pack) {
-            Ok(q) => quarantine = Some(q),
-            Err(e) => {
-                return Report {
-                    unpack: Err(e),
-                    refs: req
-                        .commands
-                        .iter()
-                        .map(|c| (c.name.clone(), Err("unpacker error".into())))
-                        .collect(),
-                }
+    let quarantine = match unpacked {
+        Ok(q) => q,
+        Err(e) => {
+            return Report {
+                unpack: Err(e),
+                refs: req
+                    .commands
+                    .iter()
+                    .map(|c| (c.name.clone(), Err("unpacker error".into())))
+                    .collect(),
             }
         }
-    }
-    let unpacked = started.elapsed();
+    };
     for (i, c) in req.commands.iter().enumerate() {
         if req.commands[..i].iter().any(|p| p.name == c.name) {
             results[i] = Err("duplicate ref update".into());
@@ -420,9 +498,9 @@ pub fn execute(
         }
     }
     tracing::debug!(
-        "push to {}: {n} commands, unpacked in {} ms, checked by {} ms, done by {} ms ({} engine)",
+        "push to {}: {n} commands, unpacked in {} ms, then checked in {} ms, done in {} ms ({} engine)",
         repo.path().display(),
-        unpacked.as_millis(),
+        unpacked_in.as_millis(),
         checked.as_millis(),
         started.elapsed().as_millis(),
         intake.engine.name()
@@ -489,6 +567,26 @@ mod tests {
         }
         ok.extend(b"0000");
         assert_eq!(req(&ok).unwrap().push_options.len(), n - 2);
+    }
+
+    #[test]
+    fn empty_and_tiny_packets_are_charged_what_they_cost() {
+        // Each empty push option is a 4-byte packet that costs a String:
+        // charged both, so 32 MiB of them stays within 32 MiB held.
+        let per = 4 + std::mem::size_of::<String>();
+        let mut body = pkt(&format!("{Z} {A} refs/heads/new\0report-status push-options\n"));
+        body.extend(b"0000");
+        body.extend(b"0004".repeat(MAX_COMMAND_BYTES / per + 1));
+        body.extend(b"0000");
+        let err = req(&body).unwrap_err();
+        assert!(err.0.contains("larger than 32 MiB"), "{err}");
+        let mut ok = pkt(&format!("{Z} {A} refs/heads/new\0report-status push-options\n"));
+        ok.extend(b"0000");
+        ok.extend(b"0004".repeat(MAX_COMMAND_BYTES / per - 10));
+        ok.extend(b"0000");
+        let options = req(&ok).unwrap().push_options;
+        assert_eq!(options.len(), MAX_COMMAND_BYTES / per - 10);
+        assert!(options.len() * std::mem::size_of::<String>() <= MAX_COMMAND_BYTES);
     }
 
     #[test]

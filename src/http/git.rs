@@ -3,35 +3,29 @@
 //! section 3); the protocol work runs on blocking threads, fed the request
 //! body through a bounded channel so nothing is held whole.
 
-use std::io::{self, Read};
+use std::io::Read;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
-use futures::StreamExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::body;
 use crate::app::App;
 use crate::auth::basic;
 use crate::db::{self, project::Project};
 use crate::error::Error;
 use crate::git::advertise::{self, Service};
-use crate::git::intake::Intake;
 use crate::git::negotiate;
 use crate::git::pack::PackEngine;
-use crate::git::pkt_reader::PktReader;
 use crate::git::pktline::{self, Band};
 use crate::git::receive_pack;
 use crate::git::store::RepoPath;
 use crate::git::upload_pack::{self, Plan, SideBand};
 use crate::git::upload_pack_v2;
-use crate::service::access;
 use crate::service::git_auth::{self, Caller, Denied, Operation};
-use crate::service::repos;
 use crate::settings::Settings;
 
 /// `agent=` of our advertisements.
@@ -41,18 +35,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/{repo:.+}/info/lfs/{rest:.*}", web::route().to(lfs_not_enabled))
         .route("/{repo:.+}/info/refs", web::get().to(info_refs))
         .route("/{repo:.+}/git-upload-pack", web::post().to(upload_pack_post))
-        .route("/{repo:.+}/git-receive-pack", web::post().to(receive_pack_post));
+        .route(
+            "/{repo:.+}/git-receive-pack",
+            web::post().to(super::receive::receive_pack_post),
+        );
 }
 
 /// The headers every smart-HTTP answer carries, so no proxy caches it.
-fn no_cache(b: &mut HttpResponseBuilder) -> &mut HttpResponseBuilder {
+pub(super) fn no_cache(b: &mut HttpResponseBuilder) -> &mut HttpResponseBuilder {
     b.insert_header((header::EXPIRES, "Fri, 01 Jan 1980 00:00:00 GMT"))
         .insert_header((header::PRAGMA, "no-cache"))
         .insert_header((header::CACHE_CONTROL, "no-cache, max-age=0, must-revalidate"))
 }
 
 /// A text/plain answer; git shows its body to the user as `remote: ...`.
-fn text(status: StatusCode, msg: &str) -> HttpResponse {
+pub(super) fn text(status: StatusCode, msg: &str) -> HttpResponse {
     no_cache(&mut HttpResponse::build(status))
         .content_type("text/plain; charset=utf-8")
         .body(format!("{msg}\n"))
@@ -74,18 +71,18 @@ fn denied(d: &Denied) -> HttpResponse {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> HttpResponse {
+pub(super) fn internal(e: impl std::fmt::Display) -> HttpResponse {
     tracing::error!("git request failed: {e}");
     text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
 }
 
 /// What a Git request may go on with.
-struct Granted {
-    caller: Option<Caller>,
+pub(super) struct Granted {
+    pub caller: Option<Caller>,
     /// `None` only for a push that will create the repository.
-    project: Option<Project>,
-    path: RepoPath,
-    settings: Settings,
+    pub project: Option<Project>,
+    pub path: RepoPath,
+    pub settings: Settings,
 }
 
 fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
@@ -94,7 +91,7 @@ fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
 
 /// Authenticates and authorizes `op` on the repository of the URL, with the
 /// failed-authentication ban around it.
-async fn grant(app: &App, req: &HttpRequest, op: Operation) -> Result<Granted, HttpResponse> {
+pub(super) async fn grant(app: &App, req: &HttpRequest, op: Operation) -> Result<Granted, HttpResponse> {
     let raw = req.match_info().get("repo").unwrap_or_default().to_string();
     let creds = match req
         .headers()
@@ -236,6 +233,16 @@ async fn info_refs(app: web::Data<App>, req: HttpRequest, q: web::Query<InfoRefs
         Ok(g) => g,
         Err(resp) => return resp,
     };
+    if let (Service::ReceivePack, Some(c)) = (service, &granted.caller) {
+        // Refused here, before the push, git shows the reason.
+        let s = &granted.settings;
+        if let Err(full) =
+            app.push_slots
+                .would_admit(c.user.id, s.max_concurrent_pushes, s.max_concurrent_pushes_per_user)
+        {
+            return super::receive::busy(full);
+        }
+    }
     let app = app.into_inner();
     let v2 = service == Service::UploadPack && upload_pack_v2::wants_v2(git_protocol(&req));
     if v2 {
@@ -292,7 +299,7 @@ fn session_id() -> String {
 }
 
 /// The 415 answer for a POST without the service's content type.
-fn wrong_content_type(headers: &HeaderMap, service: Service) -> Option<HttpResponse> {
+pub(super) fn wrong_content_type(headers: &HeaderMap, service: Service) -> Option<HttpResponse> {
     let want = format!("application/x-{}-request", service.as_str());
     let got = headers
         .get(header::CONTENT_TYPE)
@@ -306,261 +313,6 @@ fn wrong_content_type(headers: &HeaderMap, service: Service) -> Option<HttpRespo
             &format!("Expected a {want} request body"),
         ))
     }
-}
-
-/// The request body, to be read on a blocking thread: fed by the async side
-/// through a bounded channel (so at most a few chunks are in memory), and
-/// gunzipped there when the client compressed it.
-pub struct Body {
-    reader: ChannelReader,
-    gzip: bool,
-}
-
-impl Body {
-    /// The body as a `Read`. Call on the blocking thread: even building the
-    /// gzip decoder reads.
-    pub fn into_read(self) -> Box<dyn Read + Send> {
-        if self.gzip {
-            Box::new(flate2::read::GzDecoder::new(self.reader))
-        } else {
-            Box::new(self.reader)
-        }
-    }
-}
-
-/// The next chunk of the body: `None` at its end, an error when it breaks
-/// or stays silent for `idle` (the config's `body_idle_timeout`), so a
-/// client that stalls mid-body, or sends less than its `Content-Length`,
-/// holds its connection no longer than that.
-async fn next_chunk(payload: &mut web::Payload, idle: Duration) -> Option<io::Result<Bytes>> {
-    match tokio::time::timeout(idle, payload.next()).await {
-        Ok(Some(Ok(b))) => Some(Ok(b)),
-        Ok(Some(Err(e))) => Some(Err(io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()))),
-        Ok(None) => None,
-        Err(_) => Some(Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("the request body stalled for {} s", idle.as_secs()),
-        ))),
-    }
-}
-
-fn gzipped(req: &HttpRequest) -> bool {
-    req.headers()
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip") || v.trim().eq_ignore_ascii_case("x-gzip"))
-}
-
-pub fn body_reader(req: &HttpRequest, mut payload: web::Payload, idle: Duration) -> Body {
-    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
-    actix_web::rt::spawn(async move {
-        while let Some(item) = next_chunk(&mut payload, idle).await {
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
-                break;
-            }
-        }
-    });
-    let reader = ChannelReader {
-        rx,
-        current: Bytes::new(),
-    };
-    Body {
-        reader,
-        gzip: gzipped(req),
-    }
-}
-
-/// What all upload-pack requests being read at once may hold, in KiB (the
-/// permits of `App::upload_budget`): 256 MiB, against thousands of
-/// connections each sending 10 MiB. Real requests are a few KiB.
-pub const UPLOAD_BUDGET_KIB: usize = 256 * 1024;
-
-/// A whole upload-pack request must arrive within this, however it trickles.
-const UPLOAD_REQUEST_DEADLINE: Duration = Duration::from_secs(300);
-
-/// Why a request body was not read.
-enum ReadError {
-    /// 400, with the reason.
-    Bad(String),
-    /// 503: the budget is spent by other requests.
-    Busy,
-}
-
-/// Reads a whole body of at most `limit` bytes on the async side, so a slow
-/// client holds no blocking thread. What it holds is charged to `budget`
-/// (KiB permits, returned with the body and given back when dropped), and
-/// it must arrive within [`UPLOAD_REQUEST_DEADLINE`].
-async fn read_capped(
-    payload: &mut web::Payload,
-    limit: u64,
-    idle: Duration,
-    budget: &Arc<Semaphore>,
-) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), ReadError> {
-    let read = async {
-        let mut buf = Vec::new();
-        let mut held: Option<OwnedSemaphorePermit> = None;
-        while let Some(chunk) = next_chunk(payload, idle).await {
-            let chunk = chunk.map_err(|e| ReadError::Bad(format!("cannot read the request: {e}")))?;
-            if (buf.len() + chunk.len()) as u64 > limit {
-                return Err(ReadError::Bad(format!(
-                    "the request is larger than {} MiB",
-                    limit >> 20
-                )));
-            }
-            let kib = u32::try_from(chunk.len().div_ceil(1024)).map_err(|_| ReadError::Busy)?;
-            let permit = budget
-                .clone()
-                .try_acquire_many_owned(kib)
-                .map_err(|_| ReadError::Busy)?;
-            match &mut held {
-                Some(h) => h.merge(permit),
-                None => held = Some(permit),
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        Ok((buf, held))
-    };
-    tokio::time::timeout(UPLOAD_REQUEST_DEADLINE, read)
-        .await
-        .unwrap_or_else(|_| {
-            Err(ReadError::Bad(format!(
-                "the request did not arrive within {} s",
-                UPLOAD_REQUEST_DEADLINE.as_secs()
-            )))
-        })
-}
-
-struct ChannelReader {
-    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.current = b,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
-
-/// `POST <repo>/git-receive-pack`: a push.
-async fn receive_pack_post(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    if let Some(resp) = wrong_content_type(req.headers(), Service::ReceivePack) {
-        return resp;
-    }
-    let granted = match grant(&app, &req, Operation::Push).await {
-        Ok(g) => g,
-        Err(resp) => return resp,
-    };
-    let body = body_reader(&req, payload, app.config.body_idle_timeout);
-    let app = app.into_inner();
-    let result = web::block(move || push(&app, granted, body)).await;
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => return internal(e),
-    };
-    match result {
-        Ok(bytes) => no_cache(&mut HttpResponse::Ok())
-            .content_type("application/x-git-receive-pack-result")
-            .body(bytes),
-        Err(PushError::Protocol(e)) => text(StatusCode::BAD_REQUEST, &e.to_string()),
-        Err(PushError::Internal(e)) => internal(format!("{e:#}")),
-    }
-}
-
-enum PushError {
-    Protocol(receive_pack::ProtocolError),
-    Internal(anyhow::Error),
-}
-
-impl<E: Into<anyhow::Error>> From<E> for PushError {
-    fn from(e: E) -> Self {
-        PushError::Internal(e.into())
-    }
-}
-
-/// The blocking part of a push: read the commands, create the repository
-/// if this push creates it, run receive-pack, record what changed.
-fn push(app: &App, g: Granted, body: Body) -> Result<Vec<u8>, PushError> {
-    let mut reader = PktReader::new(body.into_read());
-    let request = receive_pack::read_request(&mut reader).map_err(PushError::Protocol)?;
-    if request.commands.is_empty() {
-        // git's probe before a chunked push: nothing to do, nothing to say.
-        return Ok(Vec::new());
-    }
-    let caller = g
-        .caller
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("a push without a caller"))?;
-    let mut conn = app.conn().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let conn: &mut db::DbConn = &mut conn;
-    let (project, created) = match g.project {
-        Some(p) => (p, false),
-        None => {
-            let req = repos::NewRepoRequest {
-                path: g.path.as_str(),
-                name: None,
-                owner: Some(&caller.user.username),
-                visibility: None,
-                default_branch: None,
-                description: None,
-                import: None,
-            };
-            let p = repos::create(conn, &app.store, &req, chrono::Utc::now()).map_err(|e| anyhow::anyhow!("{e}"))?;
-            tracing::info!("{} created {} by pushing to it", caller.user.username, p.path);
-            (p, true)
-        }
-    };
-    let access = access::access(conn, Some(&caller.user), &project).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let policy = receive_pack::Policy {
-        protected_ref: Some(format!("refs/heads/{}", project.default_branch)),
-        may_push_protected: access.push_protected,
-    };
-    let repo = app.store.open(&g.path)?;
-    let sig = signature(&caller.user);
-    let mut pack = reader.into_inner();
-    let intake = Intake {
-        engine: app.engine.clone(),
-        max_input_size: g.settings.receive_max_input_size,
-    };
-    let report = receive_pack::execute(&repo, &request, &mut pack, &intake, &policy, &sig);
-    if let Some(branch) = receive_pack::adopt_pushed_head(&repo, &report) {
-        db::project::set_default_branch(conn, project.id, &branch)?;
-    }
-    if report.refs.iter().any(|(_, r)| r.is_ok()) {
-        db::project::touch(conn, project.id, chrono::Utc::now().naive_utc())?;
-        app.maintainer
-            .after_push(app.store.git(), repo.path(), g.settings.maintenance_pack_limit as usize);
-    } else if created {
-        // Nothing landed: the push that was to create the repository leaves none.
-        drop(repo);
-        if let Err(e) = repos::delete(conn, &app.store, &project.path) {
-            tracing::warn!("cannot remove {} after a failed first push: {e}", project.path);
-        }
-    }
-    Ok(report.encode(request.has("side-band-64k")))
-}
-
-/// The reflog identity of a push: the authenticated user.
-fn signature(user: &crate::db::user::User) -> git2::Signature<'static> {
-    let clean = |s: &str| {
-        s.chars()
-            .filter(|c| !matches!(c, '<' | '>' | '\n' | '\0'))
-            .collect::<String>()
-    };
-    let name = clean(&user.name);
-    let email = clean(&user.email);
-    git2::Signature::now(if name.trim().is_empty() { &user.username } else { &name }, &email)
-        .or_else(|_| git2::Signature::now(&user.username, "unknown@gitpat"))
-        .unwrap_or_else(|_| git2::Signature::now("gitpat", "gitpat@localhost").expect("a constant signature is valid"))
 }
 
 /// `POST <repo>/git-upload-pack`: a fetch (one stateless round).
@@ -577,7 +329,7 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: we
     };
     // The request is small (at most 10 MiB, as git caps it) and read here,
     // whole, before a blocking thread is taken for it.
-    let (raw, held) = match read_capped(
+    let (raw, held) = match body::read_capped(
         &mut payload,
         upload_pack::MAX_REQUEST_BYTES,
         app.config.body_idle_timeout,
@@ -586,15 +338,15 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: we
     .await
     {
         Ok(read) => read,
-        Err(ReadError::Bad(msg)) => return text(StatusCode::BAD_REQUEST, &msg),
-        Err(ReadError::Busy) => {
+        Err(body::ReadError::Bad(msg)) => return text(StatusCode::BAD_REQUEST, &msg),
+        Err(body::ReadError::Busy) => {
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The server is busy reading other fetch requests; try again in a moment",
             )
         }
     };
-    let gzip = gzipped(&req);
+    let gzip = body::gzipped(&req);
     let git_dir = app.store.path_of(&granted.path);
     let engine = app.engine.clone();
     let filter = matches!(engine, PackEngine::Git { .. });

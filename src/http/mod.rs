@@ -1,7 +1,9 @@
 //! The HTTP server: the route table, request logging with secrets redacted,
 //! and the health endpoints.
 
+pub mod body;
 pub mod git;
+pub mod receive;
 
 use std::net::SocketAddr;
 use std::time::Instant;

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod git_auth;
+pub mod push_slots;
 pub mod repos;
 pub mod tokens;
 pub mod users;

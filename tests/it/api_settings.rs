@@ -26,6 +26,10 @@ fn defaults() -> Value {
         "git_auth_ban_allowlist": [],
         "receive_max_input_size": 2147483648u64,
         "maintenance_pack_limit": 16,
+        "push_deadline_seconds": 21600,
+        "push_min_bytes_per_second": 1024,
+        "max_concurrent_pushes": 64,
+        "max_concurrent_pushes_per_user": 16,
     })
 }
 
@@ -114,6 +118,10 @@ fn settings_put_json_stores_and_returns_every_key() {
             "git_auth_ban_allowlist": ["10.0.0.1", "::1"],
             "receive_max_input_size": 104857600,
             "maintenance_pack_limit": 8,
+            "push_deadline_seconds": 3600,
+            "push_min_bytes_per_second": 0,
+            "max_concurrent_pushes": 10,
+            "max_concurrent_pushes_per_user": 2,
         });
         let r = srv.api("PUT", "/application/settings", Some(&rt), Some(&body));
         expect(&srv, "PUT every key", &r, 200, body.clone());

@@ -2148,7 +2148,7 @@ fn fetch_requests_beyond_the_servers_read_budget_get_503_and_then_work() {
         let headers = [("Content-Type", "application/x-git-upload-pack-request")];
         let path = "/alice/busy.git/git-upload-pack";
         // Other requests hold the whole budget.
-        let all = u32::try_from(gitpat::http::git::UPLOAD_BUDGET_KIB).unwrap();
+        let all = u32::try_from(gitpat::http::body::UPLOAD_BUDGET_KIB).unwrap();
         let held = srv
             .app
             .upload_budget
@@ -2169,7 +2169,7 @@ fn fetch_requests_beyond_the_servers_read_budget_get_503_and_then_work() {
         assert!(r.body.windows(4).any(|w| w == b"PACK"), "[{b}] no pack in the reply");
         assert_eq!(
             srv.app.upload_budget.available_permits(),
-            gitpat::http::git::UPLOAD_BUDGET_KIB,
+            gitpat::http::body::UPLOAD_BUDGET_KIB,
             "[{b}] the fetch did not give its share back"
         );
     }

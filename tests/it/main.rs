@@ -13,6 +13,7 @@ mod git_auth;
 mod git_http;
 mod git_http_v2;
 mod git_lfs;
+mod git_load;
 mod git_push;
 mod git_shallow_server;
 mod models;

@@ -1,0 +1,270 @@
+//! `POST <repo>/git-receive-pack`: a push, in short steps so that nothing
+//! scarce is held while the client sends:
+//!
+//! 1. authorize (a pooled connection, given back), take a push slot (past
+//!    the caps: 503 with `Retry-After`);
+//! 2. read the commands on the async side;
+//! 3. create the repository if the push creates it, and learn the branch
+//!    rules (a connection, given back);
+//! 4. stream the pack into `git index-pack`, a child process fed through an
+//!    async pipe (the libgit2 engine reads it on a blocking thread);
+//! 5. on a blocking thread, check and apply the commands (no client I/O);
+//! 6. record what changed (a connection, given back), start maintenance.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::app::App;
+use crate::db;
+use crate::git::advertise::Service;
+use crate::git::intake::Intake;
+use crate::git::pack::PackEngine;
+use crate::git::pkt_reader::AsyncPktReader;
+use crate::git::receive_pack::{self, Report};
+use crate::service::access;
+use crate::service::git_auth::Operation;
+use crate::service::push_slots::Full;
+use crate::service::repos;
+
+use super::body::{body_stream, PaceLimits};
+use super::git::{grant, internal, no_cache, text, wrong_content_type, Granted};
+
+/// What a client refused for the push caps is told to wait, in seconds.
+pub const RETRY_AFTER_SECONDS: u32 = 30;
+
+/// The 503 of a push past a cap.
+pub fn busy(full: Full) -> HttpResponse {
+    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, full.message());
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+    r
+}
+
+pub async fn receive_pack_post(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    if let Some(resp) = wrong_content_type(req.headers(), Service::ReceivePack) {
+        return resp;
+    }
+    let granted = match grant(&app, &req, Operation::Push).await {
+        Ok(g) => g,
+        Err(resp) => return resp,
+    };
+    let Some(caller) = granted.caller.as_ref() else {
+        return internal("a push without a caller");
+    };
+    let s = &granted.settings;
+    let _slot = match app.push_slots.take(
+        caller.user.id,
+        s.max_concurrent_pushes,
+        s.max_concurrent_pushes_per_user,
+    ) {
+        Ok(slot) => slot,
+        Err(full) => {
+            tracing::info!("push by {} refused: {full:?} cap reached", caller.user.username);
+            return busy(full);
+        }
+    };
+    let limits = PaceLimits {
+        idle: app.config.body_idle_timeout,
+        deadline: Duration::from_secs(u64::from(s.push_deadline_seconds)),
+        min_rate: u64::from(s.push_min_bytes_per_second),
+    };
+    let body = body_stream(&req, payload, limits);
+    let app = app.into_inner();
+    match push(&app, granted, body).await {
+        Ok(bytes) => no_cache(&mut HttpResponse::Ok())
+            .content_type("application/x-git-receive-pack-result")
+            .body(bytes),
+        Err(PushError::Protocol(e)) => text(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(PushError::Internal(e)) => internal(format!("{e:#}")),
+    }
+}
+
+enum PushError {
+    Protocol(receive_pack::ProtocolError),
+    Internal(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for PushError {
+    fn from(e: E) -> Self {
+        PushError::Internal(e.into())
+    }
+}
+
+/// Runs blocking work on the blocking pool, its panics and errors as
+/// [`PushError::Internal`].
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> Result<T, PushError> {
+    Ok(web::block(f).await??)
+}
+
+/// Where the push goes and what it may do there (step 3).
+struct Target {
+    project: db::project::Project,
+    created: bool,
+    policy: receive_pack::Policy,
+}
+
+async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStream) -> Result<Vec<u8>, PushError> {
+    let caller = g
+        .caller
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("a push without a caller"))?;
+    let intake = Intake {
+        engine: app.engine.clone(),
+        max_input_size: g.settings.receive_max_input_size,
+    };
+    // Step 2: the commands. The libgit2 engine reads everything on its
+    // blocking thread; git's reads the commands here.
+    let (request, mut rest) = match &intake.engine {
+        PackEngine::Git { .. } => {
+            let mut reader = AsyncPktReader::new(body.into_async_read());
+            let request = receive_pack::read_request_async(&mut reader)
+                .await
+                .map_err(PushError::Protocol)?;
+            (request, Pending::Async(reader.into_inner()))
+        }
+        PackEngine::Libgit2 => {
+            let (request, reader) = web::block(move || {
+                let mut reader = crate::git::pkt_reader::PktReader::new(body.into_read());
+                receive_pack::read_request(&mut reader).map(|r| (r, reader.into_inner()))
+            })
+            .await?
+            .map_err(PushError::Protocol)?;
+            (request, Pending::Blocking(reader))
+        }
+    };
+    if request.commands.is_empty() {
+        // git's probe before a chunked push: nothing to do, nothing to say.
+        return Ok(Vec::new());
+    }
+
+    // Step 3.
+    let target = {
+        let (app, caller, path, project) = (app.clone(), caller.clone(), g.path.clone(), g.project.clone());
+        blocking(move || {
+            let mut conn = app.conn()?;
+            let conn: &mut db::DbConn = &mut conn;
+            let (project, created) = match project {
+                Some(p) => (p, false),
+                None => {
+                    let req = repos::NewRepoRequest {
+                        path: path.as_str(),
+                        name: None,
+                        owner: Some(&caller.user.username),
+                        visibility: None,
+                        default_branch: None,
+                        description: None,
+                        import: None,
+                    };
+                    let p = repos::create(conn, &app.store, &req, chrono::Utc::now())?;
+                    tracing::info!("{} created {} by pushing to it", caller.user.username, p.path);
+                    (p, true)
+                }
+            };
+            let access = access::access(conn, Some(&caller.user), &project)?;
+            let policy = receive_pack::Policy {
+                protected_ref: Some(format!("refs/heads/{}", project.default_branch)),
+                may_push_protected: access.push_protected,
+            };
+            Ok(Target {
+                project,
+                created,
+                policy,
+            })
+        })
+        .await?
+    };
+
+    // Step 4: the pack.
+    let started = Instant::now();
+    let repo_dir = app.store.path_of(&g.path);
+    let unpacked = match (&mut rest, receive_pack::needs_pack(&request)) {
+        (_, false) => Some(Ok(None)),
+        (Pending::Async(pack), true) => Some(match intake.quarantine(&repo_dir) {
+            Ok(mut q) => intake.index(&repo_dir, &mut q, pack).await.map(|()| Some(q)),
+            Err(e) => Err(e),
+        }),
+        // The libgit2 engine unpacks in step 5, on its thread.
+        (Pending::Blocking(_), true) => None,
+    };
+
+    // Step 5.
+    let report = {
+        let (app, path, intake) = (app.clone(), g.path.clone(), intake.clone());
+        let (request, policy, user) = (request.clone(), target.policy.clone(), caller.user.clone());
+        blocking(move || -> anyhow::Result<(Report, Option<String>)> {
+            let sig = signature(&user);
+            let repo = app.store.open(&path)?;
+            let report = match (unpacked, rest) {
+                (Some(unpacked), _) => {
+                    let unpacked = match unpacked {
+                        Ok(Some(q)) => intake.attach(&repo, &q).map(|()| Some(q)),
+                        other => other,
+                    };
+                    receive_pack::conclude(&repo, &request, unpacked, started.elapsed(), &intake, &policy, &sig)
+                }
+                (None, Pending::Blocking(mut pack)) => {
+                    receive_pack::execute(&repo, &request, &mut pack, &intake, &policy, &sig)
+                }
+                (None, Pending::Async(_)) => anyhow::bail!("an async body without its unpack"),
+            };
+            let head = receive_pack::adopt_pushed_head(&repo, &report);
+            Ok((report, head))
+        })
+        .await?
+    };
+    let (report, head) = report;
+
+    // Step 6.
+    let landed = report.refs.iter().any(|(_, r)| r.is_ok());
+    {
+        let app2 = app.clone();
+        let project = target.project.clone();
+        let created = target.created;
+        blocking(move || {
+            let mut conn = app2.conn()?;
+            let conn: &mut db::DbConn = &mut conn;
+            if let Some(branch) = head {
+                db::project::set_default_branch(conn, project.id, &branch)?;
+            }
+            if landed {
+                db::project::touch(conn, project.id, chrono::Utc::now().naive_utc())?;
+            } else if created {
+                // Nothing landed: the push that was to create the repository leaves none.
+                if let Err(e) = repos::delete(conn, &app2.store, &project.path) {
+                    tracing::warn!("cannot remove {} after a failed first push: {e}", project.path);
+                }
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    if landed {
+        app.maintainer
+            .after_push(app.store.git(), &repo_dir, g.settings.maintenance_pack_limit as usize);
+    }
+    Ok(report.encode(request.has("side-band-64k")))
+}
+
+/// The body after the commands: the pack, to be read on the async side
+/// (git engine) or on a blocking thread (libgit2).
+enum Pending {
+    Async(std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>),
+    Blocking(Box<dyn std::io::Read + Send>),
+}
+
+/// The reflog identity of a push: the authenticated user.
+fn signature(user: &crate::db::user::User) -> git2::Signature<'static> {
+    let clean = |s: &str| {
+        s.chars()
+            .filter(|c| !matches!(c, '<' | '>' | '\n' | '\0'))
+            .collect::<String>()
+    };
+    let name = clean(&user.name);
+    let email = clean(&user.email);
+    git2::Signature::now(if name.trim().is_empty() { &user.username } else { &name }, &email)
+        .or_else(|_| git2::Signature::now(&user.username, "unknown@gitpat"))
+        .unwrap_or_else(|_| git2::Signature::now("gitpat", "gitpat@localhost").expect("a constant signature is valid"))
+}
