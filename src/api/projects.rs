@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use diesel::Connection;
 use serde_json::{json, Value};
 
 use super::{entities, ApiCall, ApiError, ApiResult, Ctx, Policy, Reply};
@@ -500,7 +499,7 @@ pub async fn update_member(call: ApiCall) -> ApiResult {
         if let Some(at) = expiry {
             m.expires_at = at;
         }
-        cx.conn.transaction(|conn| {
+        crate::db::write_transaction(cx.conn, |conn| {
             db::member::set_level(conn, project.id, user.id, m.access_level)?;
             db::member::set_expiry(conn, project.id, user.id, m.expires_at)?;
             Ok::<_, diesel::result::Error>(())

@@ -1,6 +1,5 @@
 //! `GET /version` and the instance settings (`/application/settings`).
 
-use diesel::Connection;
 use serde_json::{json, Value};
 
 use super::{entities, ApiCall, ApiError, ApiResult, Policy, Reply};
@@ -69,7 +68,7 @@ pub async fn update(call: ApiCall) -> ApiResult {
             next.set(key, &text).map_err(|e| ApiError::bad_request(e.to_string()))?;
             changed.push(key);
         }
-        cx.conn.transaction(|conn| {
+        crate::db::write_transaction(cx.conn, |conn| {
             for key in &changed {
                 db::setting::put(conn, key, &next.get(key)?)?;
             }

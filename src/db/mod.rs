@@ -144,6 +144,42 @@ pub fn sqlite_url_for(data_dir: &Path) -> String {
     data_dir.join("gitpat.db").to_string_lossy().into_owned()
 }
 
+/// Runs `f` in a transaction that writes. On SQLite it starts with `BEGIN
+/// IMMEDIATE`: the write lock is taken first (waiting under the busy
+/// timeout), so a transaction that reads and then writes never meets
+/// `database is locked` when it upgrades, which a deferred one would, the
+/// busy timeout notwithstanding. Inside it, `conn.transaction` nests as a
+/// savepoint as usual. On PostgreSQL it is `conn.transaction`.
+pub fn write_transaction<T, E, F>(conn: &mut DbConn, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    let DbConn::Sqlite(inner) = conn else {
+        return conn.transaction(f);
+    };
+    if AnsiTransactionManager::transaction_manager_status_mut(inner)
+        .transaction_depth()
+        .map_err(E::from)?
+        .is_some()
+    {
+        // Already in one (which took the lock if it writes): nest.
+        return conn.transaction(f);
+    }
+    AnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")?;
+    match f(conn) {
+        Ok(value) => {
+            <DbConn as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(value)
+        }
+        Err(e) => {
+            <DbConn as Connection>::TransactionManager::rollback_transaction(conn)?;
+            Err(e)
+        }
+    }
+}
+
 /// True when a diesel error is a unique-constraint violation.
 pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
     matches!(

@@ -13,7 +13,7 @@ pub fn all(conn: &mut DbConn) -> QueryResult<Vec<(String, String)>> {
 
 /// Insert or replace one setting.
 pub fn put(conn: &mut DbConn, key: &str, value: &str) -> QueryResult<()> {
-    conn.transaction(|conn| {
+    super::write_transaction(conn, |conn| {
         let n = diesel::update(s::table.find(key))
             .set(s::value.eq(value))
             .execute(conn)?;

@@ -1,7 +1,6 @@
 //! Repositories: a row in `projects` and a bare repository on disk, created
 //! and deleted so that a failure leaves neither behind; members and roles.
 
-use diesel::Connection;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -149,7 +148,7 @@ pub fn create(conn: &mut DbConn, store: &RepoStore, req: &NewRepoRequest, now: D
         last_activity_at: now.naive_utc(),
     };
     let mut installed = None;
-    let result = conn.transaction(|conn| {
+    let result = crate::db::write_transaction(conn, |conn| {
         let project = db::project::insert(conn, &new).map_err(|e| {
             if db::is_unique_violation(&e) {
                 Error::Conflict(format!("the repository {path} already exists"))
@@ -197,7 +196,7 @@ pub fn update(conn: &mut DbConn, store: &RepoStore, project: &Project, req: &Pro
             return Err(Error::Invalid(format!("{b:?} is not a valid branch name")));
         }
     }
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let changes = db::project::ProjectChanges {
             name: req.name,
             description: req.description,

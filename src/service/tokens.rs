@@ -3,7 +3,6 @@
 //! throttled record of use.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use diesel::Connection;
 use serde::Serialize;
 
 use crate::auth::token::{self, PlainToken, Scope, SecretKey};
@@ -153,7 +152,7 @@ pub fn create(
         impersonation: req.impersonation,
         previous_token_id: None,
     };
-    let row = conn.transaction(|conn| {
+    let row = crate::db::write_transaction(conn, |conn| {
         if db::token::find_by_digest(conn, &digest)?.is_some() {
             return Err(Error::Conflict("that token string is already in use".into()));
         }
@@ -206,7 +205,7 @@ pub fn rotate(
     };
     let plain = PlainToken::generate(&settings.personal_access_token_prefix)?;
     let digest = key.digest(&plain);
-    let row = conn.transaction(|conn| {
+    let row = crate::db::write_transaction(conn, |conn| {
         let old = get(conn, id)?;
         if old.revoked {
             return Err(Error::Invalid("Token already revoked".into()));
@@ -329,7 +328,7 @@ pub fn verify(
     };
     if row.revoked {
         if db::token::find_successor(conn, row.id)?.is_some() {
-            let burnt = conn.transaction(|conn| {
+            let burnt = crate::db::write_transaction(conn, |conn| {
                 let ids = family_ids(conn, &row)?;
                 Ok::<_, Error>(db::token::revoke_all(conn, &ids)?)
             })?;

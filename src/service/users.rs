@@ -1,7 +1,6 @@
 //! Users: creation with GitLab's username rules, blocking, two-factor, and
 //! the initial administrator.
 
-use diesel::Connection;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -101,7 +100,7 @@ pub fn create(conn: &mut DbConn, req: &NewUserRequest, now: DateTime<Utc>) -> Re
     let name = req.name.unwrap_or(req.username);
     validate_display_name(name)?;
     let hash = req.password.map(hash_password).transpose()?;
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         if db::user::find_by_username(conn, req.username)?.is_some() {
             return Err(Error::Conflict(format!(
                 "the username {} is already taken",
@@ -157,7 +156,7 @@ pub fn update(conn: &mut DbConn, id: i64, req: &UserUpdate) -> Result<User> {
         validate_display_name(n)?;
     }
     let hash = req.password.map(hash_password).transpose()?;
-    conn.transaction(|conn| {
+    crate::db::write_transaction(conn, |conn| {
         let user = db::user::find(conn, id)?.ok_or_else(|| Error::NotFound(format!("no user with id {id}")))?;
         if let Some(u) = req.username {
             if db::user::find_by_username(conn, u)?.is_some_and(|other| other.id != user.id) {

@@ -2642,3 +2642,43 @@ fn a_user_cannot_manage_impersonation_tokens_made_for_them() {
         assert_eq!(r.json["impersonation"], json!(true), "[{b}] {}", r.json);
     }
 }
+
+/// SQLite takes one writer at a time; a transaction that read first and
+/// then writes cannot wait for the lock, so writes start `IMMEDIATE`.
+#[test]
+fn two_hundred_concurrent_token_creations_on_sqlite_all_land() {
+    let srv = TestServer::start(crate::support::TestDb::sqlite());
+    srv.user("root", true, None);
+    let admin = srv.token("root", &["api"], None);
+    let alice = srv.user("alice", false, None);
+    let path = format!("/users/{}/personal_access_tokens", alice.id);
+    let statuses: Vec<(u16, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..200)
+            .map(|i| {
+                let (srv, admin, path) = (&srv, &admin, &path);
+                s.spawn(move || {
+                    let body = json!({"name": format!("t{i}"), "scopes": ["read_api"], "expires_at": day(in_days(30))});
+                    let r = srv.api("POST", path, Some(admin), Some(&body));
+                    (r.status, r.json.to_string())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a request thread"))
+            .collect()
+    });
+    let failed: Vec<&(u16, String)> = statuses.iter().filter(|(st, _)| *st != 201).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 200 not created: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    let rows: i64 = pat::table
+        .filter(pat::user_id.eq(alice.id))
+        .count()
+        .get_result(&mut srv.conn())
+        .unwrap();
+    assert_eq!(rows, 200);
+}
