@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::git::maintenance::Maintainer;
 use crate::git::pack::PackEngine;
 use crate::git::store::RepoStore;
-use crate::service::git_auth::BanList;
 use crate::service::push_slots::PushSlots;
+use crate::settings::{Settings, SettingsCache};
 
 #[derive(Clone)]
 pub struct App {
@@ -22,8 +22,6 @@ pub struct App {
     pub pool: DbPool,
     pub key: Arc<SecretKey>,
     pub store: RepoStore,
-    /// Failed Git authentication per IP, in this process.
-    pub bans: Arc<BanList>,
     /// What makes the packs that fetches receive.
     pub engine: PackEngine,
     /// KiB that upload-pack requests being read may hold, all together
@@ -33,6 +31,8 @@ pub struct App {
     pub maintainer: Arc<Maintainer>,
     /// Pushes in flight, against the push caps.
     pub push_slots: Arc<PushSlots>,
+    /// The instance settings, in memory (see [`App::settings`]).
+    pub settings_cache: Arc<SettingsCache>,
 }
 
 impl App {
@@ -47,17 +47,51 @@ impl App {
         let engine = PackEngine::resolve(&config.pack_engine, std::env::var_os("PATH").as_deref())
             .map_err(anyhow::Error::msg)?;
         let pool = db::open_pool(&config.database_url, config.db_pool_size)?;
+        let settings = {
+            let mut conn = pool.get().context("no database connection available")?;
+            Settings::load(&mut conn).map_err(|e| anyhow::anyhow!("cannot read the settings: {e}"))?
+        };
         Ok(App {
             store: RepoStore::new(repos).with_git(engine.git_binary().map(Path::to_path_buf)),
             config: Arc::new(config),
             pool,
             key: Arc::new(key),
-            bans: Arc::new(BanList::default()),
             engine,
             upload_budget: Arc::new(tokio::sync::Semaphore::new(crate::http::body::UPLOAD_BUDGET_KIB)),
             maintainer: Arc::new(Maintainer::default()),
             push_slots: Arc::new(PushSlots::default()),
+            settings_cache: Arc::new(SettingsCache::new(settings)),
         })
+    }
+
+    /// The instance settings, from memory: never waits for the database.
+    /// When they are older than [`crate::settings::SETTINGS_REFRESH`], a
+    /// refresh is started in the background (on the blocking pool when
+    /// there is a runtime, else here: the CLI).
+    pub fn settings(&self) -> Settings {
+        let cache = &self.settings_cache;
+        if cache.stale() && !cache.refreshing.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            let app = self.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn_blocking(move || app.reload_settings());
+                }
+                Err(_) => app.reload_settings(),
+            }
+        }
+        cache.current()
+    }
+
+    /// Reads the settings from the database into memory now (blocking).
+    pub fn reload_settings(&self) {
+        let loaded = self.conn().and_then(|mut c| Settings::load(&mut c));
+        match loaded {
+            Ok(s) => self.settings_cache.put(s),
+            Err(e) => tracing::warn!("cannot refresh the settings: {e}"),
+        }
+        self.settings_cache
+            .refreshing
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 
     /// A connection from the pool (blocking: call from a blocking context).

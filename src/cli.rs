@@ -509,6 +509,39 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How often `serve` sweeps the leftovers of dead processes.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Sweeps the repositories folder at start and then hourly, on the
+/// blocking pool.
+async fn sweep_hourly(app: App) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        let app = app.clone();
+        let swept = actix_web::web::block(move || -> anyhow::Result<_> {
+            let mut conn = app.conn()?;
+            Ok(service::repos::sweep(
+                &mut conn,
+                &app.store,
+                std::time::SystemTime::now(),
+            )?)
+        })
+        .await;
+        match swept {
+            Ok(Ok(s)) => tracing::info!(
+                "swept leftovers: {} quarantines, {} lock files, {} temporary files, {} unfinished repositories",
+                s.quarantines,
+                s.locks,
+                s.temporary,
+                s.unfinished_creates.len()
+            ),
+            Ok(Err(e)) => tracing::warn!("the sweep of leftovers failed: {e:#}"),
+            Err(e) => tracing::warn!("the sweep of leftovers failed: {e}"),
+        }
+    }
+}
+
 fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen.clone();
     tracing::info!(
@@ -529,6 +562,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     actix_web::rt::System::new().block_on(async move {
+        actix_web::rt::spawn(sweep_hourly(app.clone()));
         let (server, addrs) = crate::http::bind(app, &listen)?;
         for a in &addrs {
             tracing::info!("gitpat listening on http://{a}");

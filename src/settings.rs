@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
+use crate::net::Cidr;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Settings {
@@ -41,6 +42,17 @@ pub struct Settings {
     /// Pushes in flight at once, in all and for one user; past either, 503.
     pub max_concurrent_pushes: u32,
     pub max_concurrent_pushes_per_user: u32,
+    /// This many failed passwords lock an account's password sign-in...
+    pub max_login_attempts: u32,
+    /// ...for this many minutes (GitLab's names and defaults).
+    pub failed_login_attempts_unlock_period_in_minutes: u32,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    #[serde(serialize_with = "cidrs_as_text")]
+    pub trusted_proxies: Vec<Cidr>,
+}
+
+fn cidrs_as_text<S: serde::Serializer>(v: &[Cidr], s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|c| c.to_string()))
 }
 
 impl Default for Settings {
@@ -62,12 +74,15 @@ impl Default for Settings {
             push_min_bytes_per_second: 1024,
             max_concurrent_pushes: 64,
             max_concurrent_pushes_per_user: 16,
+            max_login_attempts: 10,
+            failed_login_attempts_unlock_period_in_minutes: 10,
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
 /// The setting names, in the order they are listed.
-pub const KEYS: [&str; 16] = [
+pub const KEYS: [&str; 19] = [
     "max_personal_access_token_lifetime",
     "enforce_personal_access_token_expiration",
     "password_authentication_enabled_for_git",
@@ -84,6 +99,9 @@ pub const KEYS: [&str; 16] = [
     "push_min_bytes_per_second",
     "max_concurrent_pushes",
     "max_concurrent_pushes_per_user",
+    "max_login_attempts",
+    "failed_login_attempts_unlock_period_in_minutes",
+    "trusted_proxies",
 ];
 
 /// 2 GiB.
@@ -143,6 +161,16 @@ impl Settings {
             "push_min_bytes_per_second" => self.push_min_bytes_per_second.to_string(),
             "max_concurrent_pushes" => self.max_concurrent_pushes.to_string(),
             "max_concurrent_pushes_per_user" => self.max_concurrent_pushes_per_user.to_string(),
+            "max_login_attempts" => self.max_login_attempts.to_string(),
+            "failed_login_attempts_unlock_period_in_minutes" => {
+                self.failed_login_attempts_unlock_period_in_minutes.to_string()
+            }
+            "trusted_proxies" => self
+                .trusted_proxies
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
             _ => return Err(unknown_key(key)),
         })
     }
@@ -208,6 +236,21 @@ impl Settings {
             "max_concurrent_pushes_per_user" => {
                 self.max_concurrent_pushes_per_user = parse_u32(key, v, 1..=100_000, "pushes")?
             }
+            "max_login_attempts" => self.max_login_attempts = parse_u32(key, v, 1..=1000, "attempts")?,
+            "failed_login_attempts_unlock_period_in_minutes" => {
+                self.failed_login_attempts_unlock_period_in_minutes = parse_u32(key, v, 1..=1_440_000, "minutes")?
+            }
+            "trusted_proxies" => {
+                let mut blocks = Vec::new();
+                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    blocks.push(Cidr::parse(part).ok_or_else(|| {
+                        Error::Invalid(format!(
+                            "trusted_proxies: {part:?} is not an IP address or block (such as 10.0.0.0/8)"
+                        ))
+                    })?);
+                }
+                self.trusted_proxies = blocks;
+            }
             "receive_max_input_size" => {
                 let r = RECEIVE_MAX_INPUT_SIZE_RANGE;
                 self.receive_max_input_size = match v.parse::<u64>() {
@@ -245,6 +288,41 @@ impl Settings {
         s.set(key, value)?;
         db::setting::put(conn, key, &s.get(key)?)?;
         Ok(s)
+    }
+}
+
+/// How old the cached settings may get before they are read again (so
+/// that other instances' changes apply within a few seconds).
+pub const SETTINGS_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The settings in memory, so that no request reads them from the database
+/// (and no async worker ever waits for it). This instance's own changes
+/// are put in at once; [`SettingsCache::stale`] says when to read them
+/// again (`App::settings` does, off the request's path).
+pub struct SettingsCache {
+    inner: std::sync::RwLock<(Settings, std::time::Instant)>,
+    /// A refresh is under way.
+    pub refreshing: std::sync::atomic::AtomicBool,
+}
+
+impl SettingsCache {
+    pub fn new(settings: Settings) -> SettingsCache {
+        SettingsCache {
+            inner: std::sync::RwLock::new((settings, std::time::Instant::now())),
+            refreshing: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub fn current(&self) -> Settings {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).0.clone()
+    }
+
+    pub fn stale(&self) -> bool {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).1.elapsed() >= SETTINGS_REFRESH
+    }
+
+    pub fn put(&self, settings: Settings) {
+        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = (settings, std::time::Instant::now());
     }
 }
 
@@ -298,6 +376,10 @@ mod tests {
         assert!(s.set("max_concurrent_pushes", "0").is_err());
         assert!(s.set("max_concurrent_pushes_per_user", "-1").is_err());
         s.set("push_min_bytes_per_second", "0").unwrap();
+        assert!(s.set("trusted_proxies", "10.0.0.0/33").is_err());
+        s.set("trusted_proxies", "10.0.0.0/8, ::1").unwrap();
+        assert_eq!(s.get("trusted_proxies").unwrap(), "10.0.0.0/8,::1/128");
+        assert!(s.set("max_login_attempts", "0").is_err());
         assert_eq!(s.push_min_bytes_per_second, 0);
         assert_eq!(s.receive_max_input_size, 1 << 20);
         s.set("personal_access_token_prefix", "").unwrap();

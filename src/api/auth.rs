@@ -6,6 +6,7 @@
 //! the family revocation when a rotated-away token comes back).
 
 use std::fmt;
+use std::net::IpAddr;
 
 use actix_web::http::header::{HeaderMap, AUTHORIZATION};
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use super::error::ApiError;
 use super::params::Params;
 use crate::auth::token::{self, Scope, SecretKey};
 use crate::db::{self, token::TokenRow, user::User, DbConn};
+use crate::service::bans;
 use crate::service::tokens::{self, AuthOutcome, Rejection};
 use crate::settings::Settings;
 
@@ -23,6 +25,8 @@ pub struct Credentials {
     token: Option<String>,
     /// The `Sudo` header or `sudo` parameter: a user id or username.
     pub sudo: Option<String>,
+    /// An `Authorization` header was sent but held no token.
+    pub malformed: bool,
 }
 
 impl fmt::Debug for Credentials {
@@ -70,7 +74,9 @@ impl Credentials {
             .or_else(bearer)
             .or_else(|| param("access_token"));
         let sudo = header(headers, "sudo").map(String::from).or_else(|| param("sudo"));
-        Credentials { token, sudo }
+        // An Authorization header that gave no token: a failed attempt.
+        let malformed = token.is_none() && headers.contains_key(AUTHORIZATION);
+        Credentials { token, sudo, malformed }
     }
 
     pub fn has_token(&self) -> bool {
@@ -128,6 +134,19 @@ impl Caller {
     }
 }
 
+/// GitLab's answer to a blocked user (their own token, or Sudo to them).
+pub const BLOCKED: &str = "Your account has been blocked.";
+
+/// A bad token or `Authorization` header counts against the client, as a
+/// bad Git password does (unless it is banned already: no write then).
+fn failed(conn: &mut DbConn, settings: &Settings, ip: Option<IpAddr>, now: DateTime<Utc>) -> Result<(), ApiError> {
+    let Some(ip) = ip else { return Ok(()) };
+    if bans::client_banned(conn, settings, ip, now)?.is_none() {
+        bans::client_failed(conn, settings, ip, now)?;
+    }
+    Ok(())
+}
+
 /// Authenticates the credentials, checks that the token has one of the
 /// `accepted` scopes (see [`Policy::accepted`]) and applies Sudo. Blocking.
 pub fn authenticate(
@@ -135,24 +154,28 @@ pub fn authenticate(
     key: &SecretKey,
     settings: &Settings,
     creds: &Credentials,
-    ip: Option<&str>,
+    ip: Option<IpAddr>,
     accepted: Vec<Scope>,
     now: DateTime<Utc>,
 ) -> Result<Caller, ApiError> {
     let Some(secret) = creds.token.as_deref() else {
+        if creds.malformed {
+            failed(conn, settings, ip, now)?;
+        }
         return Err(ApiError::Unauthorized);
     };
     let (token_row, user) = match tokens::verify(conn, key, settings, secret, now)? {
         AuthOutcome::Ok(b) => *b,
         // GitLab's answer to a blocked user's valid token.
-        AuthOutcome::Rejected(Rejection::UserBlocked) => {
-            return Err(ApiError::Forbidden(Some("Your account has been blocked.".into())))
-        }
+        AuthOutcome::Rejected(Rejection::UserBlocked) => return Err(ApiError::Forbidden(Some(BLOCKED.into()))),
         AuthOutcome::Rejected(why) => {
             tracing::debug!(?why, "API token refused");
+            failed(conn, settings, ip, now)?;
             return Err(ApiError::Unauthorized);
         }
     };
+    let ip_text = ip.map(|i| i.to_string());
+    let ip = ip_text.as_deref();
     let scopes = token::scopes_from_db(&token_row.scopes);
     if !scopes.iter().any(|s| accepted.contains(s)) {
         return Err(ApiError::InsufficientScope(
@@ -186,6 +209,10 @@ pub fn authenticate(
         let shown: String = target.chars().take(255).collect();
         return Err(ApiError::NotFound(format!("User with ID or username '{shown}'")));
     };
+    if as_user.is_blocked() {
+        // Sudo acts as the user would, and a blocked user may not.
+        return Err(ApiError::Forbidden(Some(BLOCKED.into())));
+    }
     Ok(Caller {
         user: as_user,
         token: tokens::note_use(conn, settings, token_row, ip, now)?,

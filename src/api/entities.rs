@@ -148,5 +148,8 @@ pub fn settings(s: &Settings) -> Value {
         "push_min_bytes_per_second": s.push_min_bytes_per_second,
         "max_concurrent_pushes": s.max_concurrent_pushes,
         "max_concurrent_pushes_per_user": s.max_concurrent_pushes_per_user,
+        "max_login_attempts": s.max_login_attempts,
+        "failed_login_attempts_unlock_period_in_minutes": s.failed_login_attempts_unlock_period_in_minutes,
+        "trusted_proxies": s.trusted_proxies.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
     })
 }

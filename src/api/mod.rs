@@ -173,10 +173,12 @@ pub struct ApiCall {
     params: Params,
     creds: Credentials,
     url: RequestUrl,
-    ip: Option<String>,
+    ip: Option<std::net::IpAddr>,
     read: bool,
     /// The path's `{name}` segments, percent-decoded.
     segments: Vec<(String, String)>,
+    /// Who the request turns out to be, for the request log.
+    who: crate::http::WhoSlot,
 }
 
 /// `%XX` escapes decoded (not `+`: it is a plus in a path). Refuses text
@@ -257,12 +259,22 @@ impl FromRequest for ApiCall {
             for (name, value) in req.match_info().iter() {
                 segments.push((name.to_string(), unescape(value)?));
             }
+            let ip = {
+                let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+                crate::net::client_ip(
+                    req.peer_addr().map(|a| a.ip()),
+                    forwarded,
+                    &app.settings().trusted_proxies,
+                )
+            };
+            let who = crate::http::WhoSlot::of(&req);
             Ok(ApiCall {
+                who,
                 app,
                 params,
                 creds,
                 url,
-                ip: req.peer_addr().map(|a| a.ip().to_string()),
+                ip,
                 read: matches!(*req.method(), Method::GET | Method::HEAD),
                 segments,
             })
@@ -356,14 +368,15 @@ impl ApiCall {
             ip,
             read,
             segments,
+            who,
         } = self;
         let base = url.base.clone();
         let reply = web::block(move || -> Result<Reply, ApiError> {
             let mut conn = app.conn()?;
             let conn: &mut DbConn = &mut conn;
-            let settings = Settings::load(conn)?;
+            let settings = app.settings();
             let now = crate::service::now();
-            let caller = if anonymous && !creds.has_token() && creds.sudo.is_none() {
+            let caller = if anonymous && !creds.has_token() && !creds.malformed && creds.sudo.is_none() {
                 None
             } else {
                 Some(auth::authenticate(
@@ -371,11 +384,18 @@ impl ApiCall {
                     &app.key,
                     &settings,
                     &creds,
-                    ip.as_deref(),
+                    ip,
                     policy.accepted(read),
                     now,
                 )?)
             };
+            if let Some(c) = &caller {
+                who.set(crate::http::Who {
+                    user_id: Some(c.user.id),
+                    token_id: Some(c.token.id),
+                    sudo_by: c.sudo_by.as_ref().map(|u| u.id),
+                });
+            }
             let mut ctx = Ctx {
                 conn,
                 app: &app,

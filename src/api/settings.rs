@@ -74,6 +74,9 @@ pub async fn update(call: ApiCall) -> ApiResult {
             }
             Ok::<_, crate::error::Error>(())
         })?;
+        // This instance applies its own change at once; others within
+        // SETTINGS_REFRESH.
+        cx.app.settings_cache.put(next.clone());
         Reply::ok(entities::settings(&next))
     })
     .await

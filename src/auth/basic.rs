@@ -4,6 +4,7 @@ use base64::Engine;
 
 /// A username and password from an `Authorization: Basic` header. `Debug`
 /// hides the password.
+#[derive(Clone)]
 pub struct BasicCredentials {
     pub username: String,
     pub password: String,

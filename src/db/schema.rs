@@ -86,3 +86,13 @@ diesel::define_sql_function! {
     /// SQL `lower()`, for the case-insensitive unique keys.
     fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
+
+diesel::table! {
+    auth_failures (key) {
+        key -> Text,
+        failures -> Integer,
+        window_start -> Timestamp,
+        locked_until -> Nullable<Timestamp>,
+        expires_at -> Timestamp,
+    }
+}

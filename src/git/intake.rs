@@ -47,6 +47,8 @@ fn too_large(max: u64) -> String {
 /// it removes the folder and whatever is left in it.
 pub struct Quarantine {
     dir: PathBuf,
+    /// Kept from the sweep of leftovers while this push lives.
+    _held: super::sweep::Held,
     /// index-pack found every link of the pack's objects inside the pack.
     self_contained: bool,
 }
@@ -54,8 +56,10 @@ pub struct Quarantine {
 impl Quarantine {
     fn new(objects: &Path) -> Result<Quarantine, String> {
         let name = format!("incoming-{}", crate::fsutil::random_hex(8).map_err(|e| e.to_string())?);
+        let dir = objects.join(name);
         let q = Quarantine {
-            dir: objects.join(name),
+            _held: super::sweep::hold(&dir),
+            dir,
             self_contained: false,
         };
         std::fs::create_dir_all(q.pack_dir()).map_err(|e| format!("cannot make a quarantine: {e}"))?;

@@ -14,6 +14,7 @@ pub mod pkt_reader;
 pub mod pktline;
 pub mod receive_pack;
 pub mod store;
+pub mod sweep;
 pub mod upload_pack;
 pub mod upload_pack_v2;
 pub mod upload_request;

@@ -15,7 +15,7 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use super::body;
 use crate::app::App;
 use crate::auth::basic;
-use crate::db::{self, project::Project};
+use crate::db::project::Project;
 use crate::error::Error;
 use crate::git::advertise::{self, Service};
 use crate::git::negotiate;
@@ -25,7 +25,7 @@ use crate::git::receive_pack;
 use crate::git::store::RepoPath;
 use crate::git::upload_pack::{self, Plan, SideBand};
 use crate::git::upload_pack_v2;
-use crate::service::git_auth::{self, Caller, Denied, Operation};
+use crate::service::git_http::{self, Caller, Creds, Denied, GitRequest, Grant, Operation};
 use crate::settings::Settings;
 
 /// `agent=` of our advertisements.
@@ -67,7 +67,7 @@ fn denied(d: &Denied) -> HttpResponse {
         }
         Denied::NoChallenge(m) => text(StatusCode::UNAUTHORIZED, m),
         Denied::Forbidden(m) => text(StatusCode::FORBIDDEN, m),
-        Denied::NotFound => text(StatusCode::NOT_FOUND, git_auth::NOT_FOUND),
+        Denied::NotFound => text(StatusCode::NOT_FOUND, git_http::NOT_FOUND),
     }
 }
 
@@ -76,7 +76,8 @@ pub(super) fn internal(e: impl std::fmt::Display) -> HttpResponse {
     text(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
 }
 
-/// What a Git request may go on with.
+/// What a Git request may go on with: the service's grant, and the
+/// settings it was decided under.
 pub(super) struct Granted {
     pub caller: Option<Caller>,
     /// `None` only for a push that will create the repository.
@@ -85,114 +86,58 @@ pub(super) struct Granted {
     pub settings: Settings,
 }
 
-fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
-    req.peer_addr().map(|a| a.ip())
+/// The client of `req`: behind a trusted proxy, the one it names.
+pub(super) fn client_ip(req: &HttpRequest, settings: &Settings) -> Option<IpAddr> {
+    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    crate::net::client_ip(req.peer_addr().map(|a| a.ip()), forwarded, &settings.trusted_proxies)
 }
 
-/// Authenticates and authorizes `op` on the repository of the URL, with the
-/// failed-authentication ban around it.
+/// Authenticates and authorizes `op` on the repository of the URL
+/// (`service::git_http::grant`, on the blocking pool).
 pub(super) async fn grant(app: &App, req: &HttpRequest, op: Operation) -> Result<Granted, HttpResponse> {
-    let raw = req.match_info().get("repo").unwrap_or_default().to_string();
+    let settings = app.settings();
     let creds = match req
         .headers()
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(basic::parse)
+        .map(|v| v.to_str().ok().and_then(basic::parse))
     {
-        Some(Ok(c)) => Some(c),
-        Some(Err(_)) => return Err(denied(&Denied::Challenge(git_auth::ACCESS_DENIED))),
-        None => None,
+        None => Creds::None,
+        Some(Some(Ok(c))) => Creds::Basic(c),
+        Some(_) => Creds::Malformed,
     };
-    let has_creds = creds.is_some();
-    let ip = client_ip(req);
+    let request = GitRequest {
+        repo: req.match_info().get("repo").unwrap_or_default().to_string(),
+        op,
+        creds,
+        ip: client_ip(req, &settings),
+        now: chrono::Utc::now(),
+    };
     let app2 = app.clone();
-    let outcome = web::block(move || -> Result<Result<Granted, Denied>, Error> {
-        let mut conn = app2.conn()?;
-        let conn: &mut db::DbConn = &mut conn;
-        let settings = Settings::load(conn)?;
-        if let Some(ip) = ip {
-            if app2.bans.is_banned(&settings, ip, chrono::Utc::now()) {
-                return Ok(Err(Denied::Forbidden(git_auth::BANNED)));
-            }
-        }
-        let ip_text = ip.map(|i| i.to_string());
-        let caller = match git_auth::authenticate(
-            conn,
-            &app2.key,
-            &settings,
-            creds.as_ref(),
-            ip_text.as_deref(),
-            chrono::Utc::now(),
-        )? {
-            Ok(c) => c,
-            Err(d) => return Ok(Err(d)),
-        };
-        let Ok(path) = RepoPath::parse(&raw) else {
-            return Ok(Err(if caller.is_some() {
-                Denied::NotFound
-            } else {
-                Denied::Challenge(git_auth::ACCESS_DENIED)
-            }));
-        };
-        let project = db::project::find_by_path(conn, path.as_str())?;
-        if project.is_none() && op == Operation::Push {
-            if let Some(c) = &caller {
-                // Push to create, inside the pusher's own namespace only.
-                let own = path.namespace().eq_ignore_ascii_case(&c.user.username);
-                if own && c.scope_allows(Operation::Push) {
-                    // The namespace as the user spells it, whatever the URL's casing.
-                    let canonical = RepoPath::parse(&format!("{}/{}", c.user.username, path.name()))
-                        .map_err(|e| Error::Internal(anyhow::anyhow!("username as a namespace: {e}")))?;
-                    return Ok(Ok(Granted {
-                        caller,
-                        project: None,
-                        path: canonical,
-                        settings,
-                    }));
-                }
-            }
-        }
-        // Paths are unique without regard to case: serve the repository
-        // under the path it was created with, whatever the URL's casing.
-        let path = match &project {
-            Some(p) => RepoPath::parse(&p.path)
-                .map_err(|e| Error::Internal(anyhow::anyhow!("stored project path {:?}: {e}", p.path)))?,
-            None => path,
-        };
-        match git_auth::authorize(conn, caller.as_ref(), project.as_ref(), op)? {
-            Ok(()) => Ok(Ok(Granted {
-                caller,
-                project,
-                path,
-                settings,
-            })),
-            Err(d) => Ok(Err(d)),
-        }
+    let s = settings.clone();
+    let outcome = web::block(move || -> Result<Result<Grant, Denied>, Error> {
+        git_http::grant(git_http::Conns::Pool(&app2.pool), &app2.key, &s, &request)
     })
     .await;
-    let outcome = match outcome {
-        Ok(Ok(o)) => o,
-        Ok(Err(e)) => return Err(internal(e)),
-        Err(e) => return Err(internal(e)),
-    };
-    if let (Some(ip), true) = (ip, has_creds) {
-        let settings = outcome.as_ref().map(|g| g.settings.clone()).ok();
-        match &outcome {
-            Err(Denied::Challenge(_)) | Err(Denied::NoChallenge(_)) => {
-                if let Some(s) = settings.or_else(|| load_settings(app)) {
-                    app.bans.record_failure(&s, ip, chrono::Utc::now());
-                }
+    match outcome {
+        Ok(Ok(Ok(g))) => {
+            if let Some(c) = &g.caller {
+                super::WhoSlot::of(req).set(super::Who {
+                    user_id: Some(c.user.id),
+                    token_id: c.token.as_ref().map(|t| t.id),
+                    sudo_by: None,
+                });
             }
-            Ok(_) => app.bans.record_success(ip),
-            _ => {}
+            Ok(Granted {
+                caller: g.caller,
+                project: g.project,
+                path: g.path,
+                settings,
+            })
         }
+        Ok(Ok(Err(d))) => Err(denied(&d)),
+        Ok(Err(e)) => Err(internal(e)),
+        Err(e) => Err(internal(e)),
     }
-    outcome.map_err(|d| denied(&d))
-}
-
-fn load_settings(app: &App) -> Option<Settings> {
-    let mut conn = app.conn().ok()?;
-    Settings::load(&mut conn).ok()
 }
 
 #[derive(serde::Deserialize)]

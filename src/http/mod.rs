@@ -9,18 +9,70 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use actix_web::dev::{Server, Service};
-use actix_web::{web, App as ActixApp, HttpResponse, HttpServer};
+use actix_web::{web, App as ActixApp, HttpMessage, HttpResponse, HttpServer};
 use anyhow::Context;
 use diesel::connection::SimpleConnection;
 
 use crate::app::App;
 
-/// Every route, in one place.
+/// Every route, in one place; anything else is a plain-text 404.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/-/liveness", web::get().to(liveness))
         .route("/-/readiness", web::get().to(readiness))
         .configure(crate::api::configure)
-        .configure(git::configure);
+        .configure(git::configure)
+        .default_service(web::to(not_found));
+}
+
+/// Who made a request, for its log line: filled in by the Git routes and
+/// the API once they have authenticated the caller (never a secret).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Who {
+    pub user_id: Option<i64>,
+    pub token_id: Option<i64>,
+    /// With Sudo: the administrator acting as `user_id`.
+    pub sudo_by: Option<i64>,
+}
+
+impl std::fmt::Display for Who {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(u) = self.user_id {
+            write!(f, " user={u}")?;
+        }
+        if let Some(t) = self.token_id {
+            write!(f, " token={t}")?;
+        }
+        if let Some(s) = self.sudo_by {
+            write!(f, " sudo_by={s}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The slot a request's [`Who`] goes in (a request extension), shared with
+/// the blocking work that authenticates.
+#[derive(Clone, Default)]
+pub struct WhoSlot(std::sync::Arc<std::sync::Mutex<Who>>);
+
+impl WhoSlot {
+    pub fn of(req: &actix_web::HttpRequest) -> WhoSlot {
+        req.extensions().get::<WhoSlot>().cloned().unwrap_or_default()
+    }
+
+    pub fn set(&self, who: Who) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = who;
+    }
+
+    fn get(&self) -> Who {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A path that is no route: a sentence, as every refusal has.
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound()
+        .content_type("text/plain; charset=utf-8")
+        .body("404 Not Found: there is nothing at this address\n")
 }
 
 /// Binds the server (use port 0 for a free one) and returns it with the
@@ -38,6 +90,8 @@ pub fn bind(app: App, listen: &str) -> anyhow::Result<(Server, Vec<SocketAddr>)>
                 let target = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("*");
                 let line = format!("{} {}", req.method(), crate::redact::url(target, false));
                 let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+                let who = WhoSlot::default();
+                req.extensions_mut().insert(who.clone());
                 let fut = srv.call(req);
                 async move {
                     let res = fut.await;
@@ -45,7 +99,8 @@ pub fn bind(app: App, listen: &str) -> anyhow::Result<(Server, Vec<SocketAddr>)>
                         Ok(r) => r.status().as_u16(),
                         Err(e) => e.as_response_error().status_code().as_u16(),
                     };
-                    tracing::info!(target: "gitpat::http", "{peer} \"{line}\" {status} {:.1}ms", start.elapsed().as_secs_f64() * 1e3);
+                    let who = who.get();
+                    tracing::info!(target: "gitpat::http", "{peer} \"{line}\" {status} {:.1}ms{who}", start.elapsed().as_secs_f64() * 1e3);
                     res
                 }
             })

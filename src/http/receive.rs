@@ -25,7 +25,7 @@ use crate::git::pack::PackEngine;
 use crate::git::pkt_reader::AsyncPktReader;
 use crate::git::receive_pack::{self, Report};
 use crate::service::access;
-use crate::service::git_auth::Operation;
+use crate::service::git_http::Operation;
 use crate::service::push_slots::Full;
 use crate::service::repos;
 
@@ -106,6 +106,14 @@ struct Target {
     policy: receive_pack::Policy,
 }
 
+/// A repository this push is creating: marked on disk (so that a sweep
+/// after a crash removes it if the push never landed) and held from this
+/// process's sweeps meanwhile.
+struct Creating {
+    marker: std::path::PathBuf,
+    _held: crate::git::sweep::Held,
+}
+
 async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStream) -> Result<Vec<u8>, PushError> {
     let caller = g
         .caller
@@ -177,9 +185,20 @@ async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStre
         .await?
     };
 
+    let repo_dir = app.store.path_of(&g.path);
+    let creating = target.created.then(|| {
+        let marker = repo_dir.join(crate::git::sweep::PUSH_TO_CREATE);
+        if let Err(e) = std::fs::write(&marker, b"") {
+            tracing::warn!("cannot mark {} as being created: {e}", repo_dir.display());
+        }
+        Creating {
+            marker,
+            _held: crate::git::sweep::hold(&repo_dir),
+        }
+    });
+
     // Step 4: the pack.
     let started = Instant::now();
-    let repo_dir = app.store.path_of(&g.path);
     let unpacked = match (&mut rest, receive_pack::needs_pack(&request)) {
         (_, false) => Some(Ok(None)),
         (Pending::Async(pack), true) => Some(match intake.quarantine(&repo_dir) {
@@ -241,6 +260,10 @@ async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStre
         })
         .await?;
     }
+    if let (true, Some(c)) = (landed, &creating) {
+        let _ = std::fs::remove_file(&c.marker);
+    }
+    drop(creating);
     if landed {
         app.maintainer
             .after_push(app.store.git(), &repo_dir, g.settings.maintenance_pack_limit as usize);

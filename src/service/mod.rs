@@ -4,7 +4,8 @@
 //! `web::block`.
 
 pub mod access;
-pub mod git_auth;
+pub mod bans;
+pub mod git_http;
 pub mod push_slots;
 pub mod repos;
 pub mod tokens;

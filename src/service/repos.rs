@@ -246,6 +246,35 @@ pub fn delete(conn: &mut DbConn, store: &RepoStore, path: &str) -> Result<()> {
     }
 }
 
+/// Removes what dead processes left in the repositories folder
+/// (`git::sweep`), and the repositories whose creating push never landed:
+/// with no ref, row and folder go; with refs (the push landed, the marker
+/// stayed), the marker goes.
+pub fn sweep(conn: &mut DbConn, store: &RepoStore, now: std::time::SystemTime) -> Result<crate::git::sweep::Swept> {
+    let swept = crate::git::sweep::sweep(store.root(), now);
+    for dir in &swept.unfinished_creates {
+        let Some(path) = dir
+            .strip_prefix(store.root())
+            .ok()
+            .and_then(|p| p.to_str())
+            .and_then(|p| p.strip_suffix(".git"))
+        else {
+            continue;
+        };
+        let landed = git2::Repository::open_bare(dir)
+            .ok()
+            .and_then(|r| r.references().ok().map(|mut refs| refs.next().is_some()))
+            .unwrap_or(true);
+        if landed {
+            let _ = std::fs::remove_file(dir.join(crate::git::sweep::PUSH_TO_CREATE));
+        } else if db::project::find_by_path(conn, path)?.is_some() {
+            tracing::info!("removing {path}: the push that was creating it never landed");
+            delete(conn, store, path)?;
+        }
+    }
+    Ok(swept)
+}
+
 /// Repacks a repository now (`gitpat repo gc`): one pack with a bitmap,
 /// unreachable objects kept in a cruft pack.
 pub fn gc(conn: &mut DbConn, store: &RepoStore, path: &str) -> Result<maintenance::Outcome> {

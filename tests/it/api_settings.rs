@@ -30,6 +30,9 @@ fn defaults() -> Value {
         "push_min_bytes_per_second": 1024,
         "max_concurrent_pushes": 64,
         "max_concurrent_pushes_per_user": 16,
+        "max_login_attempts": 10,
+        "failed_login_attempts_unlock_period_in_minutes": 10,
+        "trusted_proxies": [],
     })
 }
 
@@ -122,6 +125,9 @@ fn settings_put_json_stores_and_returns_every_key() {
             "push_min_bytes_per_second": 0,
             "max_concurrent_pushes": 10,
             "max_concurrent_pushes_per_user": 2,
+            "max_login_attempts": 5,
+            "failed_login_attempts_unlock_period_in_minutes": 30,
+            "trusted_proxies": ["10.0.0.0/8", "::1/128"],
         });
         let r = srv.api("PUT", "/application/settings", Some(&rt), Some(&body));
         expect(&srv, "PUT every key", &r, 200, body.clone());

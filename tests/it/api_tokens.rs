@@ -1051,6 +1051,33 @@ fn sudo_unknown_user_is_404() {
     }
 }
 
+#[test]
+fn sudo_to_a_blocked_user_is_refused_as_the_blocked_user_would_be() {
+    for srv in TestServer::each() {
+        srv.user("root", true, None);
+        srv.user("bob", false, None);
+        users::set_blocked(&mut srv.conn(), "bob", true).unwrap();
+        let t = srv.token("root", &["api", "sudo"], None);
+        let before = srv.snapshot();
+        let r = srv.api_raw("GET", "/user", &[("PRIVATE-TOKEN", &t), ("Sudo", "bob")], b"");
+        expect(
+            &srv,
+            "GET /user with Sudo: a blocked user",
+            &r,
+            403,
+            json!({"message": "403 Forbidden - Your account has been blocked."}),
+        );
+        let r = srv.api_raw(
+            "POST",
+            "/personal_access_tokens/self/rotate",
+            &[("PRIVATE-TOKEN", &t), ("Sudo", "bob")],
+            b"",
+        );
+        assert_eq!(r.status, 403, "[{}] rotate as a blocked user", srv.backend());
+        unchanged(&srv, &before, "Sudo to a blocked user");
+    }
+}
+
 // ---------------------------------------------------------------------
 // GET /personal_access_tokens.
 

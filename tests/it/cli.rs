@@ -1878,3 +1878,87 @@ fn serve_external_url_is_the_base_of_api_urls() {
         );
     }
 }
+
+/// `GET target` with `headers`, HTTP/1.0: the status and body.
+fn http_get_with(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut req = format!("GET {target} HTTP/1.0\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in the response to {target}: {text:?}"));
+    (status, body.to_string())
+}
+
+#[test]
+fn the_request_log_names_who_and_no_secret() {
+    use base64::Engine;
+    for g in Gitpat::each() {
+        let b = g.db.backend;
+        let alice = add_user(&g, "alice", &[]);
+        let boss = add_user(&g, "boss", &["--admin"]);
+        g.ok(&["repo", "create", "alice/logged", "--owner", "alice"]);
+        let (tok, entry) = create_token(&g, &["--user", "alice", "--name", "t", "--scopes", "api"]);
+        let (sudo, sudo_entry) = create_token(&g, &["--user", "boss", "--name", "s", "--scopes", "api,sudo"]);
+        let (alice_id, boss_id) = (alice, boss);
+        let (tok_id, sudo_id) = (entry["id"].as_i64().unwrap(), sudo_entry["id"].as_i64().unwrap());
+        let server = Server::start(&g);
+        let addr = server.addr();
+
+        let (status, _) = http_get_with(addr, "/api/v4/user", &[("PRIVATE-TOKEN", &tok)]);
+        assert_eq!(status, 200, "[{b}]");
+        let line = "\"GET /api/v4/user\" 200".to_string();
+        assert!(
+            server.wait_for_log(&format!("user={alice_id} token={tok_id}")),
+            "[{b}] the API request's line does not name alice and her token:\n{}",
+            server.log()
+        );
+        let (status, _) = http_get_with(addr, "/api/v4/user", &[("PRIVATE-TOKEN", &sudo), ("Sudo", "alice")]);
+        assert_eq!(status, 200, "[{b}]");
+        assert!(
+            server.wait_for_log(&format!("user={alice_id} token={sudo_id} sudo_by={boss_id}")),
+            "[{b}] the Sudo request's line:\n{}",
+            server.log()
+        );
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("alice:{tok}"));
+        let (status, _) = http_get_with(
+            addr,
+            "/alice/logged.git/info/refs?service=git-upload-pack",
+            &[("Authorization", &format!("Basic {basic}"))],
+        );
+        assert_eq!(status, 200, "[{b}]");
+        assert!(server.wait_for_log("info/refs?service=git-upload-pack\" 200"), "[{b}]");
+        // An unknown path has a body that says so.
+        let (status, body) = http_get_with(addr, "/no/such/page", &[]);
+        assert_eq!(
+            (status, body.trim_end()),
+            (404, "404 Not Found: there is nothing at this address"),
+            "[{b}]"
+        );
+        let log = server.log();
+        let git_line = log
+            .lines()
+            .find(|l| l.contains("info/refs?service=git-upload-pack"))
+            .unwrap_or_default();
+        assert!(
+            git_line.ends_with(&format!("user={alice_id} token={tok_id}")),
+            "[{b}] {git_line}"
+        );
+        assert!(log.contains(&line), "[{b}]");
+        assert!(
+            !log.contains(&tok) && !log.contains(&sudo) && !log.contains(&basic),
+            "[{b}] a secret in the log"
+        );
+    }
+}

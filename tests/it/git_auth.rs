@@ -1,12 +1,14 @@
 //! The Git-over-HTTP authentication and authorization rules (spec section
-//! 3), on every backend, without the protocol.
+//! 3) through their one chain, `service::git_http::grant`, on every
+//! backend, without the protocol: scopes, roles, passwords and 2FA, the
+//! ban and the account lock.
 
 use chrono::{Duration, Utc};
 use gitpat::auth::basic::BasicCredentials;
 use gitpat::auth::token::SecretKey;
-use gitpat::db::{self, DbConn};
+use gitpat::db::DbConn;
 use gitpat::git::store::RepoStore;
-use gitpat::service::git_auth::{self, Caller, Denied, Operation};
+use gitpat::service::git_http::{self, Creds, Denied, GitRequest, Grant, Operation};
 use gitpat::service::{repos, tokens, users};
 use gitpat::settings::Settings;
 
@@ -90,15 +92,52 @@ fn token(conn: &mut DbConn, w: &World, user: &str, scopes: &[&str], expires_in_d
         .to_string()
 }
 
-fn login(conn: &mut DbConn, w: &World, c: Option<&BasicCredentials>) -> Result<Option<Caller>, Denied> {
-    git_auth::authenticate(conn, &key(), &w.settings, c, Some("127.0.0.1"), Utc::now()).unwrap()
+fn request(c: Option<&BasicCredentials>, repo: &str, op: Operation, ip: &str) -> GitRequest {
+    GitRequest {
+        repo: repo.to_string(),
+        op,
+        creds: match c {
+            Some(c) => Creds::Basic(c.clone()),
+            None => Creds::None,
+        },
+        ip: Some(ip.parse().unwrap()),
+        now: Utc::now(),
+    }
 }
 
-/// Authenticate then authorize, as one Git request does.
+/// One Git request from `ip`, through the whole chain.
+fn grant_from(
+    conn: &mut DbConn,
+    w: &World,
+    c: Option<&BasicCredentials>,
+    repo: &str,
+    op: Operation,
+    ip: &str,
+) -> Result<Grant, Denied> {
+    git_http::grant(
+        git_http::Conns::Lent(conn),
+        &key(),
+        &w.settings,
+        &request(c, repo, op, ip),
+    )
+    .unwrap()
+}
+
+/// One Git request from 127.0.0.1: allowed or why not.
 fn check(conn: &mut DbConn, w: &World, c: Option<&BasicCredentials>, repo: &str, op: Operation) -> Result<(), Denied> {
-    let caller = login(conn, w, c)?;
-    let project = db::project::find_by_path(conn, repo).unwrap();
-    git_auth::authorize(conn, caller.as_ref(), project.as_ref(), op).unwrap()
+    grant_from(conn, w, c, repo, op, "127.0.0.1").map(|_| ())
+}
+
+fn forbidden(m: &'static str) -> Denied {
+    Denied::Forbidden(m.into())
+}
+
+fn challenge() -> Denied {
+    Denied::Challenge(git_http::ACCESS_DENIED.into())
+}
+
+fn token_required() -> Denied {
+    Denied::NoChallenge(git_http::TOKEN_REQUIRED.into())
 }
 
 const PULL: Operation = Operation::Pull;
@@ -112,23 +151,19 @@ fn scopes_decide_pull_and_push() {
         let repo = "alice/private";
         type Case<'a> = (&'a [&'a str], Result<(), Denied>, Result<(), Denied>);
         let cases: [Case; 6] = [
-            (
-                &["read_repository"],
-                Ok(()),
-                Err(Denied::Forbidden(git_auth::CANNOT_UPLOAD)),
-            ),
+            (&["read_repository"], Ok(()), Err(forbidden(git_http::CANNOT_UPLOAD))),
             (&["write_repository"], Ok(()), Ok(())),
             (&["api"], Ok(()), Ok(())),
-            (&["read_api"], Ok(()), Err(Denied::Forbidden(git_auth::CANNOT_UPLOAD))),
+            (&["read_api"], Ok(()), Err(forbidden(git_http::CANNOT_UPLOAD))),
             (
                 &["read_user"],
-                Err(Denied::Forbidden(git_auth::CANNOT_DOWNLOAD)),
-                Err(Denied::Forbidden(git_auth::CANNOT_UPLOAD)),
+                Err(forbidden(git_http::CANNOT_DOWNLOAD)),
+                Err(forbidden(git_http::CANNOT_UPLOAD)),
             ),
             (
                 &["read_registry", "write_registry"],
-                Err(Denied::Forbidden(git_auth::CANNOT_DOWNLOAD)),
-                Err(Denied::Forbidden(git_auth::CANNOT_UPLOAD)),
+                Err(forbidden(git_http::CANNOT_DOWNLOAD)),
+                Err(forbidden(git_http::CANNOT_UPLOAD)),
             ),
         ];
         for (scopes, pull, push) in cases {
@@ -148,10 +183,18 @@ fn scopes_decide_pull_and_push() {
                 tdb.backend
             );
         }
+        // Any username will do with a token, an empty one too (GitLab
+        // ignores it).
         let t = token(conn, &w, "dev", &["api"], None);
+        assert_eq!(check(conn, &w, Some(&creds("", &t)), repo, PULL), Ok(()));
+        // A token refused for its scope is not recorded as used.
+        let t = token(conn, &w, "dev", &["read_user"], None);
+        assert!(check(conn, &w, Some(&creds("dev", &t)), repo, PULL).is_err());
+        let row = tokens::find_by_secret(conn, &key(), &gitpat::auth::token::PlainToken::new(t)).unwrap();
         assert_eq!(
-            check(conn, &w, Some(&creds("", &t)), repo, PULL),
-            Err(Denied::Challenge(git_auth::ACCESS_DENIED))
+            row.last_used_at, None,
+            "{}: a refused request recorded use",
+            tdb.backend
         );
     }
 }
@@ -161,7 +204,7 @@ fn expired_revoked_and_blocked_tokens_fail_with_a_challenge() {
     for tdb in backends() {
         let conn = &mut tdb.conn();
         let w = setup(conn);
-        let denied = Err(Denied::Challenge(git_auth::ACCESS_DENIED));
+        let denied = Err(challenge());
         let today = token(conn, &w, "dev", &["read_repository"], Some(0));
         assert_eq!(
             check(conn, &w, Some(&creds("dev", &today)), "alice/private", PULL),
@@ -215,14 +258,14 @@ fn passwords_work_without_2fa_and_are_refused_with_it() {
             "case-insensitive"
         );
         let wrong = check(conn, &w, Some(&creds("dev", "wrong password")), "alice/private", PULL);
-        assert_eq!(wrong, Err(Denied::Challenge(git_auth::ACCESS_DENIED)));
+        assert_eq!(wrong, Err(challenge()));
         let nobody = check(conn, &w, Some(&creds("nobody", PASSWORD)), "alice/private", PULL);
-        assert_eq!(nobody, Err(Denied::Challenge(git_auth::ACCESS_DENIED)));
+        assert_eq!(nobody, Err(challenge()));
         // 2FA: the password is refused with a text asking for a token, and
         // no challenge (git would only ask again).
         let r = check(conn, &w, Some(&creds("twofa", PASSWORD)), "alice/private", PULL);
-        assert_eq!(r, Err(Denied::NoChallenge(git_auth::TOKEN_REQUIRED)));
-        assert!(git_auth::TOKEN_REQUIRED.contains("'read_repository' or 'write_repository'"));
+        assert_eq!(r, Err(token_required()));
+        assert!(git_http::TOKEN_REQUIRED.contains("'read_repository' or 'write_repository'"));
         // ...and a token works.
         let t = token(conn, &w, "twofa", &["write_repository"], None);
         assert_eq!(
@@ -232,7 +275,7 @@ fn passwords_work_without_2fa_and_are_refused_with_it() {
         // The instance may turn passwords off for Git.
         w.settings.password_authentication_enabled_for_git = false;
         let r = check(conn, &w, Some(&creds("dev", PASSWORD)), "alice/private", PULL);
-        assert_eq!(r, Err(Denied::NoChallenge(git_auth::TOKEN_REQUIRED)), "{}", tdb.backend);
+        assert_eq!(r, Err(token_required()), "{}", tdb.backend);
     }
 }
 
@@ -253,7 +296,7 @@ fn roles_and_visibility_decide_where() {
         );
         assert_eq!(
             check(conn, &w, Some(&rita), "alice/private", PUSH),
-            Err(Denied::Forbidden(git_auth::CANNOT_UPLOAD))
+            Err(forbidden(git_http::CANNOT_UPLOAD))
         );
         assert_eq!(check(conn, &w, Some(&dev), "alice/private", PUSH), Ok(()));
         // A non-member gets the same answer as for a missing repository.
@@ -265,22 +308,270 @@ fn roles_and_visibility_decide_where() {
             check(conn, &w, Some(&stranger), "alice/missing", PULL),
             Err(Denied::NotFound)
         );
-        assert_eq!(Denied::NotFound.message(), git_auth::NOT_FOUND);
+        assert_eq!(Denied::NotFound.message(), git_http::NOT_FOUND);
         // Public: anyone pulls, even anonymously; pushing needs a role.
         assert_eq!(check(conn, &w, None, "alice/public", PULL), Ok(()));
         assert_eq!(check(conn, &w, Some(&stranger), "alice/public", PULL), Ok(()));
         assert_eq!(
             check(conn, &w, Some(&stranger), "alice/public", PUSH),
-            Err(Denied::Forbidden(git_auth::CANNOT_UPLOAD))
+            Err(forbidden(git_http::CANNOT_UPLOAD))
         );
         // Anonymous: asked for credentials for everything else.
-        let challenge = Err(Denied::Challenge(git_auth::ACCESS_DENIED));
+        let challenge = Err(challenge());
         assert_eq!(check(conn, &w, None, "alice/public", PUSH), challenge);
         assert_eq!(check(conn, &w, None, "alice/private", PULL), challenge);
         assert_eq!(
             check(conn, &w, None, "alice/missing", PULL),
             challenge,
             "{}",
+            tdb.backend
+        );
+    }
+}
+
+/// Ten bad credentials from `ip` (the default ban: 10 in a minute).
+fn ten_failures(conn: &mut DbConn, w: &World, ip: &str) {
+    for i in 0..10 {
+        let bad = creds("nobody", &format!("glpat-wrong-{i}"));
+        assert_eq!(
+            grant_from(conn, w, Some(&bad), "alice/private", PULL, ip).map(|_| ()),
+            Err(challenge())
+        );
+    }
+}
+
+fn banned(r: Result<Grant, Denied>) -> bool {
+    matches!(r, Err(Denied::Forbidden(m)) if m.starts_with(git_http::BANNED) && m.ends_with(" UTC"))
+}
+
+#[test]
+fn a_banned_client_keeps_its_valid_tokens_and_its_passwords_are_not_checked() {
+    for tdb in backends() {
+        let b = tdb.backend;
+        let conn = &mut tdb.conn();
+        let w = setup(conn);
+        let t = token(conn, &w, "dev", &["read_repository"], None);
+        ten_failures(conn, &w, "192.0.2.1");
+        // A valid token still works: a NAT or CI runner stays usable.
+        assert!(
+            grant_from(conn, &w, Some(&creds("dev", &t)), "alice/private", PULL, "192.0.2.1").is_ok(),
+            "[{b}] a valid token from a banned client"
+        );
+        // Passwords, right or wrong, and bad tokens are refused, saying
+        // until when, and without the cost of argon2.
+        let started = std::time::Instant::now();
+        let right = grant_from(
+            conn,
+            &w,
+            Some(&creds("dev", PASSWORD)),
+            "alice/private",
+            PULL,
+            "192.0.2.1",
+        );
+        let refused_in = started.elapsed();
+        assert!(banned(right), "[{b}] a right password from a banned client");
+        let wrong = grant_from(
+            conn,
+            &w,
+            Some(&creds("dev", "nope")),
+            "alice/private",
+            PULL,
+            "192.0.2.1",
+        );
+        assert!(banned(wrong), "[{b}] a wrong password from a banned client");
+        assert!(banned(grant_from(
+            conn,
+            &w,
+            Some(&creds("x", "glpat-bad")),
+            "alice/private",
+            PULL,
+            "192.0.2.1"
+        )));
+        let hash = gitpat::auth::password::hash(PASSWORD).unwrap();
+        let started = std::time::Instant::now();
+        assert!(gitpat::auth::password::verify(PASSWORD, &hash));
+        let argon2 = started.elapsed();
+        assert!(
+            refused_in * 4 < argon2,
+            "[{b}] the banned refusal took {refused_in:?}, one argon2 check {argon2:?}"
+        );
+        // Another client, and the same user's other account lock, are untouched.
+        assert_eq!(
+            grant_from(
+                conn,
+                &w,
+                Some(&creds("dev", PASSWORD)),
+                "alice/private",
+                PULL,
+                "192.0.2.2"
+            )
+            .map(|_| ()),
+            Ok(())
+        );
+        // IPv6 clients count by their /64.
+        ten_failures(conn, &w, "2001:db8:1:2::1");
+        assert!(banned(grant_from(
+            conn,
+            &w,
+            Some(&creds("dev", PASSWORD)),
+            "alice/private",
+            PULL,
+            "2001:db8:1:2:ffff::9"
+        )));
+    }
+}
+
+#[test]
+fn successes_do_not_reset_the_clients_count() {
+    for tdb in backends() {
+        let conn = &mut tdb.conn();
+        let w = setup(conn);
+        let t = token(conn, &w, "dev", &["read_repository"], None);
+        for i in 0..9 {
+            let bad = creds("alice", &format!("guess {i}"));
+            assert!(grant_from(conn, &w, Some(&bad), "alice/private", PULL, "192.0.2.9").is_err());
+            // The guesser's own valid token between the guesses.
+            assert!(grant_from(conn, &w, Some(&creds("dev", &t)), "alice/private", PULL, "192.0.2.9").is_ok());
+            assert!(grant_from(
+                conn,
+                &w,
+                Some(&creds("dev", PASSWORD)),
+                "alice/private",
+                PULL,
+                "192.0.2.9"
+            )
+            .is_ok());
+        }
+        let last = grant_from(
+            conn,
+            &w,
+            Some(&creds("alice", "guess 9")),
+            "alice/private",
+            PULL,
+            "192.0.2.9",
+        );
+        assert_eq!(last.map(|_| ()), Err(challenge()));
+        assert!(
+            banned(grant_from(
+                conn,
+                &w,
+                Some(&creds("alice", PASSWORD)),
+                "alice/private",
+                PULL,
+                "192.0.2.9"
+            )),
+            "{}: interleaved successes kept the guesser unbanned",
+            tdb.backend
+        );
+    }
+}
+
+#[test]
+fn ten_wrong_passwords_lock_the_account_from_every_ip() {
+    for tdb in backends() {
+        let conn = &mut tdb.conn();
+        let w = setup(conn);
+        // From ten different clients, none of them banned.
+        for i in 0..10 {
+            let ip = format!("198.51.100.{i}");
+            let r = grant_from(conn, &w, Some(&creds("dev", "wrong")), "alice/private", PULL, &ip);
+            assert_eq!(r.map(|_| ()), Err(challenge()), "{}", tdb.backend);
+        }
+        let locked = grant_from(
+            conn,
+            &w,
+            Some(&creds("dev", PASSWORD)),
+            "alice/private",
+            PULL,
+            "203.0.113.1",
+        );
+        assert!(
+            matches!(&locked, Err(Denied::NoChallenge(m)) if m.contains("locked") && m.contains("UTC")),
+            "{}: {locked:?}",
+            tdb.backend
+        );
+        // Tokens are not passwords: they still work.
+        let t = token(conn, &w, "dev", &["read_repository"], None);
+        assert!(grant_from(conn, &w, Some(&creds("dev", &t)), "alice/private", PULL, "203.0.113.1").is_ok());
+        // Others' accounts are not locked.
+        assert!(grant_from(
+            conn,
+            &w,
+            Some(&creds("rita", PASSWORD)),
+            "alice/private",
+            PULL,
+            "203.0.113.1"
+        )
+        .is_ok());
+        // A right password before the tenth failure clears the account's count.
+        for i in 0..9 {
+            let ip = format!("198.51.100.{}", 20 + i);
+            assert!(grant_from(conn, &w, Some(&creds("rita", "wrong")), "alice/private", PULL, &ip).is_err());
+        }
+        assert!(grant_from(
+            conn,
+            &w,
+            Some(&creds("rita", PASSWORD)),
+            "alice/private",
+            PULL,
+            "203.0.113.2"
+        )
+        .is_ok());
+        assert!(grant_from(
+            conn,
+            &w,
+            Some(&creds("rita", "wrong")),
+            "alice/private",
+            PULL,
+            "203.0.113.3"
+        )
+        .is_err());
+        assert!(grant_from(
+            conn,
+            &w,
+            Some(&creds("rita", PASSWORD)),
+            "alice/private",
+            PULL,
+            "203.0.113.4"
+        )
+        .is_ok());
+    }
+}
+
+#[test]
+fn where_passwords_are_refused_the_answer_does_not_depend_on_the_password() {
+    for tdb in backends() {
+        let conn = &mut tdb.conn();
+        let mut w = setup(conn);
+        let right = check(conn, &w, Some(&creds("twofa", PASSWORD)), "alice/private", PULL);
+        let wrong = check(conn, &w, Some(&creds("twofa", "not it")), "alice/private", PULL);
+        assert_eq!(right, Err(token_required()), "{}", tdb.backend);
+        assert_eq!(wrong, right, "{}: a 2FA user's password is an oracle", tdb.backend);
+        w.settings.password_authentication_enabled_for_git = false;
+        let right = check(conn, &w, Some(&creds("dev", PASSWORD)), "alice/private", PULL);
+        let wrong = check(conn, &w, Some(&creds("dev", "not it")), "alice/private", PULL);
+        assert_eq!((right, wrong), (Err(token_required()), Err(token_required())));
+    }
+}
+
+#[test]
+fn two_instances_share_one_ban() {
+    for tdb in backends() {
+        // Two connections, as two instances on one database would have.
+        let conn = &mut tdb.conn();
+        let other = &mut tdb.conn();
+        let w = setup(conn);
+        ten_failures(conn, &w, "192.0.2.50");
+        assert!(
+            banned(grant_from(
+                other,
+                &w,
+                Some(&creds("dev", PASSWORD)),
+                "alice/private",
+                PULL,
+                "192.0.2.50"
+            )),
+            "{}: the other instance does not see the ban",
             tdb.backend
         );
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{Duration, Utc};
 use gitpat::git::receive_pack::{DELETE_CURRENT, PROTECTED_FORCE_PUSH, PROTECTED_PUSH};
-use gitpat::service::git_auth::{ACCESS_DENIED, BANNED, CANNOT_DOWNLOAD, CANNOT_UPLOAD, NOT_FOUND, TOKEN_REQUIRED};
+use gitpat::service::git_http::{ACCESS_DENIED, BANNED, CANNOT_DOWNLOAD, CANNOT_UPLOAD, NOT_FOUND, TOKEN_REQUIRED};
 use gitpat::service::{tokens, users};
 
 use crate::support::repo::{
@@ -1642,14 +1642,10 @@ fn http_details_of_the_smart_protocol() {
             "a missing repository",
         );
 
-        check(
-            &[("Authorization", &basic("", &tok))],
-            up_refs,
-            401,
-            ACCESS_DENIED,
-            true,
-            "a token with an empty username",
-        );
+        // A token works whatever the username, an empty one too (GitLab
+        // ignores it).
+        let r = srv.raw("GET", up_refs, &[("Authorization", &basic("", &tok))], b"");
+        assert_eq!(r.status, 200, "[{b}] a token with an empty username: {}", r.text());
 
         // receive-pack stays v0 when a client asks for v2 (protocol v2
         // itself is in git_http_v2.rs).
@@ -1990,7 +1986,7 @@ fn bad_input_is_refused_and_leaves_the_repository_intact() {
 #[test]
 fn ten_failed_authentications_ban_the_ip() {
     for git in gits() {
-        // A fresh server (and ban list) per git and backend.
+        // A fresh server (and database) per git and backend.
         for srv in TestServer::each() {
             let ctx = git.context(srv.backend());
             srv.user("alice", false, Some(PASSWORD));
@@ -1999,9 +1995,12 @@ fn ten_failed_authentications_ban_the_ip() {
             let tok = srv.token("alice", &["read_repository"], None);
             let refs = "/alice/ban.git/info/refs?service=git-upload-pack";
             let anon_refs = "/alice/open.git/info/refs?service=git-upload-pack";
-            let wrong = basic("alice", "wrong password");
+            // Guesses at an account that does not exist (so that alice's
+            // own account lock stays out of this).
+            let wrong = basic("mallory", "wrong password");
             let good = basic("alice", &tok);
-            // Nine failures, then a success: the count starts again.
+            let password = basic("alice", PASSWORD);
+            // Nine failures, a success between them: the count goes on.
             for i in 0..9 {
                 let r = srv.raw("GET", refs, &[("Authorization", &wrong)], b"");
                 assert_eq!(r.status, 401, "{ctx} failure {i}: {}", r.text());
@@ -2011,36 +2010,121 @@ fn ten_failed_authentications_ban_the_ip() {
                 200,
                 "{ctx}"
             );
-            for i in 0..9 {
-                let r = srv.raw("GET", refs, &[("Authorization", &wrong)], b"");
-                assert_eq!(r.status, 401, "{ctx} failure {i} after a success: {}", r.text());
-            }
             // Anonymous requests are neither failures nor successes.
             assert_eq!(srv.raw("GET", anon_refs, &[], b"").status, 200, "{ctx} banned after 9");
             // The tenth failure, through git.
             let dir = tmp();
             let err = git.fails(
                 dir.path(),
-                &["ls-remote", &srv.url_as("alice", "wrong password", "/alice/ban.git")],
+                &["ls-remote", &srv.url_as("mallory", "wrong password", "/alice/ban.git")],
             );
             assert_contains(&err, ACCESS_DENIED, &ctx);
-            // Now even a valid token is refused, 403, with the ban's text.
-            let r = srv.raw("GET", refs, &[("Authorization", &good)], b"");
+            // Now a password, even the right one, is refused, 403, with the
+            // ban's text and its end...
+            let r = srv.raw("GET", refs, &[("Authorization", &password)], b"");
             assert_eq!(r.status, 403, "{ctx} {}", r.text());
-            assert_eq!(r.text().trim_end(), BANNED, "{ctx}");
+            assert!(
+                r.text().starts_with(BANNED) && r.text().trim_end().ends_with("UTC"),
+                "{ctx} {}",
+                r.text()
+            );
             let err = git.fails(
+                dir.path(),
+                &["clone", "-q", &srv.url_as("alice", PASSWORD, "/alice/ban.git"), "c"],
+            );
+            assert_contains(&err, BANNED, &ctx);
+            // ...but a valid token still clones.
+            assert_eq!(
+                srv.raw("GET", refs, &[("Authorization", &good)], b"").status,
+                200,
+                "{ctx}"
+            );
+            git.ok(
                 dir.path(),
                 &["clone", "-q", &srv.url_as("alice", &tok, "/alice/ban.git"), "c"],
             );
-            assert_contains(&err, BANNED, &ctx);
-            // Turning the ban off lets the token in again.
+            // Turning the ban off lets passwords in again.
             srv.setting("git_auth_ban_enabled", "false");
             git.ok(
                 dir.path(),
-                &["clone", "-q", &srv.url_as("alice", &tok, "/alice/ban.git"), "c2"],
+                &["clone", "-q", &srv.url_as("alice", PASSWORD, "/alice/ban.git"), "c2"],
             );
         }
     }
+}
+
+#[test]
+fn bad_api_tokens_and_malformed_headers_count_toward_the_ban() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("alice", false, Some(PASSWORD));
+        srv.import("alice/ban", "alice", "private", &fixture("basic"));
+        let refs = "/alice/ban.git/info/refs?service=git-upload-pack";
+        for i in 0..5 {
+            let r = srv.raw(
+                "GET",
+                "/api/v4/user",
+                &[("PRIVATE-TOKEN", &format!("glpat-nope{i}"))],
+                b"",
+            );
+            assert_eq!(r.status, 401, "[{b}]");
+            let r = srv.raw("GET", "/api/v4/user", &[("Authorization", "Token whatever")], b"");
+            assert_eq!(r.status, 401, "[{b}]");
+        }
+        let r = srv.raw("GET", refs, &[("Authorization", &basic("alice", PASSWORD))], b"");
+        assert_eq!(r.status, 403, "[{b}] after 10 bad API credentials: {}", r.text());
+        assert_contains(&r.text(), BANNED, b);
+    }
+}
+
+#[test]
+fn x_forwarded_for_names_the_client_only_behind_a_trusted_proxy() {
+    let srv = TestServer::start(crate::support::TestDb::sqlite());
+    srv.user("alice", false, Some(PASSWORD));
+    srv.import("alice/xff", "alice", "private", &fixture("basic"));
+    let refs = "/alice/xff.git/info/refs?service=git-upload-pack";
+    let wrong = basic("mallory", "wrong password");
+    let right = basic("alice", PASSWORD);
+    // Behind a trusted proxy (the test client, 127.0.0.1): the client it names.
+    srv.setting("trusted_proxies", "127.0.0.0/8");
+    for _ in 0..10 {
+        let r = srv.raw(
+            "GET",
+            refs,
+            &[("Authorization", &wrong), ("X-Forwarded-For", "203.0.113.5")],
+            b"",
+        );
+        assert_eq!(r.status, 401);
+    }
+    let from = |xff: Option<&str>| {
+        let mut h = vec![("Authorization", right.as_str())];
+        if let Some(x) = xff {
+            h.push(("X-Forwarded-For", x));
+        }
+        srv.raw("GET", refs, &h, b"").status
+    };
+    assert_eq!(from(Some("203.0.113.5")), 403, "the named client is banned");
+    assert_eq!(
+        from(Some("198.51.100.1, 203.0.113.5")),
+        403,
+        "the right-most untrusted entry counts"
+    );
+    assert_eq!(from(Some("203.0.113.6")), 200, "another client is not");
+    assert_eq!(from(None), 200, "the proxy itself is not");
+    // Without trusted proxies the header is ignored: every failure is the peer's.
+    srv.setting("trusted_proxies", "");
+    for i in 0..10 {
+        let xff = format!("198.51.100.{i}");
+        let r = srv.raw(
+            "GET",
+            refs,
+            &[("Authorization", &wrong), ("X-Forwarded-For", &xff)],
+            b"",
+        );
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(from(Some("198.51.100.77")), 403, "spoofed headers moved the count");
+    assert_eq!(from(None), 403);
 }
 
 /// Sends `head` (request line and headers, each ending CRLF) announcing

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use chrono::Utc;
-use gitpat::service::git_auth::NOT_FOUND;
+use gitpat::service::git_http::NOT_FOUND;
 use gitpat::service::repos;
 
 use crate::support::server::{basic, fixtures, gits_speaking, Git, RawResponse, TestServer};

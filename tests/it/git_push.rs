@@ -459,3 +459,55 @@ fn fifty_pushes_are_repacked_in_the_background_and_by_hand() {
         }
     }
 }
+
+/// Sets the modification time of `path` (and what is under it) `age` ago.
+fn age(path: &Path, age: &str) {
+    let out = std::process::Command::new("find")
+        .arg(path)
+        .args(["-exec", "touch", "-h", "-d", age, "{}", "+"])
+        .output()
+        .expect("find -exec touch");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn serve_sweeps_what_dead_pushes_left_at_start() {
+    for g in Gitpat::each() {
+        let b = g.db.backend;
+        g.ok(&["user", "create", "alice", "--email", "alice@example.com"]);
+        g.ok(&["repo", "create", "alice/kept", "--owner", "alice"]);
+        g.ok(&["repo", "create", "alice/unfinished", "--owner", "alice"]);
+        let kept = g.repos_dir().join("alice/kept.git");
+        let unfinished = g.repos_dir().join("alice/unfinished.git");
+        // A push killed mid-pack, an hour and more ago; one that is young.
+        let dead = kept.join("objects/incoming-0123abcd");
+        let young = kept.join("objects/incoming-4567ef01");
+        for q in [&dead, &young] {
+            std::fs::create_dir_all(q.join("pack")).unwrap();
+            std::fs::write(q.join("pack/tmp_pack_abc"), b"PACK\0\0\0\x02").unwrap();
+        }
+        std::fs::write(kept.join("packed-refs.lock"), b"").unwrap();
+        age(&dead, "2 hours ago");
+        age(&kept.join("packed-refs.lock"), "2 hours ago");
+        // A push-to-create killed before anything landed.
+        std::fs::write(unfinished.join(gitpat::git::sweep::PUSH_TO_CREATE), b"").unwrap();
+        age(&unfinished.join(gitpat::git::sweep::PUSH_TO_CREATE), "2 hours ago");
+
+        let server = Server::start(&g);
+        assert!(
+            server.wait_for_log("swept leftovers"),
+            "[{b}] no sweep at start:\n{}",
+            server.log()
+        );
+        assert!(!dead.exists(), "[{b}] the dead quarantine stayed");
+        assert!(young.exists(), "[{b}] a young quarantine was removed");
+        assert!(!kept.join("packed-refs.lock").exists(), "[{b}] the stale lock stayed");
+        assert!(kept.join("HEAD").exists());
+        assert!(!unfinished.exists(), "[{b}] the unfinished repository's folder stayed");
+        let list = g.ok(&["repo", "list"]);
+        assert!(
+            list.contains("alice/kept") && !list.contains("alice/unfinished"),
+            "[{b}] {list}"
+        );
+    }
+}

@@ -130,6 +130,8 @@ impl TestServer {
 
     pub fn setting(&self, key: &str, value: &str) {
         Settings::store(&mut self.conn(), key, value).unwrap_or_else(|e| panic!("setting {key}={value}: {e}"));
+        // As the settings API would: this instance applies it at once.
+        self.app.reload_settings();
     }
 
     /// A user `<name>@example.com`.
