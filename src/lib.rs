@@ -15,3 +15,5 @@ pub mod net;
 pub mod redact;
 pub mod service;
 pub mod settings;
+#[cfg(test)]
+mod test_alloc;

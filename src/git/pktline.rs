@@ -124,6 +124,30 @@ pub fn decode(buf: &[u8]) -> Result<Option<(Packet<'_>, usize)>, PktError> {
     })
 }
 
+/// The packets of a complete buffer, one at a time (nothing is collected:
+/// a request is read as it is walked). Input that ends inside a packet
+/// gives [`PktError::Truncated`], then nothing more.
+pub fn packets(buf: &[u8]) -> impl Iterator<Item = Result<Packet<'_>, PktError>> {
+    let mut rest = Some(buf);
+    std::iter::from_fn(move || {
+        let buf = rest.filter(|b| !b.is_empty())?;
+        match decode(buf) {
+            Ok(Some((packet, used))) => {
+                rest = Some(&buf[used..]);
+                Some(Ok(packet))
+            }
+            Ok(None) => {
+                rest = None;
+                Some(Err(PktError::Truncated))
+            }
+            Err(e) => {
+                rest = None;
+                Some(Err(e))
+            }
+        }
+    })
+}
+
 /// Decode a complete buffer into packets. Unlike [`decode`], input that ends
 /// inside a packet is an error ([`PktError::Truncated`]).
 pub fn decode_all(mut buf: &[u8]) -> Result<Vec<Packet<'_>>, PktError> {

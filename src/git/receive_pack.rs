@@ -88,6 +88,9 @@ fn parse_oid(s: &str) -> Result<Oid, ProtocolError> {
 /// send (they are held in memory): room for some 200,000 ref updates.
 pub const MAX_COMMAND_BYTES: usize = 32 * 1024 * 1024;
 
+/// What a push's lines may cost beyond twice their size.
+const LINE_COST_SLACK: usize = 64 * 1024;
+
 /// Reads the request as it comes, one packet at a time (sans I/O: fed by
 /// [`read_request`] or [`read_request_async`]). Each packet is charged its
 /// header and what keeping it costs against [`MAX_COMMAND_BYTES`], so an
@@ -95,6 +98,9 @@ pub const MAX_COMMAND_BYTES: usize = 32 * 1024 * 1024;
 pub struct RequestParser {
     req: Request,
     budget: usize,
+    /// Bytes of the request so far, and what keeping its lines costs.
+    read: usize,
+    cost: usize,
     state: State,
 }
 
@@ -109,19 +115,29 @@ impl Default for RequestParser {
         RequestParser {
             req: Request::default(),
             budget: MAX_COMMAND_BYTES,
+            read: 0,
+            cost: 0,
             state: State::First,
         }
     }
 }
 
 impl RequestParser {
-    fn charge(&mut self, bytes: usize) -> Result<(), ProtocolError> {
-        self.budget = self.budget.checked_sub(bytes).ok_or_else(|| {
+    /// Charges a line of `wire` bytes whose keeping costs `kept` (the
+    /// item, twice over for the room a growing Vec keeps): the request may
+    /// hold [`MAX_COMMAND_BYTES`], and never cost more than twice its size.
+    fn charge(&mut self, wire: usize, kept: usize) -> Result<(), ProtocolError> {
+        self.budget = self.budget.checked_sub(wire).ok_or_else(|| {
             ProtocolError(format!(
                 "the commands and push options are larger than {} MiB",
                 MAX_COMMAND_BYTES >> 20
             ))
         })?;
+        self.read += wire;
+        self.cost += kept;
+        if self.cost > 2 * self.read + LINE_COST_SLACK {
+            return perr("the request holds too many short lines");
+        }
         Ok(())
     }
 
@@ -153,12 +169,27 @@ impl RequestParser {
         };
         match self.state {
             State::First | State::Commands => {
-                self.charge(4 + line.len() + std::mem::size_of::<Command>())?;
+                let (commands, shallow, caps) = (
+                    self.req.commands.len(),
+                    self.req.shallow.len(),
+                    self.req.capabilities.len(),
+                );
                 parse_line(&mut self.req, &line)?;
+                // What the line added: a command, a shallow id, capabilities.
+                let kept = self.req.commands[commands..]
+                    .iter()
+                    .map(|c| 2 * std::mem::size_of::<Command>() + c.name.len())
+                    .sum::<usize>()
+                    + (self.req.shallow.len() - shallow) * 2 * std::mem::size_of::<Oid>()
+                    + self.req.capabilities[caps..]
+                        .iter()
+                        .map(|c| 2 * std::mem::size_of::<String>() + c.len())
+                        .sum::<usize>();
+                self.charge(4 + line.len(), kept)?;
                 self.state = State::Commands;
             }
             State::PushOptions => {
-                self.charge(4 + line.len() + std::mem::size_of::<String>())?;
+                self.charge(4 + line.len(), 2 * std::mem::size_of::<String>() + line.len())?;
                 let opt = String::from_utf8(line).map_err(|_| ProtocolError("a push option is not UTF-8".into()))?;
                 self.req.push_options.push(opt);
             }
@@ -571,22 +602,35 @@ mod tests {
 
     #[test]
     fn empty_and_tiny_packets_are_charged_what_they_cost() {
-        // Each empty push option is a 4-byte packet that costs a String:
-        // charged both, so 32 MiB of them stays within 32 MiB held.
-        let per = 4 + std::mem::size_of::<String>();
+        use crate::test_alloc::measure;
+        // 32 MiB of empty push options (4 bytes each on the wire, a String
+        // each kept): refused early, never holding more than twice the body.
         let mut body = pkt(&format!("{Z} {A} refs/heads/new\0report-status push-options\n"));
         body.extend(b"0000");
-        body.extend(b"0004".repeat(MAX_COMMAND_BYTES / per + 1));
+        body.extend(b"0004".repeat(MAX_COMMAND_BYTES / 4));
         body.extend(b"0000");
-        let err = req(&body).unwrap_err();
-        assert!(err.0.contains("larger than 32 MiB"), "{err}");
+        let (r, peak) = measure(|| req(&body));
+        let err = r.unwrap_err();
+        assert!(err.0.contains("too many short lines"), "{err}");
+        assert!(peak <= 2 * body.len(), "{peak}");
+        // A few are fine, as git sends them.
         let mut ok = pkt(&format!("{Z} {A} refs/heads/new\0report-status push-options\n"));
         ok.extend(b"0000");
-        ok.extend(b"0004".repeat(MAX_COMMAND_BYTES / per - 10));
+        ok.extend(b"0004".repeat(100));
+        ok.extend(pkt("ci.skip\n"));
         ok.extend(b"0000");
         let options = req(&ok).unwrap().push_options;
-        assert_eq!(options.len(), MAX_COMMAND_BYTES / per - 10);
-        assert!(options.len() * std::mem::size_of::<String>() <= MAX_COMMAND_BYTES);
+        assert_eq!(options.len(), 101);
+        // Many commands, as a mirror push sends them: within twice the body.
+        let mut many = Vec::new();
+        for i in 0..100_000 {
+            let caps = if i == 0 { "\0report-status" } else { "" };
+            many.extend(pkt(&format!("{Z} {A} refs/heads/b{i}{caps}\n")));
+        }
+        many.extend(b"0000");
+        let (r, peak) = measure(|| req(&many));
+        assert_eq!(r.unwrap().commands.len(), 100_000);
+        assert!(peak <= 2 * many.len(), "{peak} for {}", many.len());
     }
 
     #[test]

@@ -34,12 +34,34 @@ pub enum RequestError {
     UnexpectedPacket,
     /// A v2 request without `command=`, or with two.
     BadCommand(String),
+    /// More lines of one kind than a request may hold.
+    TooMany(&'static str, usize),
+    /// So many short lines that holding them would cost more than twice
+    /// the request's size.
+    TooCostly,
+}
+
+/// The most of each kind of line one request may hold (each costs memory
+/// beyond its bytes: capped, a request holds at most about twice its size).
+pub const MAX_CAPABILITIES: usize = 1024;
+pub const MAX_LINES: usize = 500_000;
+/// What a v2 request's lines may cost beyond twice its size.
+const LINE_BUDGET_SLACK: usize = 64 * 1024;
+
+fn capped<T>(v: &mut Vec<T>, max: usize, what: &'static str, item: T) -> Result<(), RequestError> {
+    if v.len() >= max {
+        return Err(RequestError::TooMany(what, max));
+    }
+    v.push(item);
+    Ok(())
 }
 
 impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RequestError::Pkt(e) => write!(f, "{e}"),
+            RequestError::TooMany(what, max) => write!(f, "protocol error: more than {max} {what} in one request"),
+            RequestError::TooCostly => write!(f, "protocol error: the request holds too many short lines"),
             RequestError::NotUtf8 => write!(f, "protocol error: line is not UTF-8"),
             RequestError::BadOid(l) => {
                 write!(f, "protocol error, expected to get object ID, not '{l}'")
@@ -188,7 +210,7 @@ fn text<'a>(packet: &Packet<'a>) -> Result<Option<&'a str>, RequestError> {
 /// `Ok(false)` when `line` is none of them.
 fn parse_shallow_line(req: &mut UploadRequest, line: &str) -> Result<bool, RequestError> {
     if let Some(hex) = line.strip_prefix("shallow ") {
-        req.shallows.push(parse_oid(hex, line)?);
+        capped(&mut req.shallows, MAX_LINES, "shallow lines", parse_oid(hex, line)?)?;
     } else if let Some(n) = line.strip_prefix("deepen ") {
         let depth: u32 = n.parse().map_err(|_| RequestError::InvalidDeepen(line.to_string()))?;
         if depth == 0 || !n.bytes().all(|b| b.is_ascii_digit()) {
@@ -204,7 +226,7 @@ fn parse_shallow_line(req: &mut UploadRequest, line: &str) -> Result<bool, Reque
         }
         req.deepen_since = Some(since);
     } else if let Some(r) = line.strip_prefix("deepen-not ") {
-        req.deepen_not.push(r.to_string());
+        capped(&mut req.deepen_not, MAX_CAPABILITIES, "deepen-not lines", r.to_string())?;
     } else if let Some(spec) = line.strip_prefix("filter ") {
         req.filter = Some(spec.to_string());
     } else {
@@ -216,9 +238,10 @@ fn parse_shallow_line(req: &mut UploadRequest, line: &str) -> Result<bool, Reque
 /// Parse one v0 `want <oid>[ caps]` line into `req`.
 fn parse_want_v0(req: &mut UploadRequest, line: &str, rest: &str) -> Result<(), RequestError> {
     let (hex, caps) = rest.split_once(' ').unwrap_or((rest, ""));
-    req.wants.push(parse_oid(hex, line)?);
-    req.capabilities
-        .extend(caps.split(' ').filter(|c| !c.is_empty()).map(String::from));
+    capped(&mut req.wants, MAX_LINES, "wants", parse_oid(hex, line)?)?;
+    for c in caps.split(' ').filter(|c| !c.is_empty()) {
+        capped(&mut req.capabilities, MAX_CAPABILITIES, "capabilities", c.to_string())?;
+    }
     Ok(())
 }
 
@@ -231,13 +254,12 @@ fn parse_want_v0(req: &mut UploadRequest, line: &str, rest: &str) -> Result<(), 
 /// git stops reading there; the whole body must still be valid pkt-lines. Guarantees: every want/have/shallow is a well-formed object id,
 /// `deepen` > 0, and `deepen` is not mixed with `deepen-since`/`deepen-not`.
 pub fn parse_v0(body: &[u8]) -> Result<UploadRequest, RequestError> {
-    let packets = pktline::decode_all(body)?;
-    let mut iter = packets.iter();
+    let mut iter = pktline::packets(body).peekable();
     let mut req = UploadRequest::default();
     loop {
-        let packet = iter.next().ok_or(RequestError::MissingFlush)?;
-        let Some(line) = text(packet)? else {
-            if *packet == Packet::Flush {
+        let packet = iter.next().ok_or(RequestError::MissingFlush)??;
+        let Some(line) = text(&packet)? else {
+            if packet == Packet::Flush {
                 break;
             }
             return Err(RequestError::UnexpectedPacket);
@@ -253,27 +275,39 @@ pub fn parse_v0(body: &[u8]) -> Result<UploadRequest, RequestError> {
     if req.wants.is_empty() {
         return Ok(req);
     }
-    if iter.as_slice().is_empty() {
+    if iter.peek().is_none() {
         req.wants_only = true;
         return Ok(req);
     }
+    let mut end = false;
     for packet in iter {
-        let Some(line) = text(packet)? else {
-            if *packet == Packet::Flush {
-                return Ok(req);
+        let packet = packet?;
+        // Packets after the end are framed (checked) but ignored.
+        if end {
+            continue;
+        }
+        let Some(line) = text(&packet)? else {
+            if packet == Packet::Flush {
+                end = true;
+                continue;
             }
             return Err(RequestError::UnexpectedPacket);
         };
         if line == "done" {
             req.done = true;
-            return Ok(req);
+            end = true;
+            continue;
         }
         match line.strip_prefix("have ") {
-            Some(hex) => req.haves.push(parse_oid(hex, line)?),
+            Some(hex) => capped(&mut req.haves, MAX_LINES, "haves", parse_oid(hex, line)?)?,
             None => return Err(RequestError::UnknownCommand(line.to_string())),
         }
     }
-    Err(RequestError::MissingFlush)
+    if end {
+        Ok(req)
+    } else {
+        Err(RequestError::MissingFlush)
+    }
 }
 
 /// A protocol v2 command request.
@@ -295,31 +329,43 @@ pub struct CommandRequest {
 /// session quietly). Anything after the closing flush is ignored. Exactly
 /// one `command=` must be present.
 pub fn parse_v2(body: &[u8]) -> Result<Option<CommandRequest>, RequestError> {
-    let packets = pktline::decode_all(body)?;
-    if packets.first() == Some(&Packet::Flush) {
-        return Ok(None);
+    let mut packets = pktline::packets(body).peekable();
+    if matches!(packets.peek(), Some(Ok(Packet::Flush))) {
+        // What follows must still be framed right.
+        return packets.try_for_each(|p| p.map(drop)).map(|()| None).map_err(Into::into);
     }
     let mut req = CommandRequest::default();
     let mut command = None;
     let mut in_args = false;
     let mut closed = false;
-    for packet in &packets {
-        match (packet, in_args) {
+    // What keeping the lines costs (each a String in a Vec that may have
+    // twice the room), at most about twice the request's own size.
+    let budget = 2 * body.len() + LINE_BUDGET_SLACK;
+    let mut cost = 0usize;
+    while let Some(packet) = packets.next() {
+        let packet = packet?;
+        match (&packet, in_args) {
             (Packet::Flush, _) => {
                 closed = true;
+                // Anything after is ignored, but must be framed right.
+                packets.try_for_each(|p| p.map(drop))?;
                 break;
             }
             (Packet::Delim, false) => in_args = true,
             (Packet::Data(_), _) => {
-                let line = text(packet)?.unwrap_or_default().to_string();
+                let line = text(&packet)?.unwrap_or_default().to_string();
+                cost += 2 * std::mem::size_of::<String>() + line.len();
+                if cost > budget {
+                    return Err(RequestError::TooCostly);
+                }
                 if in_args {
-                    req.args.push(line);
+                    capped(&mut req.args, MAX_LINES, "arguments", line)?;
                 } else if let Some(name) = line.strip_prefix("command=") {
                     if command.replace(name.to_string()).is_some() {
                         return Err(RequestError::BadCommand("command supplied twice".into()));
                     }
                 } else {
-                    req.capabilities.push(line);
+                    capped(&mut req.capabilities, MAX_CAPABILITIES, "capabilities", line)?;
                 }
             }
             _ => return Err(RequestError::UnexpectedPacket),
@@ -362,15 +408,98 @@ pub fn parse_fetch_args<S: AsRef<str>>(args: &[S]) -> Result<UploadRequest, Requ
 /// The `fetch` argument lines that carry a value.
 fn parse_fetch_line(req: &mut UploadRequest, line: &str) -> Result<(), RequestError> {
     if let Some(hex) = line.strip_prefix("want ") {
-        req.wants.push(parse_oid(hex, line)?);
+        capped(&mut req.wants, MAX_LINES, "wants", parse_oid(hex, line)?)?;
     } else if let Some(hex) = line.strip_prefix("have ") {
-        req.haves.push(parse_oid(hex, line)?);
+        capped(&mut req.haves, MAX_LINES, "haves", parse_oid(hex, line)?)?;
     } else if let Some(name) = line.strip_prefix("want-ref ") {
-        req.want_refs.push(name.to_string());
+        capped(&mut req.want_refs, MAX_LINES, "want-refs", name.to_string())?;
     } else if !parse_shallow_line(req, line)? {
         return Err(RequestError::UnknownCommand(line.to_string()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod cost_tests {
+    use super::*;
+    use crate::test_alloc::measure;
+
+    fn pkt(line: &str) -> Vec<u8> {
+        let mut out = format!("{:04x}", line.len() + 4).into_bytes();
+        out.extend_from_slice(line.as_bytes());
+        out
+    }
+
+    const OID: &str = "5fa2e434c6aefedc8d01125a22199c04c2234e67";
+    const TEN_MIB: usize = 10 << 20;
+
+    /// Parses `body` with `parse`, and shows that it held at most twice
+    /// the body (and a little) at its peak.
+    fn within_twice<T: std::fmt::Debug>(what: &str, body: &[u8], parse: impl FnOnce(&[u8]) -> T) -> T {
+        let (out, peak) = measure(|| parse(body));
+        assert!(
+            peak <= 2 * body.len() + 256 * 1024,
+            "{what}: {peak} bytes at the peak for a body of {}",
+            body.len()
+        );
+        out
+    }
+
+    #[test]
+    fn the_worst_fetch_requests_cost_at_most_twice_their_size() {
+        // v0: a want, then 10 MiB of flush packets.
+        let mut body = pkt(&format!("want {OID} side-band-64k\n"));
+        body.extend(b"0000".repeat(TEN_MIB / 4));
+        let r = within_twice("v0 flushes", &body, parse_v0);
+        assert_eq!(r.unwrap().wants.len(), 1);
+        // v0: want lines full of one-byte capabilities: refused at the cap.
+        let caps = vec!["a"; 30_000].join(" ");
+        let mut body = Vec::new();
+        while body.len() < TEN_MIB {
+            body.extend(pkt(&format!("want {OID} {caps}\n")));
+        }
+        body.extend(b"0000");
+        let r = within_twice("v0 capabilities", &body, parse_v0);
+        assert_eq!(r.unwrap_err(), RequestError::TooMany("capabilities", MAX_CAPABILITIES));
+        // v0: 10 MiB of haves: taken, at 20 bytes each.
+        let mut body = pkt(&format!("want {OID}\n"));
+        body.extend(b"0000");
+        let have = pkt(&format!("have {OID}\n"));
+        while body.len() < TEN_MIB {
+            body.extend(&have);
+        }
+        body.extend(pkt("done\n"));
+        let r = within_twice("v0 haves", &body, parse_v0);
+        assert!(r.is_ok() || r == Err(RequestError::TooMany("haves", MAX_LINES)));
+        // v2: 10 MiB of one-byte capability lines, then of one-byte arguments.
+        for delim in [false, true] {
+            let mut body = pkt("command=fetch");
+            if delim {
+                body.extend(b"0001");
+            }
+            body.extend(b"0005x".repeat(TEN_MIB / 5));
+            body.extend(b"0000");
+            let r = within_twice("v2 one-byte lines", &body, parse_v2);
+            assert!(
+                r.is_err(),
+                "v2 one-byte lines (args: {delim}): {:?}",
+                r.map(|r| r.map(|r| r.args.len()))
+            );
+        }
+        // v2: a real fetch of many haves fits.
+        let mut body = pkt("command=fetch");
+        body.extend(b"0001");
+        for _ in 0..50_000 {
+            body.extend(pkt(&format!("have {OID}\n")));
+        }
+        body.extend(pkt("done\n"));
+        body.extend(b"0000");
+        let r = within_twice("v2 haves", &body, parse_v2).unwrap().unwrap();
+        assert_eq!(r.args.len(), 50_001);
+        let (fetch, peak) = measure(|| parse_fetch_args(&r.args));
+        assert_eq!(fetch.unwrap().haves.len(), 50_000);
+        assert!(peak <= 2 * body.len(), "fetch args: {peak}");
+    }
 }
 
 #[cfg(test)]

@@ -260,6 +260,17 @@ pub(super) fn wrong_content_type(headers: &HeaderMap, service: Service) -> Optio
     }
 }
 
+/// The 503 of a fetch request past the shared read budget.
+const BUSY: &str = "The server is busy reading other fetch requests; try again in a moment";
+
+/// Why a fetch request was not planned.
+enum Refused {
+    /// 400, with the reason.
+    Bad(String),
+    /// 503: the read budget is spent.
+    Busy,
+}
+
 /// `POST <repo>/git-upload-pack`: a fetch (one stateless round).
 async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
     if let Some(resp) = wrong_content_type(req.headers(), Service::UploadPack) {
@@ -284,12 +295,7 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: we
     {
         Ok(read) => read,
         Err(body::ReadError::Bad(msg)) => return text(StatusCode::BAD_REQUEST, &msg),
-        Err(body::ReadError::Busy) => {
-            return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The server is busy reading other fetch requests; try again in a moment",
-            )
-        }
+        Err(body::ReadError::Busy) => return text(StatusCode::SERVICE_UNAVAILABLE, BUSY),
     };
     let gzip = body::gzipped(&req);
     let git_dir = app.store.path_of(&granted.path);
@@ -298,35 +304,48 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: we
     let v2 = upload_pack_v2::wants_v2(git_protocol(&req));
     let app = app.into_inner();
     let path = granted.path.clone();
-    let plan = web::block(move || -> anyhow::Result<Result<Plan, upload_pack::BadRequest>> {
+    let budget = app.upload_budget.clone();
+    let plan = web::block(move || -> anyhow::Result<Result<Plan, Refused>> {
         // The request's share of the budget is given back once it is planned.
-        let _held = held;
+        let mut held = held;
         let buf = if gzip {
             let mut buf = Vec::new();
             if let Err(e) = flate2::read::GzDecoder::new(raw.as_slice())
                 .take(upload_pack::MAX_REQUEST_BYTES + 1)
                 .read_to_end(&mut buf)
             {
-                return Ok(Err(upload_pack::BadRequest(format!("cannot read the request: {e}"))));
+                return Ok(Err(Refused::Bad(format!("cannot read the request: {e}"))));
             }
             if buf.len() as u64 > upload_pack::MAX_REQUEST_BYTES {
-                return Ok(Err(upload_pack::BadRequest("the request is larger than 10 MiB".into())));
+                return Ok(Err(Refused::Bad("the request is larger than 10 MiB".into())));
+            }
+            // What it holds once gunzipped is charged too.
+            let kib = u32::try_from(buf.len().div_ceil(1024)).unwrap_or(u32::MAX);
+            match budget.try_acquire_many_owned(kib) {
+                Ok(more) => match &mut held {
+                    Some(h) => h.merge(more),
+                    None => held = Some(more),
+                },
+                Err(_) => return Ok(Err(Refused::Busy)),
             }
             buf
         } else {
             raw
         };
         let repo = app.store.open(&path)?;
-        if v2 {
-            Ok(upload_pack_v2::plan_v2(&repo, &buf, filter))
+        let _held = held;
+        let plan = if v2 {
+            upload_pack_v2::plan_v2(&repo, &buf, filter)
         } else {
-            Ok(upload_pack::plan_v0(&repo, &buf))
-        }
+            upload_pack::plan_v0(&repo, &buf)
+        };
+        Ok(plan.map_err(|bad| Refused::Bad(bad.0)))
     })
     .await;
     let plan = match plan {
         Ok(Ok(Ok(p))) => p,
-        Ok(Ok(Err(bad))) => return text(StatusCode::BAD_REQUEST, &bad.0),
+        Ok(Ok(Err(Refused::Busy))) => return text(StatusCode::SERVICE_UNAVAILABLE, BUSY),
+        Ok(Ok(Err(Refused::Bad(why)))) => return text(StatusCode::BAD_REQUEST, &why),
         Ok(Err(e)) => return internal(format!("{e:#}")),
         Err(e) => return internal(e),
     };

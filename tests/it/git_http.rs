@@ -2256,5 +2256,38 @@ fn fetch_requests_beyond_the_servers_read_budget_get_503_and_then_work() {
             gitpat::http::body::UPLOAD_BUDGET_KIB,
             "[{b}] the fetch did not give its share back"
         );
+        // The budget counts a gzipped request as it is once gunzipped: 8
+        // MiB of flush packets fit in a few KiB of gzip, not in 1 MiB left.
+        let mut big = body.clone();
+        big.extend(b"0000".repeat(2 << 20));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut gz, &big).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 64 * 1024, "{}", gz.len());
+        let held = srv
+            .app
+            .upload_budget
+            .clone()
+            .try_acquire_many_owned(all - 1024)
+            .expect("the budget");
+        let gz_headers = [
+            ("Content-Type", "application/x-git-upload-pack-request"),
+            ("Content-Encoding", "gzip"),
+        ];
+        let r = srv.raw("POST", path, &gz_headers, &gz);
+        assert_eq!(r.status, 503, "[{b}] a small gzip of a large request: {}", r.text());
+        drop(held);
+        let r = srv.raw("POST", path, &gz_headers, &gz);
+        assert_eq!(
+            r.status,
+            200,
+            "[{b}] the gzipped fetch with the budget back: {}",
+            r.text()
+        );
+        assert_eq!(
+            srv.app.upload_budget.available_permits(),
+            gitpat::http::body::UPLOAD_BUDGET_KIB,
+            "[{b}] the gzipped fetch did not give its share back"
+        );
     }
 }
