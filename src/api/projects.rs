@@ -46,7 +46,7 @@ fn visible(cx: &mut Ctx) -> Result<Project, ApiError> {
     };
     let project = found.ok_or_else(|| ApiError::not_found(PROJECT_NOT_FOUND))?;
     let user = cx.caller.as_ref().map(|c| c.user.clone());
-    if !access::access(cx.conn, user.as_ref(), &project)?.see {
+    if !access::access(cx.conn, user.as_ref(), &project, cx.now.date_naive())?.see {
         return Err(ApiError::not_found(PROJECT_NOT_FOUND));
     }
     Ok(project)
@@ -58,7 +58,7 @@ fn role_of(cx: &mut Ctx, project: &Project) -> Result<Option<Role>, ApiError> {
     if me.is_admin() {
         return Ok(Some(Role::Owner));
     }
-    Ok(access::role(cx.conn, &me.user, project)?)
+    Ok(access::role(cx.conn, &me.user, project, cx.now.date_naive())?)
 }
 
 /// 403 unless the caller's role is at least `min`.
@@ -271,7 +271,7 @@ pub async fn show(call: ApiCall) -> ApiResult {
         let project = visible(cx)?;
         let mut v = project_json(cx, &project)?;
         if let Some(me) = cx.caller.as_ref().map(|c| c.user.clone()) {
-            let level = access::role(cx.conn, &me, &project)?.map(|r| r as i32);
+            let level = access::role(cx.conn, &me, &project, cx.now.date_naive())?.map(|r| r as i32);
             v["permissions"] = entities::permissions(level);
         }
         Reply::ok(v)

@@ -103,10 +103,27 @@ impl SecretKey {
     }
 
     /// The digest stored for a token: hex HMAC-SHA-256 under this key.
-    pub fn digest(&self, token: &PlainToken) -> String {
+    pub fn digest(&self, token: &PlainToken) -> TokenDigest {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(token.expose().as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        TokenDigest(hex::encode(mac.finalize().into_bytes()))
+    }
+}
+
+/// A token's keyed digest, as the database keeps it. Not a secret the way
+/// the token is, but it finds the token's row: `Debug` shows none of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenDigest(String);
+
+impl TokenDigest {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for TokenDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenDigest(..)")
     }
 }
 
@@ -246,11 +263,18 @@ mod tests {
     }
 
     #[test]
+    fn digests_do_not_show_in_debug() {
+        let d = SecretKey::from_bytes([1; 32]).digest(&PlainToken::new("glpat-x"));
+        assert_eq!(format!("{d:?}"), "TokenDigest(..)");
+        assert_eq!(d.as_str().len(), 64);
+    }
+
+    #[test]
     fn digest_is_keyed() {
         let t = PlainToken::new("token-string-here123");
         let a = SecretKey::from_bytes([1; 32]).digest(&t);
         let b = SecretKey::from_bytes([2; 32]).digest(&t);
-        assert_eq!(a.len(), 64);
+        assert_eq!(a.as_str().len(), 64);
         assert_ne!(a, b);
         assert_eq!(a, SecretKey::from_bytes([1; 32]).digest(&t));
     }

@@ -171,7 +171,7 @@ async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStre
                     (p, true)
                 }
             };
-            let access = access::access(conn, Some(&caller.user), &project)?;
+            let access = access::access(conn, Some(&caller.user), &project, chrono::Utc::now().date_naive())?;
             let policy = receive_pack::Policy {
                 protected_ref: Some(format!("refs/heads/{}", project.default_branch)),
                 may_push_protected: access.push_protected,

@@ -1,5 +1,7 @@
 //! Who may do what in a repository: GitLab's roles and visibility.
 
+use chrono::NaiveDate;
+
 use crate::db::{self, project::Project, user::User, DbConn};
 use crate::error::Result;
 
@@ -67,11 +69,10 @@ impl Access {
 
 /// The caller's role in a project: the owner is Owner, members have theirs
 /// until their membership expires.
-pub fn role(conn: &mut DbConn, user: &User, project: &Project) -> Result<Option<Role>> {
+pub fn role(conn: &mut DbConn, user: &User, project: &Project, today: NaiveDate) -> Result<Option<Role>> {
     if project.owner_id == user.id {
         return Ok(Some(Role::Owner));
     }
-    let today = crate::service::now().date_naive();
     Ok(db::member::find(conn, project.id, user.id)?
         .filter(|m| m.active_on(today))
         .and_then(|m| Role::from_level(m.access_level)))
@@ -81,7 +82,7 @@ pub fn role(conn: &mut DbConn, user: &User, project: &Project) -> Result<Option<
 /// reporters and up pull; developers and up push; maintainers and owners
 /// push to protected branches; anyone pulls a public repository, and any
 /// signed-in user an internal one.
-pub fn access(conn: &mut DbConn, user: Option<&User>, project: &Project) -> Result<Access> {
+pub fn access(conn: &mut DbConn, user: Option<&User>, project: &Project, today: NaiveDate) -> Result<Access> {
     let by_visibility = match (project.visibility.as_str(), user.is_some()) {
         ("public", _) | ("internal", true) => Access {
             see: true,
@@ -103,7 +104,7 @@ pub fn access(conn: &mut DbConn, user: Option<&User>, project: &Project) -> Resu
             push_protected: true,
         });
     }
-    let Some(role) = role(conn, user, project)? else {
+    let Some(role) = role(conn, user, project, today)? else {
         return Ok(by_visibility);
     };
     Ok(Access {

@@ -329,10 +329,12 @@ fn locate(conn: &mut DbConn, caller: Option<Caller>, req: &GitRequest) -> Result
             .map_err(|e| Error::Internal(anyhow::anyhow!("stored project path {:?}: {e}", p.path)))?,
         None => path,
     };
-    Ok(match authorize(conn, caller.as_ref(), project.as_ref(), req.op)? {
-        Ok(()) => Ok(Grant { caller, project, path }),
-        Err(d) => Err(d),
-    })
+    Ok(
+        match authorize(conn, caller.as_ref(), project.as_ref(), req.op, req.now.date_naive())? {
+            Ok(()) => Ok(Grant { caller, project, path }),
+            Err(d) => Err(d),
+        },
+    )
 }
 
 /// May `caller` do `op` in `project` (None: no such repository)?
@@ -341,6 +343,7 @@ pub fn authorize(
     caller: Option<&Caller>,
     project: Option<&Project>,
     op: Operation,
+    today: chrono::NaiveDate,
 ) -> Result<Result<(), Denied>> {
     let Some(project) = project else {
         // No existence leak; but an anonymous caller is asked to sign in.
@@ -349,7 +352,7 @@ pub fn authorize(
             Some(_) => Denied::NotFound,
         }));
     };
-    let a = access::access(conn, caller.map(|c| &c.user), project)?;
+    let a = access::access(conn, caller.map(|c| &c.user), project, today)?;
     let Some(caller) = caller else {
         return Ok(match op {
             Operation::Pull if a.pull => Ok(()),

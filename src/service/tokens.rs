@@ -146,14 +146,14 @@ pub fn create(
         name: req.name,
         description: req.description,
         scopes: &token::scopes_to_db(&scopes),
-        token_digest: &digest,
+        token_digest: digest.as_str(),
         created_at: now.naive_utc(),
         expires_at,
         impersonation: req.impersonation,
         previous_token_id: None,
     };
     let row = crate::db::write_transaction(conn, |conn| {
-        if db::token::find_by_digest(conn, &digest)?.is_some() {
+        if db::token::find_by_digest(conn, digest.as_str())?.is_some() {
             return Err(Error::Conflict("that token string is already in use".into()));
         }
         Ok(db::token::insert(conn, &new)?)
@@ -167,7 +167,7 @@ pub fn get(conn: &mut DbConn, id: i64) -> Result<TokenRow> {
 
 /// Finds a token by its secret (for `token revoke --token`).
 pub fn find_by_secret(conn: &mut DbConn, key: &SecretKey, secret: &PlainToken) -> Result<TokenRow> {
-    db::token::find_by_digest(conn, &key.digest(secret))?.ok_or_else(|| Error::NotFound("no such token".into()))
+    db::token::find_by_digest(conn, key.digest(secret).as_str())?.ok_or_else(|| Error::NotFound("no such token".into()))
 }
 
 pub fn revoke(conn: &mut DbConn, id: i64) -> Result<TokenRow> {
@@ -219,7 +219,7 @@ pub fn rotate(
             name: &old.name,
             description: old.description.as_deref(),
             scopes: &old.scopes,
-            token_digest: &digest,
+            token_digest: digest.as_str(),
             created_at: now.naive_utc(),
             expires_at,
             impersonation: old.impersonation,
@@ -323,7 +323,7 @@ pub fn verify(
         return Ok(AuthOutcome::Rejected(Rejection::Unknown));
     }
     let digest = key.digest(&PlainToken::new(secret));
-    let Some(row) = db::token::find_by_digest(conn, &digest)? else {
+    let Some(row) = db::token::find_by_digest(conn, digest.as_str())? else {
         return Ok(AuthOutcome::Rejected(Rejection::Unknown));
     };
     if row.revoked {

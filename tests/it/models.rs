@@ -180,7 +180,7 @@ fn only_a_keyed_digest_of_the_token_is_stored() {
         let s = Settings::default();
         let sc = scopes(&["api"]);
         let (row, generated) = tokens::create(&mut conn, &key(), &s, &token_req(&alice, &sc), Utc::now()).unwrap();
-        assert_eq!(row.token_digest, key().digest(&generated));
+        assert_eq!(row.token_digest, key().digest(&generated).as_str());
         let mut req = token_req(&alice, &sc);
         req.token = Some("token-string-here123");
         tokens::create(&mut conn, &key(), &s, &req, Utc::now()).unwrap();
@@ -620,7 +620,9 @@ fn roles_and_visibility_decide_access() {
             members.push(u);
         }
         let stranger = user(conn, "stranger", false);
-        let a = |conn: &mut DbConn, u: Option<&User>, p: &db::project::Project| access::access(conn, u, p).unwrap();
+        let a = |conn: &mut DbConn, u: Option<&User>, p: &db::project::Project| {
+            access::access(conn, u, p, chrono::Utc::now().date_naive()).unwrap()
+        };
         let acc = |see, pull, push, push_protected| Access {
             see,
             pull,
