@@ -78,8 +78,3 @@ pub fn clear(conn: &mut DbConn, key: &str, now: NaiveDateTime) -> QueryResult<us
     )
     .execute(conn)
 }
-
-/// The count of `key` now (for tests and tools).
-pub fn failures(conn: &mut DbConn, key: &str) -> QueryResult<Option<i32>> {
-    f::table.find(key).select(f::failures).first(conn).optional()
-}

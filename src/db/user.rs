@@ -133,12 +133,6 @@ pub fn set_two_factor(conn: &mut DbConn, id: i64, secret: Option<&str>) -> Query
         .execute(conn)
 }
 
-pub fn set_password_hash(conn: &mut DbConn, id: i64, hash: Option<&str>) -> QueryResult<usize> {
-    diesel::update(users::table.find(id))
-        .set(users::password_hash.eq(hash))
-        .execute(conn)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,9 +38,40 @@ pub struct Intake {
     pub max_input_size: u64,
 }
 
-/// The `unpack` reason of a pack over `max_input_size`.
-fn too_large(max: u64) -> String {
-    format!("pack exceeds maximum allowed size ({max} bytes: the receive_max_input_size setting)")
+/// Why a pack was not taken in: its text is the `unpack <reason>` of the
+/// report (git's or libgit2's own words where they have them).
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("pack exceeds maximum allowed size ({0} bytes: the receive_max_input_size setting)")]
+    TooLarge(u64),
+    #[error("the pack is missing")]
+    Missing,
+    #[error("cannot read the pack: {0}")]
+    Read(std::io::Error),
+    #[error("cannot make a quarantine: {0}")]
+    Quarantine(std::io::Error),
+    #[error("cannot run git index-pack: {0}")]
+    Spawn(std::io::Error),
+    #[error("cannot talk to git index-pack")]
+    NoPipes,
+    #[error("index-pack needs the git engine")]
+    NotGit,
+    /// What index-pack said when it refused the pack (its fsck message).
+    #[error("{0}")]
+    Refused(String),
+    /// What the libgit2 pack reader refused.
+    #[error("{0}")]
+    Stream(#[from] PackStreamError),
+    #[error("{}", .0.message())]
+    Libgit2(#[from] git2::Error),
+    #[error("cannot read the pack index {path}: {why}")]
+    Index { path: PathBuf, why: String },
+    #[error("missing {missing}, which {kind} {from} points to")]
+    MissingLink {
+        missing: Oid,
+        kind: &'static str,
+        from: Oid,
+    },
 }
 
 /// A pack indexed into `objects/incoming-*/pack`, not yet visible. Dropping
@@ -54,15 +85,18 @@ pub struct Quarantine {
 }
 
 impl Quarantine {
-    fn new(objects: &Path) -> Result<Quarantine, String> {
-        let name = format!("incoming-{}", crate::fsutil::random_hex(8).map_err(|e| e.to_string())?);
+    fn new(objects: &Path) -> Result<Quarantine, IntakeError> {
+        let name = format!(
+            "incoming-{}",
+            crate::fsutil::random_hex(8).map_err(|e| IntakeError::Quarantine(std::io::Error::other(e)))?
+        );
         let dir = objects.join(name);
         let q = Quarantine {
             _held: super::sweep::hold(&dir),
             dir,
             self_contained: false,
         };
-        std::fs::create_dir_all(q.pack_dir()).map_err(|e| format!("cannot make a quarantine: {e}"))?;
+        std::fs::create_dir_all(q.pack_dir()).map_err(IntakeError::Quarantine)?;
         Ok(q)
     }
 
@@ -113,14 +147,14 @@ impl Intake {
     /// see it ([`Intake::attach`]). Blocking: the libgit2 engine, the
     /// deletion-free paths of tests and tools. An error is the text of
     /// `unpack <error>`.
-    pub fn unpack(&self, repo: &Repository, pack: &mut dyn Read) -> Result<Quarantine, String> {
+    pub fn unpack(&self, repo: &Repository, pack: &mut dyn Read) -> Result<Quarantine, IntakeError> {
         let mut q = Quarantine::new(&repo.path().join("objects"))?;
         let libgit2_pack = match &self.engine {
             PackEngine::Git { .. } => {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| format!("cannot run git index-pack: {e}"))?;
+                    .map_err(IntakeError::Spawn)?;
                 let mut pack =
                     tokio_util::compat::FuturesAsyncReadCompatExt::compat(futures::io::AllowStdIo::new(pack));
                 runtime.block_on(self.index(repo.path(), &mut q, &mut pack))?;
@@ -144,7 +178,7 @@ impl Intake {
     }
 
     /// A quarantine in the repository at `repo_dir`, for [`Intake::index`].
-    pub fn quarantine(&self, repo_dir: &Path) -> Result<Quarantine, String> {
+    pub fn quarantine(&self, repo_dir: &Path) -> Result<Quarantine, IntakeError> {
         Quarantine::new(&repo_dir.join("objects"))
     }
 
@@ -156,9 +190,9 @@ impl Intake {
         repo_dir: &Path,
         q: &mut Quarantine,
         pack: &mut R,
-    ) -> Result<(), String> {
+    ) -> Result<(), IntakeError> {
         let PackEngine::Git { binary } = &self.engine else {
-            return Err("index-pack needs the git engine".into());
+            return Err(IntakeError::NotGit);
         };
         q.self_contained = index_pack(binary, repo_dir, q, pack, self.max_input_size).await?;
         Ok(())
@@ -166,10 +200,13 @@ impl Intake {
 
     /// Lets `repo` see the quarantine's objects (as an alternate), for the
     /// checks before any ref moves.
-    pub fn attach(&self, repo: &Repository, q: &Quarantine) -> Result<(), String> {
-        let odb = repo.odb().map_err(|e| e.message().to_string())?;
-        odb.add_disk_alternate(q.dir.to_str().ok_or("quarantine path is not UTF-8")?)
-            .map_err(|e| e.message().to_string())
+    pub fn attach(&self, repo: &Repository, q: &Quarantine) -> Result<(), IntakeError> {
+        let odb = repo.odb()?;
+        let dir = q
+            .dir
+            .to_str()
+            .ok_or_else(|| IntakeError::Quarantine(std::io::Error::other("the quarantine path is not UTF-8")))?;
+        Ok(odb.add_disk_alternate(dir)?)
     }
 
     /// Which of `tips` (the new values of the commands, objects already in
@@ -308,7 +345,7 @@ async fn index_pack<R: AsyncRead + Unpin + ?Sized>(
     q: &Quarantine,
     pack: &mut R,
     max: u64,
-) -> Result<bool, String> {
+) -> Result<bool, IntakeError> {
     use tokio::io::AsyncWriteExt;
     let mut cmd = quarantined_git(binary, repo_dir, q);
     cmd.args([
@@ -325,10 +362,10 @@ async fn index_pack<R: AsyncRead + Unpin + ?Sized>(
     let mut child = tokio::process::Command::from(cmd)
         .kill_on_drop(true)
         .spawn()
-        .map_err(|e| format!("cannot run git index-pack: {e}"))?;
+        .map_err(IntakeError::Spawn)?;
     let (Some(mut stdin), Some(stdout), Some(stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
-        return Err("cannot talk to git index-pack".into());
+        return Err(IntakeError::NoPipes);
     };
     let mut read = 0u64;
     let feed = async {
@@ -337,10 +374,10 @@ async fn index_pack<R: AsyncRead + Unpin + ?Sized>(
             let n = match pack.read(&mut buf).await {
                 Ok(0) => break Ok(()),
                 Ok(n) => n,
-                Err(e) => break Err(Some(format!("cannot read the pack: {e}"))),
+                Err(e) => break Err(Some(IntakeError::Read(e))),
             };
             if read + n as u64 > max {
-                break Err(Some(too_large(max)));
+                break Err(Some(IntakeError::TooLarge(max)));
             }
             read += n as u64;
             // A write that fails: index-pack stopped reading (it died, and
@@ -357,20 +394,20 @@ async fn index_pack<R: AsyncRead + Unpin + ?Sized>(
         let _ = child.kill().await;
         return Err(why);
     }
-    let status = child.wait().await.map_err(|e| format!("git index-pack: {e}"))?;
+    let status = child.wait().await.map_err(IntakeError::Spawn)?;
     if read == 0 {
-        return Err("the pack is missing".into());
+        return Err(IntakeError::Missing);
     }
     // Exit 1 with the pack written: links point outside the pack (a thin
     // pack, or one building on history the repository has).
     let self_contained = match status.code() {
         Some(0) => true,
         Some(1) => false,
-        _ => return Err(stderr_reason(&stderr, "index-pack abnormal exit")),
+        _ => return Err(IntakeError::Refused(stderr_reason(&stderr, "index-pack abnormal exit"))),
     };
     // "pack\t<hash>\n" (or "keep\t..."): the pack is in the quarantine.
     if !stdout.starts_with(b"pack\t") && !stdout.starts_with(b"keep\t") {
-        return Err(stderr_reason(&stderr, "index-pack abnormal exit"));
+        return Err(IntakeError::Refused(stderr_reason(&stderr, "index-pack abnormal exit")));
     }
     Ok(self_contained)
 }
@@ -419,23 +456,23 @@ fn rev_list_connected(binary: &Path, repo_dir: &Path, q: &Quarantine, tips: &[Oi
 /// database) without its connectivity check, which follows gitlinks and
 /// probes the object database for each missing object; [`check_links`]
 /// does that instead. Returns the pack's name (its hash).
-fn index_with_libgit2(repo: &Repository, q: &Quarantine, pack: &mut Capped) -> Result<String, String> {
-    let odb = repo.odb().map_err(|e| e.message().to_string())?;
-    let indexer = git2::Indexer::new(Some(&odb), &q.pack_dir(), 0o444, false).map_err(|e| e.message().to_string())?;
+fn index_with_libgit2(repo: &Repository, q: &Quarantine, pack: &mut Capped) -> Result<String, IntakeError> {
+    let odb = repo.odb()?;
+    let indexer = git2::Indexer::new(Some(&odb), &q.pack_dir(), 0o444, false)?;
     let mut guarded = Guarded {
         stream: PackStream::new(LIBGIT2_MAX_OBJECT_SIZE),
         indexer,
     };
     match std::io::copy(pack, &mut guarded) {
-        Ok(0) => return Err("the pack is missing".into()),
+        Ok(0) => return Err(IntakeError::Missing),
         Ok(_) => {}
-        Err(e) if is_too_large(&e) => return Err(too_large(pack.max)),
+        Err(e) if is_too_large(&e) => return Err(IntakeError::TooLarge(pack.max)),
         Err(e) => match e.get_ref().and_then(|inner| inner.downcast_ref::<PackStreamError>()) {
-            Some(why) => return Err(why.to_string()),
-            None => return Err(format!("cannot read the pack: {e}")),
+            Some(why) => return Err(IntakeError::Stream(why.clone())),
+            None => return Err(IntakeError::Read(e)),
         },
     }
-    guarded.indexer.commit().map_err(|e| e.message().to_string())
+    Ok(guarded.indexer.commit()?)
 }
 
 /// The libgit2 indexer holds each object whole in memory: objects larger
@@ -462,20 +499,23 @@ impl Write for Guarded<'_> {
 
 /// The object ids of a version-2 pack index, read from the file as they
 /// are used.
-fn idx_object_ids(path: &Path) -> Result<impl Iterator<Item = Oid>, String> {
+fn idx_object_ids(path: &Path) -> Result<impl Iterator<Item = Oid>, IntakeError> {
     use std::io::{BufReader, Seek, SeekFrom};
-    let bad = |why: &str| format!("cannot read the pack index {}: {why}", path.display());
-    let mut f = BufReader::new(std::fs::File::open(path).map_err(|e| bad(&e.to_string()))?);
+    let bad = |why: String| IntakeError::Index {
+        path: path.to_path_buf(),
+        why,
+    };
+    let mut f = BufReader::new(std::fs::File::open(path).map_err(|e| bad(e.to_string()))?);
     let mut head = [0u8; 8 + 256 * 4];
-    f.read_exact(&mut head).map_err(|e| bad(&e.to_string()))?;
+    f.read_exact(&mut head).map_err(|e| bad(e.to_string()))?;
     if head[..8] != [0xff, b't', b'O', b'c', 0, 0, 0, 2] {
-        return Err(bad("not a version 2 index"));
+        return Err(bad("not a version 2 index".into()));
     }
     let mut count = [0u8; 4];
     count.copy_from_slice(&head[8 + 255 * 4..]);
     let count = u32::from_be_bytes(count);
     f.seek(SeekFrom::Start(head.len() as u64))
-        .map_err(|e| bad(&e.to_string()))?;
+        .map_err(|e| bad(e.to_string()))?;
     Ok((0..count).map_while(move |_| {
         let mut raw = [0u8; 20];
         f.read_exact(&mut raw).ok()?;
@@ -488,16 +528,15 @@ fn idx_object_ids(path: &Path) -> Result<impl Iterator<Item = Oid>, String> {
 /// commit's tree and parents, a tree's entries but gitlinks (commits of
 /// another repository), a tag's target. With the repository connected
 /// before, the new tips then are too.
-fn check_links(repo: &Repository, idx: &Path) -> Result<(), String> {
-    let odb = repo.odb().map_err(|e| e.message().to_string())?;
+fn check_links(repo: &Repository, idx: &Path) -> Result<(), IntakeError> {
+    let odb = repo.odb()?;
     let present = |o: Oid| odb.exists_ext(o, git2::OdbLookupFlags::NO_REFRESH);
-    let missing = |o: Oid, from: &str, id: Oid| format!("missing {o}, which {from} {id} points to");
-    let err = |e: git2::Error| e.message().to_string();
+    let missing = |missing: Oid, kind: &'static str, from: Oid| IntakeError::MissingLink { missing, kind, from };
     for id in idx_object_ids(idx)? {
-        let (_, kind) = odb.read_header(id).map_err(err)?;
+        let (_, kind) = odb.read_header(id)?;
         match kind {
             git2::ObjectType::Commit => {
-                let c = repo.find_commit(id).map_err(err)?;
+                let c = repo.find_commit(id)?;
                 if !present(c.tree_id()) {
                     return Err(missing(c.tree_id(), "commit", id));
                 }
@@ -506,7 +545,7 @@ fn check_links(repo: &Repository, idx: &Path) -> Result<(), String> {
                 }
             }
             git2::ObjectType::Tree => {
-                let t = repo.find_tree(id).map_err(err)?;
+                let t = repo.find_tree(id)?;
                 let gone = t
                     .iter()
                     .filter(|e| e.filemode() != 0o160000)
@@ -517,7 +556,7 @@ fn check_links(repo: &Repository, idx: &Path) -> Result<(), String> {
                 }
             }
             git2::ObjectType::Tag => {
-                let t = repo.find_tag(id).map_err(err)?;
+                let t = repo.find_tag(id)?;
                 if !present(t.target_id()) {
                     return Err(missing(t.target_id(), "tag", id));
                 }

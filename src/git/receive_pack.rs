@@ -10,7 +10,7 @@ use std::io::Read;
 
 use git2::{Oid, Repository, Signature};
 
-use super::intake::{Intake, Quarantine};
+use super::intake::{Intake, IntakeError, Quarantine};
 use super::pkt_reader::{AsyncPktReader, Pkt, PktReader};
 use super::pktline::{self, Band};
 
@@ -448,7 +448,7 @@ pub fn execute(
 pub fn conclude(
     repo: &Repository,
     req: &Request,
-    unpacked: Result<Option<Quarantine>, String>,
+    unpacked: Result<Option<Quarantine>, IntakeError>,
     unpacked_in: std::time::Duration,
     intake: &Intake,
     policy: &Policy,
@@ -461,7 +461,7 @@ pub fn conclude(
         Ok(q) => q,
         Err(e) => {
             return Report {
-                unpack: Err(e),
+                unpack: Err(e.to_string()),
                 refs: req
                     .commands
                     .iter()

@@ -2078,6 +2078,29 @@ fn bad_api_tokens_and_malformed_headers_count_toward_the_ban() {
 }
 
 #[test]
+fn two_instances_on_one_database_share_a_ban() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        let other = TestServer::start(srv.db.same());
+        srv.user("alice", false, Some(PASSWORD));
+        srv.import("alice/two", "alice", "private", &fixture("basic"));
+        let refs = "/alice/two.git/info/refs?service=git-upload-pack";
+        let right = basic("alice", PASSWORD);
+        // The other instance lets the password through (it has the row,
+        // not the folder: its answer is past authentication).
+        let before = other.raw("GET", refs, &[("Authorization", &right)], b"").status;
+        assert!(before != 401 && before != 403, "[{b}] before the ban: {before}");
+        for _ in 0..10 {
+            let r = srv.raw("GET", refs, &[("Authorization", &basic("mallory", "guess"))], b"");
+            assert_eq!(r.status, 401, "[{b}]");
+        }
+        let r = other.raw("GET", refs, &[("Authorization", &right)], b"");
+        assert_eq!(r.status, 403, "[{b}] the other instance: {}", r.text());
+        assert_contains(&r.text(), BANNED, b);
+    }
+}
+
+#[test]
 fn x_forwarded_for_names_the_client_only_behind_a_trusted_proxy() {
     let srv = TestServer::start(crate::support::TestDb::sqlite());
     srv.user("alice", false, Some(PASSWORD));
@@ -2140,12 +2163,16 @@ fn stall(srv: &TestServer, head: &str, partial: &[u8], missing: usize) -> (Vec<u
     s.write_all(&req).unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
-    // Until the server closes, or the raw client's patience runs out.
-    while let Ok(n) = s.read(&mut buf) {
-        if n == 0 {
-            break;
+    // Until the server closes, or the raw client's patience runs out. A
+    // socket with a read timeout is not restarted after a signal (the
+    // SIGCHLD of some other test's git): EINTR is read again.
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
         }
-        out.extend_from_slice(&buf[..n]);
     }
     (out, started.elapsed())
 }

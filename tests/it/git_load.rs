@@ -94,6 +94,8 @@ impl SlowPush {
             match self.s.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => out.extend_from_slice(&buf[..n]),
+                // A timed read is not restarted after a signal (SIGCHLD).
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => break,
             }
         }

@@ -51,6 +51,17 @@ impl TestDb {
         }
     }
 
+    /// The same database again, for a second instance on it (dropping it
+    /// drops nothing; this one must outlive it).
+    pub fn same(&self) -> TestDb {
+        TestDb {
+            backend: self.backend,
+            url: self.url.clone(),
+            pg_admin: None,
+            _dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
     /// A migrated connection.
     pub fn conn(&self) -> DbConn {
         let mut c = db::establish(&self.url).expect("connect");
