@@ -298,7 +298,16 @@ mod tests {
             .lines()
             .map(str::to_string)
             .collect();
-        for extra in [&[][..], &["deepen 1"][..], &["deepen 3"][..]] {
+        // deepen-since the newest tip's date, and deepen-not another branch.
+        let since = git(dir.path(), &["log", "-1", "--format=%ct", tips[0].as_str()]);
+        let since = format!("deepen-since {}", since.trim());
+        let branches: Vec<String> = git(dir.path(), &["for-each-ref", "--format=%(refname)", "refs/heads"])
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let not = format!("deepen-not {}", branches.last().expect("a branch"));
+        let extras: Vec<Vec<&str>> = vec![vec![], vec!["deepen 1"], vec!["deepen 3"], vec![&since], vec![&not]];
+        for extra in &extras {
             let mut body = Vec::new();
             for l in ["command=fetch", "object-format=sha1"] {
                 pktline::write_line(&mut body, l).unwrap();
