@@ -45,7 +45,7 @@ impl App {
         std::fs::create_dir_all(&repos).with_context(|| format!("cannot create {}", repos.display()))?;
         let key = SecretKey::load_or_create(&config.secret_key_file)?;
         let engine = PackEngine::resolve(&config.pack_engine, std::env::var_os("PATH").as_deref())
-            .map_err(anyhow::Error::msg)?;
+            .map_err(anyhow::Error::new)?;
         let pool = db::open_pool(&config.database_url, config.db_pool_size)?;
         let settings = {
             let mut conn = pool.get().context("no database connection available")?;

@@ -156,7 +156,7 @@ pub async fn create(call: ApiCall) -> ApiResult {
         repos::validate_name(&name).map_err(|e| ApiError::field("name", e.to_string()))?;
         check_path_segment(&path)?;
         let full = format!("{}/{path}", ns_user.username);
-        let parsed = RepoPath::parse(&full).map_err(|e| ApiError::field("path", e))?;
+        let parsed = RepoPath::parse(&full).map_err(|e| ApiError::field("path", e.to_string()))?;
         if db::project::find_by_path(cx.conn, parsed.as_str())?.is_some() {
             return Err(taken());
         }

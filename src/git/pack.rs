@@ -19,21 +19,37 @@ pub enum PackEngine {
     Libgit2,
 }
 
+/// A `pack_engine` setting that cannot be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("pack_engine is git, but no git binary is on PATH: install git or set pack_engine = libgit2")]
+    NoGit,
+    #[error("unknown pack_engine {0:?}: use auto, git or libgit2")]
+    Unknown(String),
+}
+
+/// Why libgit2 built no pack.
+#[derive(Debug, thiserror::Error)]
+pub enum PackBuildError {
+    #[error("partial clone (filter) needs pack_engine = git on this server")]
+    FilterNeedsGit,
+    #[error("{}", .0.message())]
+    Libgit2(#[from] git2::Error),
+}
+
 impl PackEngine {
     /// Resolves the `pack_engine` setting: `git`, `libgit2`, or `auto`
     /// (git when a git binary is on PATH).
-    pub fn resolve(setting: &str, path_var: Option<&std::ffi::OsStr>) -> Result<PackEngine, String> {
+    pub fn resolve(setting: &str, path_var: Option<&std::ffi::OsStr>) -> Result<PackEngine, EngineError> {
         match setting {
             "libgit2" => Ok(PackEngine::Libgit2),
             "git" => find_git(path_var)
                 .map(|binary| PackEngine::Git { binary })
-                .ok_or_else(|| {
-                    "pack_engine is git, but no git binary is on PATH: install git or set pack_engine = libgit2".into()
-                }),
+                .ok_or(EngineError::NoGit),
             "auto" => Ok(find_git(path_var)
                 .map(|binary| PackEngine::Git { binary })
                 .unwrap_or(PackEngine::Libgit2)),
-            other => Err(format!("unknown pack_engine {other:?}: use auto, git or libgit2")),
+            other => Err(EngineError::Unknown(other.to_string())),
         }
     }
 
@@ -65,12 +81,16 @@ fn find_git(path_var: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
 /// haves' objects are left out (libgit2 marks what they reach as
 /// uninteresting); across a shallow boundary the commits are chosen by hand
 /// and every object of their trees is sent, which is larger but complete.
-pub fn build_with_libgit2(repo_dir: &Path, spec: &PackSpec, out: &mut dyn FnMut(&[u8]) -> bool) -> Result<(), String> {
+pub fn build_with_libgit2(
+    repo_dir: &Path,
+    spec: &PackSpec,
+    out: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<(), PackBuildError> {
     if spec.req.filter.is_some() {
-        return Err("partial clone (filter) needs pack_engine = git on this server".into());
+        return Err(PackBuildError::FilterNeedsGit);
     }
-    let repo = Repository::open(repo_dir).map_err(|e| e.message().to_string())?;
-    let mut pb = repo.packbuilder().map_err(|e| e.message().to_string())?;
+    let repo = Repository::open(repo_dir)?;
+    let mut pb = repo.packbuilder()?;
     let wants: Vec<Oid> = spec
         .req
         .wants
@@ -91,10 +111,9 @@ pub fn build_with_libgit2(repo_dir: &Path, spec: &PackSpec, out: &mut dyn FnMut(
                 }
             }
             Ok(_) => others.push(w),
-            Err(e) => return Err(e.message().to_string()),
+            Err(e) => return Err(e.into()),
         }
     }
-    let err = |e: git2::Error| e.message().to_string();
     let starts: Vec<Oid> = wants
         .iter()
         .filter_map(|&w| repo.find_object(w, None).ok()?.peel_to_commit().ok().map(|c| c.id()))
@@ -113,11 +132,11 @@ pub fn build_with_libgit2(repo_dir: &Path, spec: &PackSpec, out: &mut dyn FnMut(
             Ok(walk)
         };
         if spec.req.options.include_tag {
-            for id in walk().map_err(err)? {
-                commits.insert(id.map_err(err)?);
+            for id in walk()? {
+                commits.insert(id?);
             }
         }
-        pb.insert_walk(&mut walk().map_err(err)?).map_err(err)?;
+        pb.insert_walk(&mut walk()?)?;
     } else {
         let boundary: HashSet<Oid> = spec.shallow.boundary.iter().copied().collect();
         let stop: HashSet<Oid> = haves.iter().copied().collect();
@@ -126,19 +145,19 @@ pub fn build_with_libgit2(repo_dir: &Path, spec: &PackSpec, out: &mut dyn FnMut(
             if stop.contains(&c) || !commits.insert(c) {
                 continue;
             }
-            pb.insert_commit(c).map_err(err)?;
+            pb.insert_commit(c)?;
             if boundary.contains(&c) {
                 continue;
             }
-            let commit = repo.find_commit(c).map_err(err)?;
+            let commit = repo.find_commit(c)?;
             stack.extend(commit.parent_ids());
         }
     }
     for o in others {
-        pb.insert_recursive(o, None).map_err(err)?;
+        pb.insert_recursive(o, None)?;
     }
     if spec.req.options.include_tag {
-        for r in repo.references_glob("refs/tags/*").map_err(err)?.flatten() {
+        for r in repo.references_glob("refs/tags/*")?.flatten() {
             let Some(id) = r.target() else { continue };
             let Ok(tag) = repo.find_tag(id) else { continue };
             if tag
@@ -146,7 +165,7 @@ pub fn build_with_libgit2(repo_dir: &Path, spec: &PackSpec, out: &mut dyn FnMut(
                 .and_then(|t| t.peel_to_commit())
                 .is_ok_and(|c| commits.contains(&c.id()))
             {
-                pb.insert_object(id, None).map_err(err)?;
+                pb.insert_object(id, None)?;
             }
         }
     }
@@ -158,8 +177,8 @@ pub fn build_with_libgit2(repo_dir: &Path, spec: &PackSpec, out: &mut dyn FnMut(
         }
         true
     })
-    .or_else(|e| if stopped { Ok(()) } else { Err(e) })
-    .map_err(err)
+    .or_else(|e| if stopped { Ok(()) } else { Err(e) })?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -174,12 +193,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let none = std::ffi::OsString::from(dir.path());
         assert_eq!(PackEngine::resolve("auto", Some(&none)), Ok(PackEngine::Libgit2));
-        assert!(PackEngine::resolve("git", Some(&none))
-            .unwrap_err()
-            .contains("no git binary"));
-        assert!(PackEngine::resolve("fast", Some(&none))
-            .unwrap_err()
-            .contains("unknown pack_engine"));
+        assert_eq!(PackEngine::resolve("git", Some(&none)), Err(EngineError::NoGit));
+        assert!(EngineError::NoGit.to_string().contains("no git binary"));
+        let unknown = PackEngine::resolve("fast", Some(&none)).unwrap_err();
+        assert_eq!(unknown, EngineError::Unknown("fast".into()));
+        assert!(unknown.to_string().contains("unknown pack_engine \"fast\""));
         let path = std::env::var_os("PATH");
         assert!(matches!(
             PackEngine::resolve("auto", path.as_deref()),
@@ -278,6 +296,6 @@ mod tests {
             shallow: ShallowUpdate::default(),
         };
         let err = build_with_libgit2(dir.path(), &spec, &mut |_| true).unwrap_err();
-        assert!(err.contains("pack_engine = git"), "{err}");
+        assert!(err.to_string().contains("pack_engine = git"), "{err}");
     }
 }

@@ -76,8 +76,19 @@ fn arguments(req: &UploadRequest, has_shallow: bool, progress: bool) -> Vec<Stri
 /// `blob:none`, `blob:limit=<n>[kmg]`, `tree:<depth>`, `sparse:oid=<rev>`,
 /// `object:type=<type>`, and `combine:<a>+<b>...` of those (sub-specs
 /// URL-encoded). The error is the text the client is shown.
-pub fn validate_filter(spec: &str) -> Result<(), String> {
-    check_filter(spec, 0).map_err(|why| format!("invalid filter-spec '{spec}': {why}"))
+pub fn validate_filter(spec: &str) -> Result<(), FilterError> {
+    check_filter(spec, 0).map_err(|why| FilterError {
+        spec: spec.to_string(),
+        why,
+    })
+}
+
+/// A filter-spec git's upload-pack would refuse; its text is git's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid filter-spec '{spec}': {why}")]
+pub struct FilterError {
+    spec: String,
+    why: String,
 }
 
 fn check_filter(spec: &str, nesting: usize) -> Result<(), String> {
@@ -129,20 +140,18 @@ fn check_filter(spec: &str, nesting: usize) -> Result<(), String> {
 /// `%XX` decoding of a combine sub-spec; `None` for a broken escape or a
 /// result that is not UTF-8.
 fn url_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
+    let broken = s.match_indices('%').any(|(i, _)| {
+        s.as_bytes()
+            .get(i + 1..i + 3)
+            .is_none_or(|h| !h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if broken {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 /// The rev-list input fed to `pack-objects --revs`.
@@ -232,7 +241,7 @@ mod tests {
             "--all",
         ] {
             let e = validate_filter(bad).expect_err(bad);
-            assert!(e.starts_with("invalid filter-spec"), "{bad}: {e}");
+            assert!(e.to_string().starts_with("invalid filter-spec"), "{bad}: {e}");
         }
     }
 

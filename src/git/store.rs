@@ -23,27 +23,29 @@ impl RepoPath {
     /// or `group/sub/tools`. The rules are GitLab's: each segment holds only
     /// letters, digits, `_`, `-` and `.`, does not start with `-` or `.`, does
     /// not end with `.`, `.git` or `.atom`, and has no `..`.
-    pub fn parse(input: &str) -> Result<RepoPath, String> {
+    pub fn parse(input: &str) -> Result<RepoPath, PathError> {
         let path = input.strip_suffix(".git").unwrap_or(input);
         if path.is_empty() {
-            return Err("the repository path is empty".into());
+            return Err(PathError::Empty);
         }
         if path.starts_with('/') {
-            return Err(format!("{input:?} is an absolute path; give namespace/name"));
+            return Err(PathError::Absolute(input.to_string()));
         }
         let segments: Vec<&str> = path.split('/').collect();
         if segments.len() < 2 {
-            return Err(format!(
-                "{input:?} has no namespace; give namespace/name, e.g. alice/{path}"
-            ));
+            return Err(PathError::NoNamespace {
+                input: input.to_string(),
+                path: path.to_string(),
+            });
         }
         if segments.len() > MAX_SEGMENTS {
-            return Err(format!(
-                "{input:?} is nested too deeply (at most {MAX_SEGMENTS} segments)"
-            ));
+            return Err(PathError::TooDeep(input.to_string()));
         }
         for seg in &segments {
-            check_segment(seg).map_err(|why| format!("invalid repository path {input:?}: {why}"))?;
+            check_segment(seg).map_err(|why| PathError::Segment {
+                input: input.to_string(),
+                why,
+            })?;
         }
         Ok(RepoPath(path.to_string()))
     }
@@ -74,28 +76,60 @@ impl fmt::Display for RepoPath {
     }
 }
 
-fn check_segment(seg: &str) -> Result<(), String> {
+/// A repository path that GitLab's rules refuse; the text says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("the repository path is empty")]
+    Empty,
+    #[error("{0:?} is an absolute path; give namespace/name")]
+    Absolute(String),
+    #[error("{input:?} has no namespace; give namespace/name, e.g. alice/{path}")]
+    NoNamespace { input: String, path: String },
+    #[error("{0:?} is nested too deeply (at most {MAX_SEGMENTS} segments)")]
+    TooDeep(String),
+    #[error("invalid repository path {input:?}: {why}")]
+    Segment { input: String, why: SegmentError },
+}
+
+/// What is wrong with one segment of a path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SegmentError {
+    #[error("it has an empty segment (two slashes, or a slash at the end)")]
+    Empty,
+    #[error("a segment is longer than {MAX_SEGMENT_LEN} characters")]
+    TooLong,
+    #[error("{0:?} is not allowed: use letters, digits, '_', '-' and '.'")]
+    Character(char),
+    #[error("segment {0:?} starts with '-' or '.'")]
+    BadStart(String),
+    #[error("segment {0:?} ends with '.' or holds '..'")]
+    Dots(String),
+    #[error("segment {0:?} ends with .git or .atom")]
+    Suffix(String),
+}
+
+fn check_segment(seg: &str) -> Result<(), SegmentError> {
     if seg.is_empty() {
-        return Err("it has an empty segment (two slashes, or a slash at the end)".into());
+        return Err(SegmentError::Empty);
     }
     if seg.len() > MAX_SEGMENT_LEN {
-        return Err(format!("a segment is longer than {MAX_SEGMENT_LEN} characters"));
+        return Err(SegmentError::TooLong);
     }
     if let Some(c) = seg
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
     {
-        return Err(format!("{c:?} is not allowed: use letters, digits, '_', '-' and '.'"));
+        return Err(SegmentError::Character(c));
     }
     if seg.starts_with('-') || seg.starts_with('.') {
-        return Err(format!("segment {seg:?} starts with '-' or '.'"));
+        return Err(SegmentError::BadStart(seg.to_string()));
     }
     if seg.ends_with('.') || seg.contains("..") {
-        return Err(format!("segment {seg:?} ends with '.' or holds '..'"));
+        return Err(SegmentError::Dots(seg.to_string()));
     }
     let lower = seg.to_ascii_lowercase();
     if lower.ends_with(".git") || lower.ends_with(".atom") {
-        return Err(format!("segment {seg:?} ends with .git or .atom"));
+        return Err(SegmentError::Suffix(seg.to_string()));
     }
     Ok(())
 }
@@ -362,7 +396,7 @@ mod tests {
             assert!(RepoPath::parse(p).is_err(), "{p:?} should be refused");
         }
         let deep = vec!["a"; 22].join("/");
-        assert!(RepoPath::parse(&deep).unwrap_err().contains("too deeply"));
+        assert!(RepoPath::parse(&deep).unwrap_err().to_string().contains("too deeply"));
     }
 
     #[test]

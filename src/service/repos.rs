@@ -62,7 +62,7 @@ impl RepoView {
 }
 
 pub fn parse_path(path: &str) -> Result<RepoPath> {
-    RepoPath::parse(path).map_err(Error::Invalid)
+    RepoPath::parse(path).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// A project's display name: 1 to 255 characters, no control characters.
