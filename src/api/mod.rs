@@ -242,14 +242,7 @@ impl FromRequest for ApiCall {
             for (name, value) in req.match_info().iter() {
                 segments.push((name.to_string(), unescape(value)?));
             }
-            let ip = {
-                let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
-                crate::net::client_ip(
-                    req.peer_addr().map(|a| a.ip()),
-                    forwarded,
-                    &app.settings().trusted_proxies,
-                )
-            };
+            let ip = crate::http::client_ip(&req, &app.settings());
             let who = crate::http::WhoSlot::of(&req);
             Ok(ApiCall {
                 who,

@@ -726,6 +726,17 @@ mod tests {
     }
 
     /// What git sends when the server has every object already.
+    /// A commit on `main` in `src` that the server's `repo` lacks: the
+    /// server's tip, the new one, and the pack between them.
+    fn one_commit_ahead(src: &std::path::Path, repo: &Repository) -> (Oid, Oid, Vec<u8>) {
+        git(src, &["checkout", "-q", "main"]);
+        crate::git::test_fixtures::commit(src, "f", "4", "c4", 50);
+        let old = oid(repo, "main");
+        let new = Repository::open(src).unwrap().revparse_single("main").unwrap().id();
+        let pack = pack_of(src, &format!("{new}\n--not\n{old}"));
+        (old, new, pack)
+    }
+
     fn empty_pack() -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         git(dir.path(), &["init", "-q", "--bare", "."]);
@@ -812,15 +823,7 @@ mod tests {
     fn pushes_land_with_their_objects() {
         for intake in intakes() {
             let (src, _d, repo) = server();
-            git(src.path(), &["checkout", "-q", "main"]);
-            crate::git::test_fixtures::commit(src.path(), "f", "4", "c4", 50);
-            let old = oid(&repo, "main");
-            let new = Repository::open(src.path())
-                .unwrap()
-                .revparse_single("main")
-                .unwrap()
-                .id();
-            let pack = pack_of(src.path(), &format!("{new}\n--not\n{old}"));
+            let (old, new, pack) = one_commit_ahead(src.path(), &repo);
             let r = execute(
                 &repo,
                 &request(vec![cmd(old, new, "refs/heads/main")], false),
@@ -931,15 +934,7 @@ mod tests {
     fn a_cut_or_broken_pack_changes_nothing() {
         for intake in intakes() {
             let (src, _d, repo) = server();
-            git(src.path(), &["checkout", "-q", "main"]);
-            crate::git::test_fixtures::commit(src.path(), "f", "4", "c4", 50);
-            let old = oid(&repo, "main");
-            let new = Repository::open(src.path())
-                .unwrap()
-                .revparse_single("main")
-                .unwrap()
-                .id();
-            let pack = pack_of(src.path(), &format!("{new}\n--not\n{old}"));
+            let (old, new, pack) = one_commit_ahead(src.path(), &repo);
             let before = packs(&repo);
             for bad in [
                 &pack[..pack.len() / 2],

@@ -4,7 +4,6 @@
 //! body through a bounded channel so nothing is held whole.
 
 use std::io::Read;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
@@ -15,17 +14,15 @@ use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use super::body;
 use crate::app::App;
 use crate::auth::basic;
-use crate::db::project::Project;
 use crate::error::Error;
 use crate::git::advertise::{self, Service};
 use crate::git::negotiate;
 use crate::git::pack::PackEngine;
 use crate::git::pktline::{self, Band};
 use crate::git::receive_pack;
-use crate::git::store::RepoPath;
 use crate::git::upload_pack::{self, Plan, SideBand};
 use crate::git::upload_pack_v2;
-use crate::service::git_http::{self, Caller, Creds, Denied, GitRequest, Grant, Operation};
+use crate::service::git_http::{self, Creds, Denied, GitRequest, Grant, Operation};
 use crate::settings::Settings;
 
 /// `agent=` of our advertisements.
@@ -79,17 +76,8 @@ pub(super) fn internal(e: impl std::fmt::Display) -> HttpResponse {
 /// What a Git request may go on with: the service's grant, and the
 /// settings it was decided under.
 pub(super) struct Granted {
-    pub caller: Option<Caller>,
-    /// `None` only for a push that will create the repository.
-    pub project: Option<Project>,
-    pub path: RepoPath,
+    pub grant: Grant,
     pub settings: Settings,
-}
-
-/// The client of `req`: behind a trusted proxy, the one it names.
-pub(super) fn client_ip(req: &HttpRequest, settings: &Settings) -> Option<IpAddr> {
-    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    crate::net::client_ip(req.peer_addr().map(|a| a.ip()), forwarded, &settings.trusted_proxies)
 }
 
 /// Authenticates and authorizes `op` on the repository of the URL
@@ -109,7 +97,7 @@ pub(super) async fn grant(app: &App, req: &HttpRequest, op: Operation) -> Result
         repo: req.match_info().get("repo").unwrap_or_default().to_string(),
         op,
         creds,
-        ip: client_ip(req, &settings),
+        ip: super::client_ip(req, &settings),
         now: chrono::Utc::now(),
     };
     let app2 = app.clone();
@@ -127,12 +115,7 @@ pub(super) async fn grant(app: &App, req: &HttpRequest, op: Operation) -> Result
                     sudo_by: None,
                 });
             }
-            Ok(Granted {
-                caller: g.caller,
-                project: g.project,
-                path: g.path,
-                settings,
-            })
+            Ok(Granted { grant: g, settings })
         }
         Ok(Ok(Err(d))) => Err(denied(&d)),
         Ok(Err(e)) => Err(internal(e)),
@@ -178,7 +161,7 @@ async fn info_refs(app: web::Data<App>, req: HttpRequest, q: web::Query<InfoRefs
         Ok(g) => g,
         Err(resp) => return resp,
     };
-    if let (Service::ReceivePack, Some(c)) = (service, &granted.caller) {
+    if let (Service::ReceivePack, Some(c)) = (service, &granted.grant.caller) {
         // Refused here, before the push, git shows the reason.
         let s = &granted.settings;
         if let Err(full) =
@@ -201,9 +184,9 @@ async fn info_refs(app: web::Data<App>, req: HttpRequest, q: web::Query<InfoRefs
         };
     }
     let body = web::block(move || -> anyhow::Result<Vec<u8>> {
-        let (refs, shallow) = match &granted.project {
+        let (refs, shallow) = match &granted.grant.project {
             Some(_) => {
-                let repo = app.store.open(&granted.path)?;
+                let repo = app.store.open(&granted.grant.path)?;
                 (advertise::list_all_refs(&repo)?, negotiate::repo_shallow_roots(&repo))
             }
             None => (Vec::new(), Vec::new()),
@@ -280,7 +263,7 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: we
         Ok(g) => g,
         Err(resp) => return resp,
     };
-    let Some(_) = granted.project else {
+    let Some(_) = granted.grant.project else {
         return denied(&Denied::NotFound);
     };
     // The request is small (at most 10 MiB, as git caps it) and read here,
@@ -298,12 +281,12 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: we
         Err(body::ReadError::Busy) => return text(StatusCode::SERVICE_UNAVAILABLE, BUSY),
     };
     let gzip = body::gzipped(&req);
-    let git_dir = app.store.path_of(&granted.path);
+    let git_dir = app.store.path_of(&granted.grant.path);
     let engine = app.engine.clone();
     let filter = matches!(engine, PackEngine::Git { .. });
     let v2 = upload_pack_v2::wants_v2(git_protocol(&req));
     let app = app.into_inner();
-    let path = granted.path.clone();
+    let path = granted.grant.path.clone();
     let budget = app.upload_budget.clone();
     let plan = web::block(move || -> anyhow::Result<Result<Plan, Refused>> {
         // The request's share of the budget is given back once it is planned.

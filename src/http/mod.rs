@@ -68,6 +68,12 @@ impl WhoSlot {
     }
 }
 
+/// The client of `req`: behind a trusted proxy, the one it names.
+pub fn client_ip(req: &actix_web::HttpRequest, settings: &crate::settings::Settings) -> Option<std::net::IpAddr> {
+    let forwarded = req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    crate::net::client_ip(req.peer_addr().map(|a| a.ip()), forwarded, &settings.trusted_proxies)
+}
+
 /// A path that is no route: a sentence, as every refusal has.
 async fn not_found() -> HttpResponse {
     HttpResponse::NotFound()

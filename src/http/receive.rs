@@ -51,7 +51,7 @@ pub async fn receive_pack_post(app: web::Data<App>, req: HttpRequest, payload: w
         Ok(g) => g,
         Err(resp) => return resp,
     };
-    let Some(caller) = granted.caller.as_ref() else {
+    let Some(caller) = granted.grant.caller.as_ref() else {
         return internal("a push without a caller");
     };
     let s = &granted.settings;
@@ -116,6 +116,7 @@ struct Creating {
 
 async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStream) -> Result<Vec<u8>, PushError> {
     let caller = g
+        .grant
         .caller
         .clone()
         .ok_or_else(|| anyhow::anyhow!("a push without a caller"))?;
@@ -125,7 +126,7 @@ async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStre
     };
     // Step 2: the commands. The libgit2 engine reads everything on its
     // blocking thread; git's reads the commands here.
-    let (request, mut rest) = match &intake.engine {
+    let (request, rest) = match &intake.engine {
         PackEngine::Git { .. } => {
             let mut reader = AsyncPktReader::new(body.into_async_read());
             let request = receive_pack::read_request_async(&mut reader)
@@ -150,7 +151,12 @@ async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStre
 
     // Step 3.
     let target = {
-        let (app, caller, path, project) = (app.clone(), caller.clone(), g.path.clone(), g.project.clone());
+        let (app, caller, path, project) = (
+            app.clone(),
+            caller.clone(),
+            g.grant.path.clone(),
+            g.grant.project.clone(),
+        );
         blocking(move || {
             let mut conn = app.conn()?;
             let conn: &mut db::DbConn = &mut conn;
@@ -185,7 +191,7 @@ async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStre
         .await?
     };
 
-    let repo_dir = app.store.path_of(&g.path);
+    let repo_dir = app.store.path_of(&g.grant.path);
     let creating = target.created.then(|| {
         let marker = repo_dir.join(crate::git::sweep::PUSH_TO_CREATE);
         if let Err(e) = std::fs::write(&marker, b"") {
@@ -197,44 +203,42 @@ async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStre
         }
     });
 
-    // Step 4: the pack.
+    // Step 4: the pack (the libgit2 engine takes it in step 5, on its thread).
     let started = Instant::now();
-    let unpacked = match (&mut rest, receive_pack::needs_pack(&request)) {
-        (_, false) => Some(Ok(None)),
-        (Pending::Async(pack), true) => Some(match intake.quarantine(&repo_dir) {
-            Ok(mut q) => intake.index(&repo_dir, &mut q, pack).await.map(|()| Some(q)),
+    let pack = match rest {
+        _ if !receive_pack::needs_pack(&request) => PackStep::Unpacked(Ok(None)),
+        Pending::Async(mut pack) => PackStep::Unpacked(match intake.quarantine(&repo_dir) {
+            Ok(mut q) => intake.index(&repo_dir, &mut q, &mut pack).await.map(|()| Some(q)),
             Err(e) => Err(e),
         }),
-        // The libgit2 engine unpacks in step 5, on its thread.
-        (Pending::Blocking(_), true) => None,
+        Pending::Blocking(pack) => PackStep::OnThread(pack),
     };
 
     // Step 5.
-    let report = {
-        let (app, path, intake) = (app.clone(), g.path.clone(), intake.clone());
-        let (request, policy, user) = (request.clone(), target.policy.clone(), caller.user.clone());
+    let side_band = request.has("side-band-64k");
+    let (report, head) = {
+        let (app, path, intake) = (app.clone(), g.grant.path.clone(), intake.clone());
+        let (policy, user) = (target.policy.clone(), caller.user.clone());
         blocking(move || -> anyhow::Result<(Report, Option<String>)> {
             let sig = signature(&user);
             let repo = app.store.open(&path)?;
-            let report = match (unpacked, rest) {
-                (Some(unpacked), _) => {
+            let report = match pack {
+                PackStep::Unpacked(unpacked) => {
                     let unpacked = match unpacked {
                         Ok(Some(q)) => intake.attach(&repo, &q).map(|()| Some(q)),
                         other => other,
                     };
                     receive_pack::conclude(&repo, &request, unpacked, started.elapsed(), &intake, &policy, &sig)
                 }
-                (None, Pending::Blocking(mut pack)) => {
+                PackStep::OnThread(mut pack) => {
                     receive_pack::execute(&repo, &request, &mut pack, &intake, &policy, &sig)
                 }
-                (None, Pending::Async(_)) => anyhow::bail!("an async body without its unpack"),
             };
             let head = receive_pack::adopt_pushed_head(&repo, &report);
             Ok((report, head))
         })
         .await?
     };
-    let (report, head) = report;
 
     // Step 6.
     let landed = report.refs.iter().any(|(_, r)| r.is_ok());
@@ -268,7 +272,7 @@ async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStre
         app.maintainer
             .after_push(app.store.git(), &repo_dir, g.settings.maintenance_pack_limit as usize);
     }
-    Ok(report.encode(request.has("side-band-64k")))
+    Ok(report.encode(side_band))
 }
 
 /// The body after the commands: the pack, to be read on the async side
@@ -276,6 +280,14 @@ async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStre
 enum Pending {
     Async(std::pin::Pin<Box<dyn tokio::io::AsyncRead + Send>>),
     Blocking(Box<dyn std::io::Read + Send>),
+}
+
+/// Where the pack stands after step 4.
+enum PackStep {
+    /// In a quarantine (or not needed: `None`), or refused.
+    Unpacked(Result<Option<crate::git::intake::Quarantine>, crate::git::intake::IntakeError>),
+    /// To be read and unpacked on the blocking thread (libgit2).
+    OnThread(Box<dyn std::io::Read + Send>),
 }
 
 /// The reflog identity of a push: the authenticated user.

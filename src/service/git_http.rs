@@ -164,39 +164,40 @@ impl Conns<'_> {
     }
 }
 
-/// Authenticates and authorizes `req` (blocking; a connection is taken
-/// for each step, never across the client's I/O or argon2).
+/// Authenticates and authorizes `req` (blocking; a connection is held
+/// for the database steps, never across the client's I/O or argon2).
 pub fn grant(
     mut db: Conns<'_>,
     key: &SecretKey,
     settings: &Settings,
     req: &GitRequest,
 ) -> Result<Result<Grant, Denied>> {
-    let (banned, step) = {
-        let conn = &mut *db.get()?;
-        let banned = match req.ip {
-            Some(ip) => bans::client_banned(conn, settings, ip, req.now)?,
-            None => None,
-        };
-        (banned, authenticate(conn, key, settings, req, banned)?)
+    // One connection for the whole request, but given back while argon2
+    // checks a password (the one slow step).
+    let mut conn = db.get()?;
+    let banned = match req.ip {
+        Some(ip) => bans::client_banned(&mut conn, settings, ip, req.now)?,
+        None => None,
     };
-    let outcome = match step {
+    let outcome = match authenticate(&mut conn, key, settings, req, banned)? {
         Step::Done(outcome) => outcome,
-        // The one slow step, with no connection held.
         Step::Dummy => {
+            drop(conn);
             if let Creds::Basic(c) = &req.creds {
                 password::verify_dummy(&c.password);
             }
+            conn = db.get()?;
             Err(denied_access())
         }
         Step::Password { user, hash } => {
+            drop(conn);
             let right = matches!(&req.creds, Creds::Basic(c) if password::verify(&c.password, &hash));
-            let conn = &mut *db.get()?;
+            conn = db.get()?;
             if !right {
-                bans::password_failed(conn, settings, &user.username, req.now)?;
+                bans::password_failed(&mut conn, settings, &user.username, req.now)?;
                 Err(denied_access())
             } else {
-                bans::password_succeeded(conn, &user.username, req.now)?;
+                bans::password_succeeded(&mut conn, &user.username, req.now)?;
                 if user.is_blocked() {
                     Err(denied_access())
                 } else {
@@ -205,7 +206,7 @@ pub fn grant(
             }
         }
     };
-    let conn = &mut *db.get()?;
+    let conn = &mut *conn;
     let caller = match outcome {
         Ok(c) => c,
         Err(d) => {

@@ -1676,23 +1676,7 @@ fn errors_go_to_stderr_with_a_failing_exit() {
 
 /// A raw HTTP/1.0 GET: the status code and the body.
 fn http_get(addr: SocketAddr, target: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(s, "GET {target} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)
-        .unwrap_or_else(|e| panic!("read the response to {target}: {e}"));
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of headers in the response to {target}: {text:?}"));
-    let status = head
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in the response to {target}: {text:?}"));
-    (status, body.to_string())
+    http_get_with(addr, target, &[])
 }
 
 #[test]
@@ -1883,21 +1867,25 @@ fn serve_external_url_is_the_base_of_api_urls() {
 fn http_get_with(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut req = format!("GET {target} HTTP/1.0\r\nHost: {addr}\r\n");
+    let mut req = format!("GET {target} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
     let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
+    s.read_to_end(&mut buf)
+        .unwrap_or_else(|e| panic!("read the response to {target}: {e}"));
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in the response to {target}: {text:?}"));
     let status = head
-        .split_whitespace()
-        .nth(1)
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in the response to {target}: {text:?}"));
+        .unwrap_or_else(|| panic!("no status line in the response to {target}: {text:?}"));
     (status, body.to_string())
 }
 

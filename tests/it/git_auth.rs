@@ -123,6 +123,11 @@ fn grant_from(
     .unwrap()
 }
 
+/// A pull of `alice/private` as `user` with `secret` from `ip`.
+fn pull_from(conn: &mut DbConn, w: &World, user: &str, secret: &str, ip: &str) -> Result<Grant, Denied> {
+    grant_from(conn, w, Some(&creds(user, secret)), "alice/private", PULL, ip)
+}
+
 /// One Git request from 127.0.0.1: allowed or why not.
 fn check(conn: &mut DbConn, w: &World, c: Option<&BasicCredentials>, repo: &str, op: Operation) -> Result<(), Denied> {
     grant_from(conn, w, c, repo, op, "127.0.0.1").map(|_| ())
@@ -354,39 +359,18 @@ fn a_banned_client_keeps_its_valid_tokens_and_its_passwords_are_not_checked() {
         ten_failures(conn, &w, "192.0.2.1");
         // A valid token still works: a NAT or CI runner stays usable.
         assert!(
-            grant_from(conn, &w, Some(&creds("dev", &t)), "alice/private", PULL, "192.0.2.1").is_ok(),
+            pull_from(conn, &w, "dev", &t, "192.0.2.1").is_ok(),
             "[{b}] a valid token from a banned client"
         );
         // Passwords, right or wrong, and bad tokens are refused, saying
         // until when, and without the cost of argon2.
         let started = std::time::Instant::now();
-        let right = grant_from(
-            conn,
-            &w,
-            Some(&creds("dev", PASSWORD)),
-            "alice/private",
-            PULL,
-            "192.0.2.1",
-        );
+        let right = pull_from(conn, &w, "dev", PASSWORD, "192.0.2.1");
         let refused_in = started.elapsed();
         assert!(banned(right), "[{b}] a right password from a banned client");
-        let wrong = grant_from(
-            conn,
-            &w,
-            Some(&creds("dev", "nope")),
-            "alice/private",
-            PULL,
-            "192.0.2.1",
-        );
+        let wrong = pull_from(conn, &w, "dev", "nope", "192.0.2.1");
         assert!(banned(wrong), "[{b}] a wrong password from a banned client");
-        assert!(banned(grant_from(
-            conn,
-            &w,
-            Some(&creds("x", "glpat-bad")),
-            "alice/private",
-            PULL,
-            "192.0.2.1"
-        )));
+        assert!(banned(pull_from(conn, &w, "x", "glpat-bad", "192.0.2.1")));
         let hash = gitpat::auth::password::hash(PASSWORD).unwrap();
         let started = std::time::Instant::now();
         assert!(gitpat::auth::password::verify(PASSWORD, &hash));
@@ -396,28 +380,10 @@ fn a_banned_client_keeps_its_valid_tokens_and_its_passwords_are_not_checked() {
             "[{b}] the banned refusal took {refused_in:?}, one argon2 check {argon2:?}"
         );
         // Another client, and the same user's other account lock, are untouched.
-        assert_eq!(
-            grant_from(
-                conn,
-                &w,
-                Some(&creds("dev", PASSWORD)),
-                "alice/private",
-                PULL,
-                "192.0.2.2"
-            )
-            .map(|_| ()),
-            Ok(())
-        );
+        assert_eq!(pull_from(conn, &w, "dev", PASSWORD, "192.0.2.2").map(|_| ()), Ok(()));
         // IPv6 clients count by their /64.
         ten_failures(conn, &w, "2001:db8:1:2::1");
-        assert!(banned(grant_from(
-            conn,
-            &w,
-            Some(&creds("dev", PASSWORD)),
-            "alice/private",
-            PULL,
-            "2001:db8:1:2:ffff::9"
-        )));
+        assert!(banned(pull_from(conn, &w, "dev", PASSWORD, "2001:db8:1:2:ffff::9")));
     }
 }
 
@@ -431,35 +397,13 @@ fn successes_do_not_reset_the_clients_count() {
             let bad = creds("alice", &format!("guess {i}"));
             assert!(grant_from(conn, &w, Some(&bad), "alice/private", PULL, "192.0.2.9").is_err());
             // The guesser's own valid token between the guesses.
-            assert!(grant_from(conn, &w, Some(&creds("dev", &t)), "alice/private", PULL, "192.0.2.9").is_ok());
-            assert!(grant_from(
-                conn,
-                &w,
-                Some(&creds("dev", PASSWORD)),
-                "alice/private",
-                PULL,
-                "192.0.2.9"
-            )
-            .is_ok());
+            assert!(pull_from(conn, &w, "dev", &t, "192.0.2.9").is_ok());
+            assert!(pull_from(conn, &w, "dev", PASSWORD, "192.0.2.9").is_ok());
         }
-        let last = grant_from(
-            conn,
-            &w,
-            Some(&creds("alice", "guess 9")),
-            "alice/private",
-            PULL,
-            "192.0.2.9",
-        );
+        let last = pull_from(conn, &w, "alice", "guess 9", "192.0.2.9");
         assert_eq!(last.map(|_| ()), Err(challenge()));
         assert!(
-            banned(grant_from(
-                conn,
-                &w,
-                Some(&creds("alice", PASSWORD)),
-                "alice/private",
-                PULL,
-                "192.0.2.9"
-            )),
+            banned(pull_from(conn, &w, "alice", PASSWORD, "192.0.2.9")),
             "{}: interleaved successes kept the guesser unbanned",
             tdb.backend
         );
@@ -474,17 +418,10 @@ fn ten_wrong_passwords_lock_the_account_from_every_ip() {
         // From ten different clients, none of them banned.
         for i in 0..10 {
             let ip = format!("198.51.100.{i}");
-            let r = grant_from(conn, &w, Some(&creds("dev", "wrong")), "alice/private", PULL, &ip);
+            let r = pull_from(conn, &w, "dev", "wrong", &ip);
             assert_eq!(r.map(|_| ()), Err(challenge()), "{}", tdb.backend);
         }
-        let locked = grant_from(
-            conn,
-            &w,
-            Some(&creds("dev", PASSWORD)),
-            "alice/private",
-            PULL,
-            "203.0.113.1",
-        );
+        let locked = pull_from(conn, &w, "dev", PASSWORD, "203.0.113.1");
         assert!(
             matches!(&locked, Err(Denied::NoChallenge(m)) if m.contains("locked") && m.contains("UTC")),
             "{}: {locked:?}",
@@ -492,49 +429,17 @@ fn ten_wrong_passwords_lock_the_account_from_every_ip() {
         );
         // Tokens are not passwords: they still work.
         let t = token(conn, &w, "dev", &["read_repository"], None);
-        assert!(grant_from(conn, &w, Some(&creds("dev", &t)), "alice/private", PULL, "203.0.113.1").is_ok());
+        assert!(pull_from(conn, &w, "dev", &t, "203.0.113.1").is_ok());
         // Others' accounts are not locked.
-        assert!(grant_from(
-            conn,
-            &w,
-            Some(&creds("rita", PASSWORD)),
-            "alice/private",
-            PULL,
-            "203.0.113.1"
-        )
-        .is_ok());
+        assert!(pull_from(conn, &w, "rita", PASSWORD, "203.0.113.1").is_ok());
         // A right password before the tenth failure clears the account's count.
         for i in 0..9 {
             let ip = format!("198.51.100.{}", 20 + i);
-            assert!(grant_from(conn, &w, Some(&creds("rita", "wrong")), "alice/private", PULL, &ip).is_err());
+            assert!(pull_from(conn, &w, "rita", "wrong", &ip).is_err());
         }
-        assert!(grant_from(
-            conn,
-            &w,
-            Some(&creds("rita", PASSWORD)),
-            "alice/private",
-            PULL,
-            "203.0.113.2"
-        )
-        .is_ok());
-        assert!(grant_from(
-            conn,
-            &w,
-            Some(&creds("rita", "wrong")),
-            "alice/private",
-            PULL,
-            "203.0.113.3"
-        )
-        .is_err());
-        assert!(grant_from(
-            conn,
-            &w,
-            Some(&creds("rita", PASSWORD)),
-            "alice/private",
-            PULL,
-            "203.0.113.4"
-        )
-        .is_ok());
+        assert!(pull_from(conn, &w, "rita", PASSWORD, "203.0.113.2").is_ok());
+        assert!(pull_from(conn, &w, "rita", "wrong", "203.0.113.3").is_err());
+        assert!(pull_from(conn, &w, "rita", PASSWORD, "203.0.113.4").is_ok());
     }
 }
 

@@ -16,11 +16,10 @@ use crate::support::repo::{
     assert_contains, commit, for_each_ref, fsck, pack_state, remote_lines, rev_parse, server_ref, tmp, wait_no_incoming,
 };
 use crate::support::server::{
-    basic, fixtures, gits, gits_speaking, Git, RawResponse, TestServer, BODY_IDLE_TIMEOUT, RAW_TIMEOUT,
+    basic, fixtures, gits, gits_speaking, pkt, Git, RawResponse, TestServer, BODY_IDLE_TIMEOUT, RAW_TIMEOUT, ZERO,
 };
 
 const PASSWORD: &str = "a good long password";
-const ZERO: &str = "0000000000000000000000000000000000000000";
 /// The fixture's `main` (pinned by `fixtures.rs`).
 const BASIC_MAIN: &str = "5fa2e434c6aefedc8d01125a22199c04c2234e67";
 
@@ -33,13 +32,6 @@ fn fixture(name: &str) -> PathBuf {
 
 fn file_url(p: &Path) -> String {
     format!("file://{}", p.display())
-}
-
-/// A pkt-line holding `data`.
-fn pkt(data: &[u8]) -> Vec<u8> {
-    let mut v = format!("{:04x}", data.len() + 4).into_bytes();
-    v.extend_from_slice(data);
-    v
 }
 
 /// Splits a reply into pkt-lines (`None` for a flush); stops at the first

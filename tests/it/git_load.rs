@@ -7,15 +7,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::support::repo::{assert_contains, commit, server_ref, tmp};
-use crate::support::server::{basic, gits, RawResponse, TestServer};
-
-const ZERO: &str = "0000000000000000000000000000000000000000";
-
-fn pkt(data: &[u8]) -> Vec<u8> {
-    let mut out = format!("{:04x}", data.len() + 4).into_bytes();
-    out.extend_from_slice(data);
-    out
-}
+use crate::support::server::{basic, gits, pkt, RawResponse, TestServer, ZERO};
 
 /// A pack of one blob of 64 MiB of zeros: valid bytes for index-pack to
 /// take in however slowly they come (its zlib stream is about 64 KiB).

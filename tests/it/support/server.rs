@@ -279,6 +279,16 @@ impl Drop for TestServer {
     }
 }
 
+/// The null object id of a create or delete command.
+pub const ZERO: &str = "0000000000000000000000000000000000000000";
+
+/// A pkt-line holding `data`.
+pub fn pkt(data: &[u8]) -> Vec<u8> {
+    let mut v = format!("{:04x}", data.len() + 4).into_bytes();
+    v.extend_from_slice(data);
+    v
+}
+
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 pub fn pct(s: &str) -> String {
     s.bytes()
