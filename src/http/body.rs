@@ -8,7 +8,8 @@
 //!   (gunzipped as it streams, so a gzip bomb costs one buffer) or, for the
 //!   libgit2 engine, as a blocking `Read`.
 //! - An upload-pack request is small and read whole by [`read_capped`],
-//!   charged to a shared budget.
+//!   charged to a shared budget, under the same [`Pace`] (its idle timeout
+//!   and a 5-minute deadline, no minimum rate).
 
 use std::io::{self, Read};
 use std::pin::Pin;
@@ -39,6 +40,8 @@ pub struct PaceLimits {
     /// At least this many bytes per second over each [`RATE_WINDOW`] of
     /// waiting (0: no minimum).
     pub min_rate: u64,
+    /// Said after the deadline's refusal (which setting it comes from).
+    pub deadline_note: &'static str,
 }
 
 /// The span over which the minimum rate is measured.
@@ -73,8 +76,9 @@ impl Pace {
             .saturating_sub(now.saturating_duration_since(self.started));
         if left.is_zero() {
             return Err(format!(
-                "the push did not arrive within {} s (the push_deadline_seconds setting)",
-                self.limits.deadline.as_secs()
+                "the request did not arrive within {} s{}",
+                self.limits.deadline.as_secs(),
+                self.limits.deadline_note
             ));
         }
         let mut wait = self.limits.idle.min(left);
@@ -115,6 +119,28 @@ impl Pace {
     }
 }
 
+/// The next non-empty chunk of `payload` under `pace`: `None` at the end;
+/// `TimedOut` when the pace is broken, `UnexpectedEof` when the body is.
+async fn next_paced(payload: &mut web::Payload, pace: &mut Pace) -> io::Result<Option<Bytes>> {
+    loop {
+        let wait = pace
+            .next_wait(Instant::now())
+            .map_err(|msg| io::Error::new(io::ErrorKind::TimedOut, msg))?;
+        let t0 = Instant::now();
+        let chunk = match tokio::time::timeout(wait, payload.next()).await {
+            Ok(Some(Ok(b))) => b,
+            Ok(Some(Err(e))) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string())),
+            Ok(None) => return Ok(None),
+            Err(_) => Bytes::new(),
+        };
+        pace.waited(t0.elapsed(), chunk.len() as u64)
+            .map_err(|msg| io::Error::new(io::ErrorKind::TimedOut, msg))?;
+        if !chunk.is_empty() {
+            return Ok(Some(chunk));
+        }
+    }
+}
+
 /// A push body: chunks from the payload task, at most a few in memory.
 pub struct BodyStream {
     rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
@@ -126,30 +152,7 @@ pub fn body_stream(req: &HttpRequest, mut payload: web::Payload, limits: PaceLim
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
     actix_web::rt::spawn(async move {
         let mut pace = Pace::new(limits, Instant::now());
-        loop {
-            let wait = match pace.next_wait(Instant::now()) {
-                Ok(w) => w,
-                Err(msg) => {
-                    let _ = tx.send(Err(io::Error::new(io::ErrorKind::TimedOut, msg))).await;
-                    return;
-                }
-            };
-            let t0 = Instant::now();
-            let next = tokio::time::timeout(wait, payload.next()).await;
-            let item = match next {
-                Ok(Some(Ok(b))) => Ok(b),
-                Ok(Some(Err(e))) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string())),
-                Ok(None) => return,
-                Err(_) => Ok(Bytes::new()),
-            };
-            let got = item.as_ref().map(|b| b.len() as u64).unwrap_or(0);
-            if let Err(msg) = pace.waited(t0.elapsed(), got) {
-                let _ = tx.send(Err(io::Error::new(io::ErrorKind::TimedOut, msg))).await;
-                return;
-            }
-            if matches!(&item, Ok(b) if b.is_empty()) {
-                continue;
-            }
+        while let Some(item) = next_paced(&mut payload, &mut pace).await.transpose() {
             let failed = item.is_err();
             if tx.send(item).await.is_err() || failed {
                 return;
@@ -228,20 +231,6 @@ pub enum ReadError {
     Busy,
 }
 
-/// The next chunk of the body: `None` at its end, an error when it breaks
-/// or stays silent for `idle`.
-async fn next_chunk(payload: &mut web::Payload, idle: Duration) -> Option<io::Result<Bytes>> {
-    match tokio::time::timeout(idle, payload.next()).await {
-        Ok(Some(Ok(b))) => Some(Ok(b)),
-        Ok(Some(Err(e))) => Some(Err(io::Error::new(io::ErrorKind::UnexpectedEof, e.to_string()))),
-        Ok(None) => None,
-        Err(_) => Some(Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!("the request body stalled for {} s", idle.as_secs()),
-        ))),
-    }
-}
-
 /// Reads a whole body of at most `limit` bytes on the async side, so a slow
 /// client holds no blocking thread. What it holds is charged to `budget`
 /// (KiB permits, returned with the body and given back when dropped), and
@@ -252,38 +241,39 @@ pub async fn read_capped(
     idle: Duration,
     budget: &Arc<Semaphore>,
 ) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), ReadError> {
-    let read = async {
-        let mut buf = Vec::new();
-        let mut held: Option<OwnedSemaphorePermit> = None;
-        while let Some(chunk) = next_chunk(payload, idle).await {
-            let chunk = chunk.map_err(|e| ReadError::Bad(format!("cannot read the request: {e}")))?;
-            if (buf.len() + chunk.len()) as u64 > limit {
-                return Err(ReadError::Bad(format!(
-                    "the request is larger than {} MiB",
-                    limit >> 20
-                )));
-            }
-            let kib = u32::try_from(chunk.len().div_ceil(1024)).map_err(|_| ReadError::Busy)?;
-            let permit = budget
-                .clone()
-                .try_acquire_many_owned(kib)
-                .map_err(|_| ReadError::Busy)?;
-            match &mut held {
-                Some(h) => h.merge(permit),
-                None => held = Some(permit),
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        Ok((buf, held))
-    };
-    tokio::time::timeout(UPLOAD_REQUEST_DEADLINE, read)
+    let mut pace = Pace::new(
+        PaceLimits {
+            idle,
+            deadline: UPLOAD_REQUEST_DEADLINE,
+            min_rate: 0,
+            deadline_note: "",
+        },
+        Instant::now(),
+    );
+    let mut buf = Vec::new();
+    let mut held: Option<OwnedSemaphorePermit> = None;
+    while let Some(chunk) = next_paced(payload, &mut pace)
         .await
-        .unwrap_or_else(|_| {
-            Err(ReadError::Bad(format!(
-                "the request did not arrive within {} s",
-                UPLOAD_REQUEST_DEADLINE.as_secs()
-            )))
-        })
+        .map_err(|e| ReadError::Bad(format!("cannot read the request: {e}")))?
+    {
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Err(ReadError::Bad(format!(
+                "the request is larger than {} MiB",
+                limit >> 20
+            )));
+        }
+        let kib = u32::try_from(chunk.len().div_ceil(1024)).map_err(|_| ReadError::Busy)?;
+        let permit = budget
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| ReadError::Busy)?;
+        match &mut held {
+            Some(h) => h.merge(permit),
+            None => held = Some(permit),
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((buf, held))
 }
 
 #[cfg(test)]
@@ -295,6 +285,7 @@ mod tests {
             idle: Duration::from_secs(120),
             deadline: Duration::from_secs(3600),
             min_rate,
+            deadline_note: " (the push_deadline_seconds setting)",
         }
     }
 

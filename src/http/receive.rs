@@ -70,6 +70,7 @@ pub async fn receive_pack_post(app: web::Data<App>, req: HttpRequest, payload: w
         idle: app.config.body_idle_timeout,
         deadline: Duration::from_secs(u64::from(s.push_deadline_seconds)),
         min_rate: u64::from(s.push_min_bytes_per_second),
+        deadline_note: " (the push_deadline_seconds setting)",
     };
     let body = body_stream(&req, payload, limits);
     let app = app.into_inner();
