@@ -6,7 +6,8 @@
 //! [`PUSH_TO_CREATE`] marker). Only what has not changed for [`STALE`] is
 //! taken, and never what a live request of this process holds
 //! ([`hold`]); another process's live push keeps writing its quarantine,
-//! so its files stay younger than that.
+//! so its files stay younger than that (and a repository it is creating
+//! with them).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -152,7 +153,9 @@ fn sweep_repository(repo: &Path, now: SystemTime, out: &mut Swept) {
     }
     sweep_ref_locks(&repo.join("refs"), now, out);
     let marker = repo.join(PUSH_TO_CREATE);
-    if marker.exists() && !is_held(repo) && stale(&marker, now) {
+    // The whole repository untouched: another process's push may still be
+    // writing its quarantine inside (this process's are held).
+    if marker.exists() && stale(repo, now) {
         out.unfinished_creates.push(repo.to_path_buf());
     }
 }
@@ -195,12 +198,19 @@ mod tests {
         std::fs::write(a.join("packed-refs.lock"), b"").unwrap();
         std::fs::write(a.join(PUSH_TO_CREATE), b"").unwrap();
         std::fs::create_dir_all(root.path().join(".tmp/stage-1")).unwrap();
+        // Another process is still pushing into c, which it is creating:
+        // its quarantine keeps changing.
+        let c = repo(root.path(), "bob/c.git");
+        std::fs::write(c.join(PUSH_TO_CREATE), b"").unwrap();
+        std::fs::create_dir_all(c.join("objects/incoming-other/pack")).unwrap();
+        let writing = std::fs::File::create(c.join("objects/incoming-other/pack/tmp_pack_y")).unwrap();
         // Nothing is an hour old yet.
         let now = SystemTime::now();
         assert_eq!(sweep(root.path(), now), Swept::default());
         // An hour later: all of it, but what this process holds.
         let _held = hold(&b.join("objects/incoming-live"));
         let later = now + STALE + Duration::from_secs(60);
+        writing.set_modified(later).unwrap();
         let swept = sweep(root.path(), later);
         assert_eq!(
             swept,
@@ -219,5 +229,6 @@ mod tests {
             "the repository itself stays"
         );
         assert!(!root.path().join(".tmp/stage-1").exists());
+        assert!(c.join("objects/incoming-other/pack/tmp_pack_y").exists());
     }
 }

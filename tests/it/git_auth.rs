@@ -481,3 +481,50 @@ fn two_instances_share_one_ban() {
         );
     }
 }
+
+/// How long each pooled connection was out, as the pool saw it.
+#[derive(Debug, Default)]
+struct Checkouts(std::sync::Mutex<Vec<std::time::Duration>>);
+
+impl diesel::r2d2::HandleEvent for &'static Checkouts {
+    fn handle_checkin(&self, event: diesel::r2d2::event::CheckinEvent) {
+        self.0.lock().unwrap().push(event.duration());
+    }
+}
+
+#[test]
+fn no_connection_is_held_while_argon2_checks_a_password() {
+    for tdb in backends() {
+        let w = setup(&mut tdb.conn());
+        let checkouts: &'static Checkouts = Box::leak(Box::default());
+        let url = match tdb.url.strip_prefix("sqlite://") {
+            Some(path) => path.to_string(),
+            None => tdb.url.clone(),
+        };
+        let pool = diesel::r2d2::Pool::builder()
+            .max_size(1)
+            .event_handler(Box::new(checkouts))
+            .build(diesel::r2d2::ConnectionManager::<DbConn>::new(url))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let granted = git_http::grant(
+            git_http::Conns::Pool(&pool),
+            &key(),
+            &w.settings,
+            &request(Some(&creds("dev", PASSWORD)), "alice/private", PULL, "192.0.2.60"),
+        )
+        .unwrap();
+        let elapsed = started.elapsed();
+        assert!(granted.is_ok(), "{}: the right password", tdb.backend);
+        let out = checkouts.0.lock().unwrap().clone();
+        let held: std::time::Duration = out.iter().sum();
+        // argon2 (19 MiB, 2 passes) is by far the slowest step: the
+        // connection is given back for it and taken again after.
+        assert!(out.len() >= 2, "{}: checkouts {out:?}", tdb.backend);
+        assert!(
+            held * 2 < elapsed,
+            "{}: a connection was out for {held:?} of the {elapsed:?} the grant took ({out:?})",
+            tdb.backend
+        );
+    }
+}

@@ -33,6 +33,35 @@ fn big_blob_pack() -> Vec<u8> {
     pack
 }
 
+/// A pack of one blob of 1 MiB of noise, stored uncompressed: about 1 MiB
+/// on the wire, too long to finish at a few KiB/s.
+fn noise_pack() -> Vec<u8> {
+    use std::io::Write as _;
+    let size: u64 = 1 << 20;
+    let mut pack = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
+    let mut byte = (3u8 << 4) | (size & 0x0f) as u8;
+    let mut rest = size >> 4;
+    while rest > 0 {
+        pack.push(byte | 0x80);
+        byte = (rest & 0x7f) as u8;
+        rest >>= 7;
+    }
+    pack.push(byte);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::none());
+    z.write_all(&noise).unwrap();
+    pack.extend(z.finish().unwrap());
+    pack
+}
+
 /// A push that sends its commands and the start of its pack, then a byte
 /// at a time when told to.
 struct SlowPush {
@@ -74,6 +103,14 @@ impl SlowPush {
         }
         let ok = self.s.write_all(&self.rest[self.sent..self.sent + 1]).is_ok();
         self.sent += 1;
+        ok
+    }
+
+    /// `n` more bytes of the pack at once; false once the server has closed.
+    fn send(&mut self, n: usize) -> bool {
+        let end = (self.sent + n).min(self.rest.len());
+        let ok = self.s.write_all(&self.rest[self.sent..end]).is_ok();
+        self.sent = end;
         ok
     }
 
@@ -310,4 +347,73 @@ fn pushes_past_the_caps_get_503_with_retry_after_and_the_server_recovers() {
     assert_eq!(srv.app.push_slots.in_flight(), 0, "slots after the trickles were cut");
     git.ok(&w, &["push", "-q", &url, "main"]);
     assert!(server_ref(&srv.repo_dir("alice/slow"), "refs/heads/main").is_some());
+}
+
+/// A push slower than `push_min_bytes_per_second` is cut after a minute,
+/// one that keeps the rate is cut at `push_deadline_seconds`; each is told
+/// why, and neither leaves a ref or a quarantine behind. (This test waits
+/// the settings' minimums: about 80 seconds.)
+#[test]
+fn a_push_too_slow_or_past_its_deadline_is_cut_and_leaves_nothing() {
+    let srv = TestServer::start(crate::support::TestDb::sqlite());
+    let (alice, _bob) = setup(&srv);
+    srv.setting("push_min_bytes_per_second", "1000");
+    srv.setting("push_deadline_seconds", "80");
+    let pack = noise_pack();
+    let auth = basic("alice", &alice);
+    let started = Instant::now();
+    // Both send every half second: 10 bytes/s (under the minimum) and
+    // 3,000 bytes/s (over it).
+    let mut slow = SlowPush::start(&srv, &auth, "alice/slow", "too-slow", &pack);
+    let mut steady = SlowPush::start(&srv, &auth, "alice/slow", "steady", &pack);
+    let mut answers: [Option<(RawResponse, Duration)>; 2] = [None, None];
+    while answers.iter().any(Option::is_none) && started.elapsed() < Duration::from_secs(120) {
+        for (i, (p, n)) in [(&mut slow, 5), (&mut steady, 1500)].into_iter().enumerate() {
+            if answers[i].is_some() {
+                continue;
+            }
+            // Once the server has closed, what it said is still to be read.
+            p.send(n);
+            if let Some(r) = p.answer(Duration::from_millis(250)) {
+                answers[i] = Some((r, started.elapsed()));
+            }
+        }
+    }
+    let [Some((slow_answer, slow_at)), Some((steady_answer, steady_at))] = answers else {
+        panic!(
+            "a push was never cut: {answers:?}",
+            answers = answers.map(|a| a.map(|(r, t)| (r.status, t)))
+        );
+    };
+    assert_contains(
+        &slow_answer.text(),
+        "slower than 1000 bytes/s (the push_min_bytes_per_second setting)",
+        "the slow push's answer",
+    );
+    assert!(
+        slow_at >= Duration::from_secs(59) && slow_at < Duration::from_secs(79),
+        "the slow push was cut after {slow_at:?}, not after a minute of waiting"
+    );
+    assert_contains(
+        &steady_answer.text(),
+        "did not arrive within 80 s (the push_deadline_seconds setting)",
+        "the steady push's answer",
+    );
+    assert!(
+        steady_at >= Duration::from_secs(79) && steady_at < Duration::from_secs(100),
+        "the steady push was cut after {steady_at:?}, not at its deadline"
+    );
+    assert!(steady.sent > 200_000, "the steady push sent {} bytes", steady.sent);
+    let repo = srv.repo_dir("alice/slow");
+    for branch in ["too-slow", "steady"] {
+        assert_eq!(server_ref(&repo, &format!("refs/heads/{branch}")), None, "{branch}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(repo.join("objects"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("incoming-"))
+        .collect();
+    assert!(leftovers.is_empty(), "quarantines left behind: {leftovers:?}");
+    assert_eq!(srv.app.push_slots.in_flight(), 0, "slots after both were cut");
 }
