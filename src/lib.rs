@@ -17,3 +17,4 @@ pub mod service;
 pub mod settings;
 #[cfg(test)]
 mod test_alloc;
+pub mod web;

@@ -49,6 +49,9 @@ pub struct Settings {
     /// Proxies whose `X-Forwarded-For` names the client.
     #[serde(serialize_with = "cidrs_as_text")]
     pub trusted_proxies: Vec<Cidr>,
+    /// Minutes a browser session lasts without being used (GitLab's name;
+    /// default a week).
+    pub session_expire_delay: u32,
 }
 
 fn cidrs_as_text<S: serde::Serializer>(v: &[Cidr], s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -77,12 +80,13 @@ impl Default for Settings {
             max_login_attempts: 10,
             failed_login_attempts_unlock_period_in_minutes: 10,
             trusted_proxies: Vec::new(),
+            session_expire_delay: 10_080,
         }
     }
 }
 
 /// The setting names, in the order they are listed.
-pub const KEYS: [&str; 19] = [
+pub const KEYS: [&str; 20] = [
     "max_personal_access_token_lifetime",
     "enforce_personal_access_token_expiration",
     "password_authentication_enabled_for_git",
@@ -102,6 +106,7 @@ pub const KEYS: [&str; 19] = [
     "max_login_attempts",
     "failed_login_attempts_unlock_period_in_minutes",
     "trusted_proxies",
+    "session_expire_delay",
 ];
 
 /// 2 GiB.
@@ -171,6 +176,7 @@ impl Settings {
                 .map(|c| c.to_string())
                 .collect::<Vec<_>>()
                 .join(","),
+            "session_expire_delay" => self.session_expire_delay.to_string(),
             _ => return Err(unknown_key(key)),
         })
     }
@@ -237,6 +243,7 @@ impl Settings {
                 self.max_concurrent_pushes_per_user = parse_u32(key, v, 1..=100_000, "pushes")?
             }
             "max_login_attempts" => self.max_login_attempts = parse_u32(key, v, 1..=1000, "attempts")?,
+            "session_expire_delay" => self.session_expire_delay = parse_u32(key, v, 1..=5_256_000, "minutes")?,
             "failed_login_attempts_unlock_period_in_minutes" => {
                 self.failed_login_attempts_unlock_period_in_minutes = parse_u32(key, v, 1..=1_440_000, "minutes")?
             }

@@ -102,6 +102,19 @@ impl SecretKey {
         Ok(SecretKey(bytes))
     }
 
+    /// HMAC-SHA-256 under this key of `parts`, each length-prefixed (so
+    /// that no two lists of parts give the same input): the digests and
+    /// derived keys of sessions, CSRF tokens and flashes, each with its
+    /// own first part naming what it is for.
+    pub fn mac(&self, parts: &[&[u8]]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        for p in parts {
+            mac.update(&(p.len() as u64).to_be_bytes());
+            mac.update(p);
+        }
+        mac
+    }
+
     /// The digest stored for a token: hex HMAC-SHA-256 under this key.
     pub fn digest(&self, token: &PlainToken) -> TokenDigest {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length");

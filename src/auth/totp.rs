@@ -30,9 +30,36 @@ pub fn provisioning_uri(secret_b32: &str, account: &str) -> anyhow::Result<Strin
     Ok(totp(secret_b32, account)?.get_url())
 }
 
-/// Checks a 6-digit code at `unix_time`, allowing one step of clock skew.
-pub fn verify(secret_b32: &str, code: &str, unix_time: u64) -> anyhow::Result<bool> {
-    Ok(totp(secret_b32, "user")?.check(code, unix_time))
+/// The code of `secret_b32` at `unix_time` (what an authenticator app
+/// shows).
+pub fn code_at(secret_b32: &str, unix_time: u64) -> anyhow::Result<String> {
+    Ok(totp(secret_b32, "user")?.generate(unix_time))
+}
+
+/// Seconds per code.
+pub const STEP: u64 = 30;
+
+/// Checks a 6-digit code at `unix_time`, allowing one step of clock skew
+/// either way: the time step (`unix_time / STEP`, give or take one) whose
+/// code it is, to be claimed once (a replay is refused by the caller).
+/// Compared in constant time.
+pub fn matching_step(secret_b32: &str, code: &str, unix_time: u64) -> anyhow::Result<Option<u64>> {
+    let t = totp(secret_b32, "user")?;
+    let now = unix_time / STEP;
+    let mut found = None;
+    for step in [now.saturating_sub(1), now, now + 1] {
+        let expected = t.generate(step * STEP);
+        let same = expected.len() == code.len()
+            && expected
+                .bytes()
+                .zip(code.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same && found.is_none() {
+            found = Some(step);
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -47,7 +74,12 @@ mod tests {
         assert!(uri.contains(&format!("secret={secret}")));
         let t = totp(&secret, "alice").unwrap();
         let code = t.generate(1_700_000_000);
-        assert!(verify(&secret, &code, 1_700_000_000).unwrap());
-        assert!(!verify(&secret, &code, 1_700_000_000 + 600).unwrap());
+        let step = 1_700_000_000 / STEP;
+        assert_eq!(matching_step(&secret, &code, 1_700_000_000).unwrap(), Some(step));
+        // One step of skew either way, no more.
+        assert_eq!(matching_step(&secret, &code, 1_700_000_000 + STEP).unwrap(), Some(step));
+        assert_eq!(matching_step(&secret, &code, 1_700_000_000 - STEP).unwrap(), Some(step));
+        assert_eq!(matching_step(&secret, &code, 1_700_000_000 + 2 * STEP).unwrap(), None);
+        assert_eq!(matching_step(&secret, "000000x", 1_700_000_000).unwrap(), None);
     }
 }

@@ -6,6 +6,7 @@ pub mod auth_failure;
 pub mod member;
 pub mod project;
 pub mod schema;
+pub mod session;
 pub mod setting;
 pub mod token;
 pub mod user;

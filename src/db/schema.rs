@@ -14,6 +14,7 @@ diesel::table! {
         otp_secret -> Nullable<Text>,
         two_factor_enabled -> Bool,
         created_at -> Timestamp,
+        otp_last_step -> Nullable<BigInt>,
     }
 }
 
@@ -96,3 +97,21 @@ diesel::table! {
         expires_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    sessions (id) {
+        id -> BigInt,
+        digest -> Text,
+        user_id -> BigInt,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        expires_at -> Timestamp,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        two_factor_pending -> Bool,
+        flash -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(sessions -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(sessions, users);

@@ -227,6 +227,8 @@ const UPLOAD_REQUEST_DEADLINE: Duration = Duration::from_secs(300);
 pub enum ReadError {
     /// 400, with the reason.
     Bad(String),
+    /// Larger than the cap, which the sentence names.
+    TooLarge(String),
     /// 503: the budget is spent by other requests.
     Busy,
 }
@@ -257,10 +259,12 @@ pub async fn read_capped(
         .map_err(|e| ReadError::Bad(format!("cannot read the request: {e}")))?
     {
         if (buf.len() + chunk.len()) as u64 > limit {
-            return Err(ReadError::Bad(format!(
-                "the request is larger than {} MiB",
-                limit >> 20
-            )));
+            let cap = if limit >= 1 << 20 {
+                format!("{} MiB", limit >> 20)
+            } else {
+                format!("{} KiB", limit >> 10)
+            };
+            return Err(ReadError::TooLarge(format!("the request is larger than {cap}")));
         }
         let kib = u32::try_from(chunk.len().div_ceil(1024)).map_err(|_| ReadError::Busy)?;
         let permit = budget

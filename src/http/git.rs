@@ -103,7 +103,7 @@ pub(super) async fn grant(app: &App, req: &HttpRequest, op: Operation) -> Result
     let app2 = app.clone();
     let s = settings.clone();
     let outcome = web::block(move || -> Result<Result<Grant, Denied>, Error> {
-        git_http::grant(git_http::Conns::Pool(&app2.pool), &app2.key, &s, &request)
+        git_http::grant(crate::service::Conns::Pool(&app2.pool), &app2.key, &s, &request)
     })
     .await;
     match outcome {
@@ -277,7 +277,7 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: we
     .await
     {
         Ok(read) => read,
-        Err(body::ReadError::Bad(msg)) => return text(StatusCode::BAD_REQUEST, &msg),
+        Err(body::ReadError::Bad(msg) | body::ReadError::TooLarge(msg)) => return text(StatusCode::BAD_REQUEST, &msg),
         Err(body::ReadError::Busy) => return text(StatusCode::SERVICE_UNAVAILABLE, BUSY),
     };
     let gzip = body::gzipped(&req);

@@ -21,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/-/readiness", web::get().to(readiness))
         .configure(crate::api::configure)
         .configure(git::configure)
+        .configure(crate::web::configure)
         .default_service(web::to(not_found));
 }
 

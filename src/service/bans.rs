@@ -126,10 +126,15 @@ pub fn banned_message(until: DateTime<Utc>) -> String {
     )
 }
 
-/// The refusal of a locked account, saying until when.
+/// The refusal of a locked account, saying until when (to Git).
 pub fn locked_message(until: DateTime<Utc>) -> String {
+    format!("HTTP Basic: Access denied. {}", locked_sentence(until))
+}
+
+/// Why a locked account is refused, and until when.
+pub fn locked_sentence(until: DateTime<Utc>) -> String {
     format!(
-        "HTTP Basic: Access denied. Your account is locked after too many failed sign-in attempts, until {} UTC.",
+        "Your account is locked after too many failed sign-in attempts, until {} UTC.",
         until.format("%Y-%m-%d %H:%M:%S")
     )
 }

@@ -16,12 +16,13 @@ use chrono::{DateTime, Utc};
 use crate::auth::basic::BasicCredentials;
 use crate::auth::password;
 use crate::auth::token::{self, Scope, SecretKey};
-use crate::db::{self, project::Project, token::TokenRow, user::User, DbConn, DbPool, PooledConn};
+use crate::db::{self, project::Project, token::TokenRow, user::User, DbConn};
 use crate::error::{Error, Result};
 use crate::git::store::RepoPath;
 use crate::service::access;
 use crate::service::bans;
 use crate::service::tokens::{self, AuthOutcome};
+use crate::service::Conns;
 use crate::settings::Settings;
 
 pub const ACCESS_DENIED: &str = "HTTP Basic: Access denied. If a password was provided for Git authentication, the password was incorrect or you're required to use a token instead of a password. If a token was provided, it was either incorrect, expired, or improperly scoped.";
@@ -117,51 +118,6 @@ pub struct Grant {
     pub project: Option<Project>,
     /// The repository's path as it was created (whatever the URL's casing).
     pub path: RepoPath,
-}
-
-/// Where [`grant`] gets its connections: one it is lent, or a pool it
-/// takes one from for each step (so that none is held while argon2
-/// checks a password).
-pub enum Conns<'a> {
-    Lent(&'a mut DbConn),
-    Pool(&'a DbPool),
-}
-
-enum ConnGuard<'a> {
-    Lent(&'a mut DbConn),
-    Pooled(Box<PooledConn>),
-}
-
-impl std::ops::Deref for ConnGuard<'_> {
-    type Target = DbConn;
-    fn deref(&self) -> &DbConn {
-        match self {
-            ConnGuard::Lent(c) => c,
-            ConnGuard::Pooled(c) => c,
-        }
-    }
-}
-
-impl std::ops::DerefMut for ConnGuard<'_> {
-    fn deref_mut(&mut self) -> &mut DbConn {
-        match self {
-            ConnGuard::Lent(c) => c,
-            ConnGuard::Pooled(c) => c,
-        }
-    }
-}
-
-impl Conns<'_> {
-    fn get(&mut self) -> Result<ConnGuard<'_>> {
-        Ok(match self {
-            Conns::Lent(c) => ConnGuard::Lent(c),
-            Conns::Pool(p) => {
-                ConnGuard::Pooled(Box::new(p.get().map_err(|e| {
-                    Error::Internal(anyhow::anyhow!("no database connection available: {e}"))
-                })?))
-            }
-        })
-    }
 }
 
 /// Authenticates and authorizes `req` (blocking; a connection is held

@@ -165,6 +165,15 @@ pub fn get(conn: &mut DbConn, id: i64) -> Result<TokenRow> {
     db::token::find(conn, id)?.ok_or_else(|| Error::NotFound(format!("no token with id {id}")))
 }
 
+/// Token `id` if it belongs to `user_id`; any other is "not found" (its
+/// existence is not told).
+pub fn get_owned(conn: &mut DbConn, user_id: i64, id: i64) -> Result<TokenRow> {
+    match db::token::find(conn, id)? {
+        Some(t) if t.user_id == user_id => Ok(t),
+        _ => Err(Error::NotFound(format!("no token with id {id}"))),
+    }
+}
+
 /// Finds a token by its secret (for `token revoke --token`).
 pub fn find_by_secret(conn: &mut DbConn, key: &SecretKey, secret: &PlainToken) -> Result<TokenRow> {
     db::token::find_by_digest(conn, key.digest(secret).as_str())?.ok_or_else(|| Error::NotFound("no such token".into()))

@@ -194,6 +194,10 @@ pub fn update(conn: &mut DbConn, id: i64, req: &UserUpdate) -> Result<User> {
                 e.into()
             }
         })?;
+        // A new password ends every browser session (GitLab's rule).
+        if hash.is_some() {
+            db::session::delete_all(conn, user.id)?;
+        }
         db::user::find(conn, user.id)?.ok_or_else(|| Error::NotFound(format!("no user with id {id}")))
     })
 }
@@ -209,7 +213,14 @@ pub fn set_blocked(conn: &mut DbConn, username: &str, blocked: bool) -> Result<U
     } else {
         db::user::STATE_ACTIVE
     };
-    db::user::set_state(conn, user.id, state)?;
+    crate::db::write_transaction(conn, |conn| {
+        db::user::set_state(conn, user.id, state)?;
+        // A blocked user is signed out everywhere.
+        if blocked {
+            db::session::delete_all(conn, user.id)?;
+        }
+        Ok::<_, Error>(())
+    })?;
     get(conn, username)
 }
 

@@ -115,7 +115,7 @@ fn grant_from(
     ip: &str,
 ) -> Result<Grant, Denied> {
     git_http::grant(
-        git_http::Conns::Lent(conn),
+        gitpat::service::Conns::Lent(conn),
         &key(),
         &w.settings,
         &request(c, repo, op, ip),
@@ -508,7 +508,7 @@ fn no_connection_is_held_while_argon2_checks_a_password() {
             .unwrap();
         let started = std::time::Instant::now();
         let granted = git_http::grant(
-            git_http::Conns::Pool(&pool),
+            gitpat::service::Conns::Pool(&pool),
             &key(),
             &w.settings,
             &request(Some(&creds("dev", PASSWORD)), "alice/private", PULL, "192.0.2.60"),

@@ -19,3 +19,5 @@ mod git_shallow_server;
 mod models;
 mod platform;
 mod python_gitlab;
+mod web_browser;
+mod web_forms;

@@ -10,9 +10,11 @@ use diesel::Connection;
 use gitpat::db::{self, DbConn};
 
 pub mod api;
+pub mod browser;
 pub mod repo;
 pub mod serve;
 pub mod server;
+pub mod web;
 
 pub const PG_ENV: &str = "GITPAT_TEST_DATABASE_URL";
 

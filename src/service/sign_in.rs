@@ -1,0 +1,125 @@
+//! Signing in to the web pages (issue 14): a username or e-mail and a
+//! password, then for a 2FA user a TOTP code (±1 step, each step's code
+//! accepted once). The same throttles as Git's: the client's ban and the
+//! account lock (`service::bans`), and the same answer for an unknown
+//! user as for a wrong password (argon2 runs either way). A blocked user
+//! is told so only once the password was right.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+
+use crate::auth::{password, totp};
+use crate::db::{self, user::User};
+use crate::error::Result;
+use crate::service::{bans, Conns};
+use crate::settings::Settings;
+
+pub const INVALID_LOGIN: &str = "Invalid login or password.";
+pub const INVALID_CODE: &str = "Invalid two-factor code.";
+pub const BLOCKED: &str =
+    "Your account has been blocked. Please contact your GitLab administrator if you think this is an error.";
+
+/// What a password sign-in comes to.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Signed in (no second factor).
+    SignedIn(User),
+    /// The password was right; the second factor is next.
+    TwoFactor(User),
+    /// Refused, with the sentence to show.
+    Refused(String),
+}
+
+/// The first step: `login` (username or e-mail) and `password` from
+/// `ip`. No connection is held while argon2 runs.
+pub fn with_password(
+    mut db: Conns<'_>,
+    settings: &Settings,
+    login: &str,
+    pass: &str,
+    ip: Option<IpAddr>,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    let login = login.trim();
+    let mut conn = db.get()?;
+    if let Some(ip) = ip {
+        if let Some(until) = bans::client_banned(&mut conn, settings, ip, now)? {
+            return Ok(Outcome::Refused(bans::banned_message(until)));
+        }
+    }
+    let user = if login.contains('@') {
+        db::user::find_by_email(&mut conn, login)?
+    } else {
+        db::user::find_by_username(&mut conn, login)?
+    };
+    // The account's count is kept under its username, or for a login that
+    // names no one under the login itself: the answers are the same.
+    let account = user.as_ref().map_or(login.to_string(), |u| u.username.clone());
+    if let Some(until) = bans::account_locked(&mut conn, &account, now)? {
+        return Ok(Outcome::Refused(bans::locked_sentence(until)));
+    }
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    drop(conn);
+    let right = match &hash {
+        Some(h) => password::verify(pass, h),
+        None => {
+            password::verify_dummy(pass);
+            false
+        }
+    };
+    let mut conn = db.get()?;
+    let (Some(user), true) = (user, right) else {
+        if let Some(ip) = ip {
+            bans::client_failed(&mut conn, settings, ip, now)?;
+        }
+        bans::password_failed(&mut conn, settings, &account, now)?;
+        return Ok(Outcome::Refused(INVALID_LOGIN.into()));
+    };
+    bans::password_succeeded(&mut conn, &user.username, now)?;
+    if user.is_blocked() {
+        return Ok(Outcome::Refused(BLOCKED.into()));
+    }
+    Ok(if user.two_factor_enabled {
+        Outcome::TwoFactor(user)
+    } else {
+        Outcome::SignedIn(user)
+    })
+}
+
+/// The second step: `code` from the authenticator app of `user`. A wrong
+/// or replayed code counts against the account and the client as a wrong
+/// password does.
+pub fn with_code(
+    conn: &mut db::DbConn,
+    settings: &Settings,
+    user: &User,
+    code: &str,
+    ip: Option<IpAddr>,
+    now: DateTime<Utc>,
+) -> Result<std::result::Result<(), String>> {
+    if let Some(until) = bans::account_locked(conn, &user.username, now)? {
+        return Ok(Err(bans::locked_sentence(until)));
+    }
+    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    let step = match (
+        &user.otp_secret,
+        code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+    ) {
+        (Some(secret), true) => totp::matching_step(secret, &code, now.timestamp().max(0) as u64)?,
+        _ => None,
+    };
+    let claimed = match step {
+        Some(s) => db::session::claim_otp_step(conn, user.id, i64::try_from(s).unwrap_or(i64::MAX))?,
+        None => false,
+    };
+    if !claimed {
+        if let Some(ip) = ip {
+            bans::client_failed(conn, settings, ip, now)?;
+        }
+        bans::password_failed(conn, settings, &user.username, now)?;
+        return Ok(Err(INVALID_CODE.into()));
+    }
+    bans::password_succeeded(conn, &user.username, now)?;
+    Ok(Ok(()))
+}

@@ -1,0 +1,264 @@
+//! The web pages in a real Chromium (WebDriver): sign in, with and without
+//! two-factor authentication; make a token and clone and push with it
+//! through the real git clients; revoke and rotate it; the field errors;
+//! sign out; revoke another session.
+
+use chrono::{Duration, Utc};
+
+use crate::support::browser::Browser;
+use crate::support::repo::{assert_contains, commit, server_ref, tmp};
+use crate::support::server::{gits, TestServer};
+use crate::support::web::WebClient;
+use crate::support::TestDb;
+
+const PASSWORD: &str = "a long enough password";
+const TOKENS: &str = "/-/user_settings/personal_access_tokens";
+
+fn sign_in(b: &Browser, srv: &TestServer, login: &str, password: &str) {
+    b.goto(&srv.url("/"));
+    b.wait_for_path("/users/sign_in");
+    b.fill("#field-login", login);
+    b.fill("#field-password", password);
+    b.click("form.stack button[type=submit]");
+}
+
+/// Creates a token in the page; the secret it shows once.
+fn create_token(b: &Browser, name: &str, scopes: &[&str], expires: &str) -> String {
+    b.fill("#field-name", name);
+    b.set_date("#field-expires_at", expires);
+    for s in scopes {
+        b.click(&format!("#scope-{s}"));
+    }
+    b.click("form.stack button[type=submit]");
+    b.wait_for_path(TOKENS);
+    let token = b.value("#new-token");
+    assert!(token.starts_with("glpat-"), "the new token: {token:?}");
+    assert_contains(
+        &b.text("section.alert.ok"),
+        "you won't be able to access it again",
+        "the warning",
+    );
+    token
+}
+
+#[test]
+fn a_user_signs_in_makes_a_token_clones_and_pushes_with_it_and_revokes_it() {
+    let srv = TestServer::start(TestDb::sqlite());
+    srv.user("alice", false, Some(PASSWORD));
+    srv.repo("alice/code", "alice", "private");
+    let b = Browser::open();
+
+    // Signed out, the tokens page sends to sign-in; a wrong password is
+    // refused as an unknown user is.
+    b.goto(&srv.url(TOKENS));
+    b.wait_for_path("/users/sign_in");
+    sign_in(&b, &srv, "alice", "not the password");
+    assert_contains(
+        &b.text("p.alert.error"),
+        "Invalid login or password.",
+        "a wrong password",
+    );
+    sign_in(&b, &srv, "alice@example.com", PASSWORD);
+    b.wait_for_path(TOKENS);
+    let cookie = b.cookie("_gitpat_session").expect("the session cookie");
+    assert!(!b.source().contains(&cookie), "the session id is on the page");
+
+    let expires = (Utc::now().date_naive() + Duration::days(20))
+        .format("%Y-%m-%d")
+        .to_string();
+    let token = create_token(&b, "laptop", &["read_repository", "write_repository"], &expires);
+    let row = srv.token_row(&token);
+    assert_eq!(row.scopes, "read_repository write_repository");
+    assert_eq!(
+        row.expires_at.map(|d| d.format("%Y-%m-%d").to_string()),
+        Some(expires.clone())
+    );
+    // Shown once: a reload does not show it again.
+    b.goto(&srv.url(TOKENS));
+    assert!(!b.exists("#new-token"), "the token is shown again after a reload");
+    assert!(!b.source().contains(&token), "the token is on the page again");
+    assert_contains(&b.text("table"), "laptop", "the active tokens");
+    assert_contains(&b.text("table"), "read_repository, write_repository", "its scopes");
+    assert_contains(&b.text("table"), "in 20 days", "its expiry");
+
+    // The token clones and pushes with both git clients.
+    for git in &gits() {
+        let dir = tmp();
+        let url = srv.url_as("alice", &token, "/alice/code.git");
+        git.ok(dir.path(), &["clone", "-q", &url, "c"]);
+        let w = dir.path().join("c");
+        commit(
+            git,
+            &w,
+            "a.txt",
+            &format!("from {}\n", git.version),
+            "from the browser's token",
+        );
+        git.ok(&w, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
+    }
+    assert!(server_ref(&srv.repo_dir("alice/code"), "refs/heads/main").is_some());
+    // Its use shows on the page.
+    b.goto(&srv.url(TOKENS));
+    assert_contains(&b.text("table"), "just now", "last used");
+    assert_contains(&b.text("table"), "127.0.0.1", "the last IPs");
+
+    // Revoked in the page (after the confirmation), it clones no more.
+    let asked = b.click_and_confirm("button[aria-label='Revoke laptop']");
+    assert_contains(&asked, "Revoke laptop?", "the confirmation");
+    b.wait_for_path(TOKENS);
+    assert_contains(&b.source(), "Inactive personal access tokens (1)", "the revoked token");
+    assert!(srv.token_row(&token).revoked);
+    let dir = tmp();
+    let err = gits()[0].fails(
+        dir.path(),
+        &["clone", "-q", &srv.url_as("alice", &token, "/alice/code.git"), "c"],
+    );
+    assert_contains(&err, "Authentication failed", "a clone with the revoked token");
+
+    // Rotated in the page: the old token fails, the new one clones.
+    let old = create_token(&b, "ci", &["read_repository"], &expires);
+    b.click_and_confirm("button[aria-label='Rotate ci']");
+    b.wait_for_path(TOKENS);
+    let new = b.value("#new-token");
+    assert!(new.starts_with("glpat-") && new != old, "the rotated token: {new:?}");
+    assert!(srv.token_row(&old).revoked);
+    let dir = tmp();
+    gits()[0].ok(
+        dir.path(),
+        &["clone", "-q", &srv.url_as("alice", &new, "/alice/code.git"), "c"],
+    );
+
+    // The field errors: a date past the maximum lifetime, no scope, and
+    // no sudo box for a user who is not an administrator.
+    srv.setting("max_personal_access_token_lifetime", "30");
+    b.goto(&srv.url(TOKENS));
+    assert!(!b.exists("#scope-sudo"), "sudo offered to a non-admin");
+    assert_contains(
+        &b.text("#field-expires_at-hint"),
+        "At most 30 days",
+        "the maximum shown",
+    );
+    b.fill("#field-name", "too long-lived");
+    let far = (Utc::now().date_naive() + Duration::days(90))
+        .format("%Y-%m-%d")
+        .to_string();
+    b.set_date("#field-expires_at", &far);
+    b.click("#scope-read_api");
+    b.click("form.stack button[type=submit]");
+    assert_contains(&b.text("#field-expires_at-error"), "too far away", "the lifetime error");
+    assert_eq!(
+        b.value("#field-name"),
+        "too long-lived",
+        "the form keeps what was typed"
+    );
+    b.set_date("#field-expires_at", &expires);
+    b.click("#scope-read_api");
+    b.click("form.stack button[type=submit]");
+    assert_contains(
+        &b.text("#field-scopes-error"),
+        "Select at least one scope",
+        "the scope error",
+    );
+
+    // Sign out: the pages send to sign-in again, and the old cookie is dead.
+    b.click("header nav button");
+    b.wait_for_path("/users/sign_in");
+    b.goto(&srv.url(TOKENS));
+    b.wait_for_path("/users/sign_in");
+    let mut stale = WebClient::new(&srv);
+    stale.cookies.insert("_gitpat_session".into(), cookie);
+    assert_eq!(stale.get(TOKENS).status, 303, "the signed-out cookie still works");
+}
+
+/// The secret of an `otpauth://` URI.
+fn secret_of(uri: &str) -> String {
+    let q = uri.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "secret")
+        .map(|(_, v)| v.into_owned())
+        .expect("the URI's secret")
+}
+
+fn code(secret: &str, at: chrono::DateTime<Utc>) -> String {
+    gitpat::auth::totp::code_at(secret, at.timestamp() as u64).expect("a code")
+}
+
+#[test]
+fn a_2fa_user_signs_in_with_a_code_that_works_once() {
+    let srv = TestServer::start(TestDb::sqlite());
+    srv.user("tfa", false, Some(PASSWORD));
+    let uri = gitpat::service::users::enable_two_factor(&mut srv.conn(), "tfa").expect("2FA on");
+    let secret = secret_of(&uri);
+    let b = Browser::open();
+    sign_in(&b, &srv, "tfa", PASSWORD);
+    b.wait_for_path("/users/two_factor");
+    // The pending session opens nothing else.
+    b.goto(&srv.url(TOKENS));
+    b.wait_for_path("/users/sign_in");
+    b.goto(&srv.url("/users/two_factor"));
+    b.wait_for_path("/users/two_factor");
+    b.fill("#field-otp_attempt", "000000");
+    b.click("form.stack button[type=submit]");
+    assert_contains(
+        &b.text("#field-otp_attempt-error"),
+        "Invalid two-factor code.",
+        "a wrong code",
+    );
+    let now = Utc::now();
+    let good = code(&secret, now);
+    b.fill("#field-otp_attempt", &good);
+    b.click("form.stack button[type=submit]");
+    b.wait_for_path(TOKENS);
+    // Signed out and in again, the same code is refused: it was used.
+    b.click("header nav button");
+    b.wait_for_path("/users/sign_in");
+    sign_in(&b, &srv, "tfa", PASSWORD);
+    b.wait_for_path("/users/two_factor");
+    b.fill("#field-otp_attempt", &good);
+    b.click("form.stack button[type=submit]");
+    assert_contains(
+        &b.text("#field-otp_attempt-error"),
+        "Invalid two-factor code.",
+        "a replayed code",
+    );
+    // The next step's code (within the skew allowed) is a new one.
+    b.fill("#field-otp_attempt", &code(&secret, now + Duration::seconds(30)));
+    b.click("form.stack button[type=submit]");
+    b.wait_for_path(TOKENS);
+    // Git still refuses the password of a 2FA user, as before.
+    let dir = tmp();
+    srv.repo("tfa/r", "tfa", "private");
+    let err = gits()[0].fails(
+        dir.path(),
+        &["clone", "-q", &srv.url_as("tfa", PASSWORD, "/tfa/r.git"), "c"],
+    );
+    assert_contains(&err, "personal access token", "git with a 2FA user's password");
+}
+
+#[test]
+fn another_session_is_listed_and_revoked_from_the_page() {
+    let srv = TestServer::start(TestDb::sqlite());
+    srv.user("alice", false, Some(PASSWORD));
+    let mut other = WebClient::new(&srv);
+    other.sign_in("alice", PASSWORD);
+    let b = Browser::open();
+    sign_in(&b, &srv, "alice", PASSWORD);
+    b.wait_for_path(TOKENS);
+    b.goto(&srv.url("/-/user_settings/active_sessions"));
+    let table = b.text("table");
+    assert_contains(&table, "This is your current session", "the browser's own session");
+    assert_contains(&table, "HeadlessChrome", "its user agent");
+    assert_eq!(b.source().matches(">Revoke<").count(), 1, "one other session to revoke");
+    b.click_and_confirm("button.danger");
+    b.wait_for_path("/-/user_settings/active_sessions");
+    assert_eq!(
+        b.source().matches(">Revoke<").count(),
+        0,
+        "the other session is still listed"
+    );
+    assert_eq!(
+        other.get(TOKENS).status,
+        303,
+        "the revoked session still opens the page"
+    );
+}

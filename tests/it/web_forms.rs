@@ -1,0 +1,421 @@
+//! The web pages over plain HTTP, on every backend: each form's bad input
+//! gets a sentence next to its field and writes nothing; forged POSTs are
+//! refused; sign-in answers the same for unknown users and wrong
+//! passwords and is throttled; sessions end when they should; a session
+//! cookie never authenticates Git or the API; every page carries its
+//! security headers.
+
+use chrono::{Duration, Utc};
+
+use crate::support::repo::assert_contains;
+use crate::support::server::TestServer;
+use crate::support::web::{form, WebClient};
+use gitpat::service::sessions;
+
+const PASSWORD: &str = "a long enough password";
+const TOKENS: &str = "/-/user_settings/personal_access_tokens";
+
+/// A field list of a form.
+type Fields<'a> = Vec<(&'a str, &'a str)>;
+
+/// One bad input of a form: what it is, what is sent, where the error
+/// shows and what it says.
+struct Bad<'a> {
+    what: &'a str,
+    fields: Fields<'a>,
+    id: &'a str,
+    message: &'a str,
+}
+
+fn bad<'a>(what: &'a str, fields: Fields<'a>, id: &'a str, message: &'a str) -> Bad<'a> {
+    Bad {
+        what,
+        fields,
+        id,
+        message,
+    }
+}
+
+fn token_count(srv: &TestServer) -> usize {
+    gitpat::db::token::list(&mut srv.conn(), None).expect("tokens").len()
+}
+
+fn session_count(srv: &TestServer, user: &str) -> usize {
+    let u = gitpat::service::users::get(&mut srv.conn(), user).expect("the user");
+    sessions::list(&mut srv.conn(), u.id, Utc::now())
+        .expect("sessions")
+        .len()
+}
+
+/// The sentence of the alert or field error `id` on a page.
+fn error_text(html: &str, id: &str) -> Option<String> {
+    let at = html.find(&format!("id=\"{id}\""))?;
+    let rest = &html[at..];
+    let start = rest.find('>')? + 1;
+    let end = rest[start..].find('<')?;
+    Some(rest[start..start + end].to_string())
+}
+
+#[test]
+fn the_token_form_refuses_bad_input_next_to_the_field_and_writes_nothing() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("alice", false, Some(PASSWORD));
+        let mut web = WebClient::new(&srv);
+        web.sign_in("alice", PASSWORD);
+        let today = Utc::now().date_naive();
+        let day = |n: i64| (today + Duration::days(n)).format("%Y-%m-%d").to_string();
+        let (soon, past, far) = (day(10), day(-1), day(400));
+        let long = "n".repeat(256);
+        let cases: Vec<Bad> = vec![
+            bad(
+                "no name",
+                vec![("name", " "), ("scopes", "api")],
+                "field-name-error",
+                "Token name is required.",
+            ),
+            bad(
+                "an overlong name",
+                vec![("name", &long), ("scopes", "api")],
+                "field-name-error",
+                "too long",
+            ),
+            bad(
+                "an overlong description",
+                vec![("name", "x"), ("description", &long), ("scopes", "api")],
+                "field-description-error",
+                "too long",
+            ),
+            bad(
+                "a date that is no date",
+                vec![("name", "x"), ("expires_at", "2026-13-01"), ("scopes", "api")],
+                "field-expires_at-error",
+                "must be a date as YYYY-MM-DD",
+            ),
+            bad(
+                "a date in the past",
+                vec![("name", "x"), ("expires_at", &past), ("scopes", "api")],
+                "field-expires_at-error",
+                "in the past",
+            ),
+            bad(
+                "no scope",
+                vec![("name", "x"), ("expires_at", &soon)],
+                "field-scopes-error",
+                "Select at least one scope.",
+            ),
+            bad(
+                "an unknown scope",
+                vec![("name", "x"), ("scopes", "write_everything")],
+                "field-scopes-error",
+                "unknown scope write_everything",
+            ),
+            bad(
+                "sudo for a user who is no administrator",
+                vec![("name", "x"), ("scopes", "sudo")],
+                "field-scopes-error",
+                "only for tokens of administrators",
+            ),
+        ];
+        srv.setting("max_personal_access_token_lifetime", "365");
+        let mut all = cases;
+        all.push(bad(
+            "a date past the maximum lifetime",
+            vec![("name", "x"), ("expires_at", &far), ("scopes", "api")],
+            "field-expires_at-error",
+            "at most 365 days",
+        ));
+        for Bad {
+            what,
+            fields,
+            id,
+            message,
+        } in &all
+        {
+            let before = token_count(&srv);
+            let r = web.post(TOKENS, fields);
+            assert_eq!(r.status, 422, "[{b}] {what}: {}", r.text());
+            let html = r.text();
+            let text = error_text(&html, id).unwrap_or_else(|| panic!("[{b}] {what}: no #{id} in {html}"));
+            assert_contains(&text, message, &format!("[{b}] {what}"));
+            assert!(
+                html.contains(&format!("aria-describedby=\"{id}\"")) || html.contains(&format!("{id}\"")),
+                "[{b}] {what}: the error is not tied to its field"
+            );
+            assert_eq!(token_count(&srv), before, "[{b}] {what} wrote a token");
+            assert!(!html.contains("glpat-"), "[{b}] {what}: a token on the page");
+        }
+        // And right input makes one, shown on the next page only.
+        let r = web.post(
+            TOKENS,
+            &[("name", "good"), ("expires_at", &soon), ("scopes", "read_api")],
+        );
+        assert_eq!((r.status, r.header("location")), (303, Some(TOKENS)), "[{b}]");
+        assert!(!r.text().contains("glpat-") && !r.header("location").unwrap_or("").contains("glpat-"));
+        assert_contains(&web.get(TOKENS).text(), "glpat-", &format!("[{b}] the new token, once"));
+        assert!(
+            !web.get(TOKENS).text().contains("glpat-"),
+            "[{b}] the token shown twice"
+        );
+    }
+}
+
+#[test]
+fn forged_posts_are_refused_and_change_nothing() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("alice", false, Some(PASSWORD));
+        srv.user("mallory", false, Some(PASSWORD));
+        let victim_token = srv.token("alice", &["api"], None);
+        let victim_id = srv.token_row(&victim_token).id;
+        let mut web = WebClient::new(&srv);
+        web.sign_in("alice", PASSWORD);
+        let origin = format!("http://{}", srv.addr);
+        let good_csrf = web.csrf.clone();
+        let mut mallory = WebClient::new(&srv);
+        mallory.sign_in("mallory", PASSWORD);
+        let fields = |csrf: &str| form(&[("authenticity_token", csrf), ("name", "x"), ("scopes", "api")]);
+        let cases: Vec<(&str, Vec<u8>, Fields)> = vec![
+            (
+                "no CSRF token",
+                form(&[("name", "x"), ("scopes", "api")]),
+                vec![("Origin", &origin)],
+            ),
+            ("a wrong CSRF token", fields(&"0".repeat(64)), vec![("Origin", &origin)]),
+            (
+                "another session's CSRF token",
+                fields(&mallory.csrf),
+                vec![("Origin", &origin)],
+            ),
+            (
+                "another origin",
+                fields(&good_csrf),
+                vec![("Origin", "http://evil.example")],
+            ),
+            (
+                "another site's referer",
+                fields(&good_csrf),
+                vec![("Referer", "http://evil.example/x")],
+            ),
+            ("no Origin and no Referer", fields(&good_csrf), vec![]),
+        ];
+        for (what, body, headers) in cases {
+            let before = token_count(&srv);
+            let r = web.post_raw(TOKENS, &body, &headers);
+            assert_eq!(r.status, 403, "[{b}] {what}: {}", r.text());
+            assert_contains(
+                &r.text(),
+                "was not sent from this site's own page",
+                &format!("[{b}] {what}"),
+            );
+            assert_eq!(token_count(&srv), before, "[{b}] {what} wrote a token");
+        }
+        // The same page with its own token and origin works.
+        let r = web.post_raw(
+            TOKENS,
+            &fields(&good_csrf),
+            &[("Referer", &format!("{origin}{TOKENS}"))],
+        );
+        assert_eq!(r.status, 303, "[{b}] a right POST with a Referer: {}", r.text());
+        // Another user's token can neither be revoked nor rotated.
+        for action in ["revoke", "rotate"] {
+            let r = mallory.post(&format!("{TOKENS}/{victim_id}/{action}"), &[]);
+            assert_eq!(r.status, 404, "[{b}] mallory {action}s alice's token: {}", r.text());
+            let r = mallory.post(&format!("{TOKENS}/not-a-number/{action}"), &[]);
+            assert_eq!(r.status, 404, "[{b}] {action} of no id");
+        }
+        assert!(!srv.token_row(&victim_token).revoked, "[{b}]");
+        // Signing out needs the token too.
+        let r = web.post_raw("/users/sign_out", b"", &[("Origin", &origin)]);
+        assert_eq!(r.status, 403, "[{b}] a forged sign-out");
+        assert_eq!(session_count(&srv, "alice"), 1, "[{b}]");
+    }
+}
+
+#[test]
+fn sign_in_answers_alike_for_unknown_users_and_wrong_passwords_and_is_throttled() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("alice", false, Some(PASSWORD));
+        srv.user("blocked", false, Some(PASSWORD));
+        gitpat::service::users::set_blocked(&mut srv.conn(), "blocked", true).expect("block");
+        let attempt = |login: &str, password: &str| {
+            let mut web = WebClient::new(&srv);
+            web.get("/users/sign_in");
+            let r = web.post("/users/sign_in", &[("login", login), ("password", password)]);
+            (r.status, error_alert(&r.text()), web)
+        };
+        let (s1, unknown, _) = attempt("nobody", "whatever it is");
+        let (s2, wrong, _) = attempt("alice", "not the password");
+        assert_eq!((s1, s2), (422, 422), "[{b}]");
+        assert_eq!(
+            unknown, wrong,
+            "[{b}] an unknown user and a wrong password answer differently"
+        );
+        assert_eq!(wrong, "Invalid login or password.");
+        let (_, missing, _) = attempt("alice", "");
+        assert_contains(&missing, "Enter your username", &format!("[{b}] no password"));
+        // A blocked user is told so only with the right password.
+        let (_, blocked_wrong, _) = attempt("blocked", "not the password");
+        assert_eq!(blocked_wrong, "Invalid login or password.", "[{b}]");
+        let (_, blocked, _) = attempt("blocked", PASSWORD);
+        assert_contains(&blocked, "Your account has been blocked.", &format!("[{b}]"));
+        // No failure left a session.
+        assert_eq!(session_count(&srv, "alice"), 0, "[{b}]");
+        // alice has failed once; nine more lock her account, even for the
+        // right password (and however the login is spelled).
+        srv.setting("git_auth_ban_enabled", "false");
+        for _ in 0..9 {
+            attempt("alice", "not the password");
+        }
+        let (status, locked, _) = attempt("ALICE@example.com", PASSWORD);
+        assert_eq!(status, 422, "[{b}]");
+        assert_contains(
+            &locked,
+            "Your account is locked",
+            &format!("[{b}] the right password after ten wrong"),
+        );
+        assert_eq!(session_count(&srv, "alice"), 0, "[{b}]");
+        // An oversized form is refused before it is read.
+        let mut web = WebClient::new(&srv);
+        web.get("/users/sign_in");
+        let big = vec![b'a'; 70 * 1024];
+        let r = web.post_raw("/users/sign_in", &big, &[("Origin", &format!("http://{}", srv.addr))]);
+        assert_eq!(r.status, 413, "[{b}] a 70 KiB form");
+        assert_contains(
+            &r.text(),
+            "This form is too large",
+            &format!("[{b}] the 413's sentence"),
+        );
+    }
+}
+
+fn error_alert(html: &str) -> String {
+    let at = html.find("class=\"alert error\"").map(|i| &html[i..]).unwrap_or("");
+    at.split_once('>')
+        .and_then(|(_, rest)| rest.split_once('<'))
+        .map(|(t, _)| t.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn sessions_end_when_blocked_on_a_new_password_and_when_idle() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        let alice = srv.user("alice", false, Some(PASSWORD));
+        let mut one = WebClient::new(&srv);
+        one.sign_in("alice", PASSWORD);
+        let mut two = WebClient::new(&srv);
+        two.sign_in("alice", PASSWORD);
+        assert_eq!(session_count(&srv, "alice"), 2, "[{b}]");
+        let update = gitpat::service::users::UserUpdate {
+            password: Some("another long password"),
+            ..Default::default()
+        };
+        gitpat::service::users::update(&mut srv.conn(), alice.id, &update).expect("a new password");
+        assert_eq!(one.get(TOKENS).status, 303, "[{b}] a session survived the new password");
+        assert_eq!(two.get(TOKENS).status, 303, "[{b}]");
+        one.sign_in("alice", "another long password");
+        gitpat::service::users::set_blocked(&mut srv.conn(), "alice", true).expect("block");
+        assert_eq!(one.get(TOKENS).status, 303, "[{b}] a session survived the block");
+        assert_eq!(session_count(&srv, "alice"), 0, "[{b}]");
+        gitpat::service::users::set_blocked(&mut srv.conn(), "alice", false).expect("unblock");
+        // Idle past session_expire_delay (here a minute), a session is over.
+        let mut settings = srv.app.settings();
+        settings.session_expire_delay = 1;
+        let conn = &mut srv.conn();
+        let user = gitpat::service::users::get(conn, "alice").unwrap();
+        let then = Utc::now() - Duration::minutes(2);
+        let (_, secret) =
+            sessions::start(conn, &srv.app.key, &settings, &user, false, &Default::default(), then).unwrap();
+        assert!(
+            sessions::resolve(conn, &srv.app.key, &settings, &secret, then + Duration::seconds(50))
+                .unwrap()
+                .is_some(),
+            "[{b}] within the minute"
+        );
+        assert!(
+            sessions::resolve(conn, &srv.app.key, &settings, &secret, Utc::now())
+                .unwrap()
+                .is_none(),
+            "[{b}] idle past it"
+        );
+    }
+}
+
+#[test]
+fn a_session_cookie_never_authenticates_git_or_the_api() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("alice", false, Some(PASSWORD));
+        srv.repo("alice/private", "alice", "private");
+        let mut web = WebClient::new(&srv);
+        web.sign_in("alice", PASSWORD);
+        let cookie = format!("_gitpat_session={}", web.cookies["_gitpat_session"]);
+        let r = srv.raw("GET", "/api/v4/user", &[("Cookie", &cookie)], b"");
+        assert_eq!(r.status, 401, "[{b}] the API with a session cookie");
+        let r = srv.raw(
+            "GET",
+            "/alice/private.git/info/refs?service=git-upload-pack",
+            &[("Cookie", &cookie)],
+            b"",
+        );
+        assert_eq!(r.status, 401, "[{b}] Git with a session cookie");
+    }
+}
+
+#[test]
+fn every_page_carries_its_security_headers_and_no_inline_script() {
+    let srv = TestServer::start(crate::support::TestDb::sqlite());
+    srv.user("alice", false, Some(PASSWORD));
+    let mut web = WebClient::new(&srv);
+    let mut pages = vec![("/users/sign_in", web.get("/users/sign_in"))];
+    web.sign_in("alice", PASSWORD);
+    for p in [TOKENS, "/-/user_settings/active_sessions"] {
+        pages.push((p, web.get(p)));
+    }
+    for (path, r) in pages {
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"), "{path}");
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
+        assert_eq!(r.header("referrer-policy"), Some("same-origin"), "{path}");
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{path}");
+        let html = r.text();
+        assert!(
+            !html.contains("<script>") && !html.contains(" style=\""),
+            "{path}: inline script or style"
+        );
+        assert!(!html.contains(" onclick="), "{path}: an inline handler");
+    }
+    let r = web.get("/users/sign_in");
+    assert_eq!(r.status, 303, "a signed-in user at the sign-in page goes on");
+    for asset in ["/-/assets/gitpat.css", "/-/assets/gitpat.js"] {
+        let r = srv.raw("GET", asset, &[], b"");
+        assert_eq!(r.status, 200, "{asset}");
+    }
+}
+
+#[test]
+fn the_session_cookie_is_http_only_and_same_site_lax() {
+    let srv = TestServer::start(crate::support::TestDb::sqlite());
+    srv.user("alice", false, Some(PASSWORD));
+    let mut web = WebClient::new(&srv);
+    web.get("/users/sign_in");
+    let r = web.post("/users/sign_in", &[("login", "alice"), ("password", PASSWORD)]);
+    let set = r
+        .all("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("_gitpat_session="))
+        .expect("the session cookie")
+        .to_string();
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    // Plain http here: not Secure (it is when external_url is https).
+    assert!(!set.contains("Secure"), "{set}");
+}
