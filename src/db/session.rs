@@ -94,17 +94,22 @@ pub fn set_flash(conn: &mut DbConn, id: i64, flash: Option<&str>) -> QueryResult
     diesel::update(s::table.find(id)).set(s::flash.eq(flash)).execute(conn)
 }
 
-/// The flash, taken: read and cleared at once (only one reader gets it).
-pub fn take_flash(conn: &mut DbConn, id: i64) -> QueryResult<Option<String>> {
+/// The flash, taken if it is of `kind` (it starts `<kind>:`): read and
+/// cleared at once, so only one reader gets it. A flash of another kind
+/// stays for its own page.
+pub fn take_flash(conn: &mut DbConn, id: i64, kind: &str) -> QueryResult<Option<String>> {
     super::write_transaction(conn, |conn| {
         let flash: Option<Option<String>> = s::table.find(id).select(s::flash).first(conn).optional()?;
-        let flash = flash.flatten();
-        if flash.is_some() {
-            diesel::update(s::table.find(id))
-                .set(s::flash.eq(None::<String>))
-                .execute(conn)?;
-        }
-        Ok(flash)
+        let Some(rest) = flash
+            .flatten()
+            .and_then(|f| f.strip_prefix(&format!("{kind}:")).map(str::to_string))
+        else {
+            return Ok(None);
+        };
+        diesel::update(s::table.find(id))
+            .set(s::flash.eq(None::<String>))
+            .execute(conn)?;
+        Ok(Some(rest))
     })
 }
 
@@ -135,4 +140,41 @@ pub fn claim_otp_step(conn: &mut DbConn, user_id: i64, step: i64) -> QueryResult
     .set(users::otp_last_step.eq(step))
     .execute(conn)?;
     Ok(n == 1)
+}
+
+/// Replaces the recovery codes of `user_id` with `digests`.
+pub fn replace_recovery_codes(conn: &mut DbConn, user_id: i64, digests: &[String]) -> QueryResult<()> {
+    use super::schema::recovery_codes as r;
+    diesel::delete(r::table.filter(r::user_id.eq(user_id))).execute(conn)?;
+    for d in digests {
+        diesel::insert_into(r::table)
+            .values((r::user_id.eq(user_id), r::digest.eq(d)))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// Uses the recovery code of `digest` of `user_id` at `at`: true when it
+/// was there and unused (compare-and-set: only one use wins).
+pub fn use_recovery_code(conn: &mut DbConn, user_id: i64, digest: &str, at: NaiveDateTime) -> QueryResult<bool> {
+    use super::schema::recovery_codes as r;
+    let n = diesel::update(
+        r::table
+            .filter(r::user_id.eq(user_id))
+            .filter(r::digest.eq(digest))
+            .filter(r::used_at.is_null()),
+    )
+    .set(r::used_at.eq(Some(at)))
+    .execute(conn)?;
+    Ok(n == 1)
+}
+
+/// How many unused recovery codes `user_id` has.
+pub fn recovery_codes_left(conn: &mut DbConn, user_id: i64) -> QueryResult<i64> {
+    use super::schema::recovery_codes as r;
+    r::table
+        .filter(r::user_id.eq(user_id))
+        .filter(r::used_at.is_null())
+        .count()
+        .get_result(conn)
 }

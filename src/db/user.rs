@@ -133,6 +133,26 @@ pub fn set_two_factor(conn: &mut DbConn, id: i64, secret: Option<&str>) -> Query
         .execute(conn)
 }
 
+/// Keeps `secret` as the user's secret being enrolled (not yet on): only
+/// while two-factor authentication is off.
+pub fn set_pending_otp_secret(conn: &mut DbConn, id: i64, secret: &str) -> QueryResult<usize> {
+    diesel::update(users::table.find(id).filter(users::two_factor_enabled.eq(false)))
+        .set(users::otp_secret.eq(Some(secret)))
+        .execute(conn)
+}
+
+/// Turns two-factor authentication on with the secret being enrolled.
+pub fn confirm_otp_secret(conn: &mut DbConn, id: i64, secret: &str) -> QueryResult<usize> {
+    diesel::update(
+        users::table
+            .find(id)
+            .filter(users::two_factor_enabled.eq(false))
+            .filter(users::otp_secret.eq(secret)),
+    )
+    .set(users::two_factor_enabled.eq(true))
+    .execute(conn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ pub mod repos;
 pub mod sessions;
 pub mod sign_in;
 pub mod tokens;
+pub mod two_factor;
 pub mod users;
 
 use crate::db::{DbConn, DbPool, PooledConn};

@@ -220,14 +220,34 @@ fn flash_tag(k: &[u8], nonce: &[u8], ct: &[u8]) -> hmac::Hmac<sha2::Sha256> {
     m
 }
 
-/// Keeps `text` (a new token) for the session's next page, encrypted
-/// under a key derived from the session's secret: HMAC-SHA-256 in counter
-/// mode, then HMAC over the nonce and the ciphertext.
+/// What a flash holds, and so which page shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlashKind {
+    /// A new personal access token (the tokens page).
+    Token,
+    /// New recovery codes (the two-factor page).
+    RecoveryCodes,
+}
+
+impl FlashKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            FlashKind::Token => "token",
+            FlashKind::RecoveryCodes => "recovery",
+        }
+    }
+}
+
+/// Keeps `text` (a new token, new recovery codes) for the session's next
+/// page of its kind, encrypted under a key derived from the session's
+/// secret: HMAC-SHA-256 in counter mode, then HMAC over the nonce and the
+/// ciphertext.
 pub fn set_flash(
     conn: &mut DbConn,
     key: &SecretKey,
     row: &SessionRow,
     secret: &SessionSecret,
+    kind: FlashKind,
     text: &str,
 ) -> Result<()> {
     let k = key.mac(&[b"flash", secret.expose().as_bytes()]).finalize().into_bytes();
@@ -239,19 +259,21 @@ pub fn set_flash(
     let mut sealed = nonce.to_vec();
     sealed.extend_from_slice(&ct);
     sealed.extend_from_slice(&tag);
-    db::session::set_flash(conn, row.id, Some(&B64.encode(sealed)))?;
+    db::session::set_flash(conn, row.id, Some(&format!("{}:{}", kind.as_str(), B64.encode(sealed))))?;
     Ok(())
 }
 
-/// The flash, once: read, cleared, and decrypted (none when there is
-/// none, or it does not open under this session's key).
+/// The flash of `kind`, once: read, cleared, and decrypted (none when
+/// there is none of that kind, or it does not open under this session's
+/// key).
 pub fn take_flash(
     conn: &mut DbConn,
     key: &SecretKey,
     row: &SessionRow,
     secret: &SessionSecret,
+    kind: FlashKind,
 ) -> Result<Option<String>> {
-    let Some(sealed) = db::session::take_flash(conn, row.id)? else {
+    let Some(sealed) = db::session::take_flash(conn, row.id, kind.as_str())? else {
         return Ok(None);
     };
     let Ok(bytes) = B64.decode(sealed) else {

@@ -1,6 +1,6 @@
 //! Signing in to the web pages (issue 14): a username or e-mail and a
 //! password, then for a 2FA user a TOTP code (±1 step, each step's code
-//! accepted once). The same throttles as Git's: the client's ban and the
+//! accepted once) or a recovery code (each once). The same throttles as Git's: the client's ban and the
 //! account lock (`service::bans`), and the same answer for an unknown
 //! user as for a wrong password (argon2 runs either way). A blocked user
 //! is told so only once the password was right.
@@ -9,10 +9,11 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
-use crate::auth::{password, totp};
+use crate::auth::password;
+use crate::auth::token::SecretKey;
 use crate::db::{self, user::User};
 use crate::error::Result;
-use crate::service::{bans, Conns};
+use crate::service::{bans, two_factor, Conns};
 use crate::settings::Settings;
 
 pub const INVALID_LOGIN: &str = "Invalid login or password.";
@@ -87,11 +88,12 @@ pub fn with_password(
     })
 }
 
-/// The second step: `code` from the authenticator app of `user`. A wrong
-/// or replayed code counts against the account and the client as a wrong
-/// password does.
+/// The second step: `code` from the authenticator app of `user`, or one
+/// of their recovery codes (each works once). A wrong or replayed code
+/// counts against the account and the client as a wrong password does.
 pub fn with_code(
     conn: &mut db::DbConn,
+    key: &SecretKey,
     settings: &Settings,
     user: &User,
     code: &str,
@@ -101,19 +103,14 @@ pub fn with_code(
     if let Some(until) = bans::account_locked(conn, &user.username, now)? {
         return Ok(Err(bans::locked_sentence(until)));
     }
-    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-    let step = match (
-        &user.otp_secret,
-        code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
-    ) {
-        (Some(secret), true) => totp::matching_step(secret, &code, now.timestamp().max(0) as u64)?,
-        _ => None,
-    };
-    let claimed = match step {
-        Some(s) => db::session::claim_otp_step(conn, user.id, i64::try_from(s).unwrap_or(i64::MAX))?,
+    let ok = match &user.otp_secret {
+        Some(_) if two_factor::looks_like_recovery_code(code) => {
+            two_factor::use_recovery_code(conn, key, user, code, now)?
+        }
+        Some(secret) => two_factor::code_ok(conn, user, secret, code, now)?,
         None => false,
     };
-    if !claimed {
+    if !ok {
         if let Some(ip) = ip {
             bans::client_failed(conn, settings, ip, now)?;
         }

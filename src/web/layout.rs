@@ -5,7 +5,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
 use maud::{html, Markup, DOCTYPE};
 
-use super::{Current, CSRF_FIELD, SESSIONS, SIGN_OUT, TOKENS};
+use super::{Current, CSRF_FIELD, PASSWORD_EDIT, SESSIONS, SIGN_OUT, TOKENS, TWO_FACTOR_AUTH};
 
 pub const CSS_PATH: &str = "/-/assets/gitpat.css";
 pub const JS_PATH: &str = "/-/assets/gitpat.js";
@@ -47,6 +47,8 @@ pub fn page(title: &str, who: Option<(&Current, &str)>, body: Markup) -> Markup 
                     @if let Some((current, csrf)) = who {
                         nav aria-label="User settings" {
                             a href=(TOKENS) { "Access tokens" }
+                            a href=(TWO_FACTOR_AUTH) { "Two-factor authentication" }
+                            a href=(PASSWORD_EDIT) { "Password" }
                             a href=(SESSIONS) { "Active sessions" }
                             span.muted { (current.user.username) }
                             form method="post" action=(SIGN_OUT) {

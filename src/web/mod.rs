@@ -10,9 +10,11 @@
 //! `Authorization` and tokens.
 
 mod layout;
+mod password;
 mod sessions;
 mod sign_in;
 mod tokens;
+mod two_factor;
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, StatusCode};
@@ -35,6 +37,9 @@ pub const TWO_FACTOR: &str = "/users/two_factor";
 pub const SIGN_OUT: &str = "/users/sign_out";
 pub const TOKENS: &str = "/-/user_settings/personal_access_tokens";
 pub const SESSIONS: &str = "/-/user_settings/active_sessions";
+pub const TWO_FACTOR_AUTH: &str = "/-/user_settings/two_factor_auth";
+pub const PASSWORD: &str = "/-/user_settings/password";
+pub const PASSWORD_EDIT: &str = "/-/user_settings/password/edit";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(sign_in::root))
@@ -47,6 +52,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(TOKENS, web::post().to(tokens::create))
         .route(&format!("{TOKENS}/{{id}}/revoke"), web::post().to(tokens::revoke))
         .route(&format!("{TOKENS}/{{id}}/rotate"), web::post().to(tokens::rotate))
+        .route(TWO_FACTOR_AUTH, web::get().to(two_factor::page))
+        .route(TWO_FACTOR_AUTH, web::post().to(two_factor::enable))
+        .route(
+            &format!("{TWO_FACTOR_AUTH}/codes"),
+            web::post().to(two_factor::regenerate),
+        )
+        .route(
+            &format!("{TWO_FACTOR_AUTH}/disable"),
+            web::post().to(two_factor::disable),
+        )
+        .route(PASSWORD_EDIT, web::get().to(password::page))
+        .route(PASSWORD, web::post().to(password::update))
         .route(SESSIONS, web::get().to(sessions::page))
         .route(&format!("{SESSIONS}/{{id}}/revoke"), web::post().to(sessions::revoke))
         .route(layout::CSS_PATH, web::get().to(layout::css))

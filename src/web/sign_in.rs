@@ -33,13 +33,22 @@ fn presession(req: &HttpRequest) -> (String, bool) {
     }
 }
 
+/// Said on the sign-in page after a password change.
+pub const PASSWORD_CHANGED: &str =
+    "Your password was changed, and you were signed out everywhere. Sign in with your new password.";
+
 fn sign_in_page(app: &App, basis: &str, login: &str, error: Option<&str>) -> Markup {
+    sign_in_page_with(app, basis, login, error, None)
+}
+
+fn sign_in_page_with(app: &App, basis: &str, login: &str, error: Option<&str>, notice: Option<&str>) -> Markup {
     let csrf = svc::csrf_token(&app.key, basis);
     layout::page(
         "Sign in",
         None,
         html! {
             h1 { "Sign in" }
+            @if let Some(n) = notice { (layout::alert("ok", n)) }
             @if let Some(e) = error { (layout::alert("error", e)) }
             form.stack method="post" action=(super::SIGN_IN) {
                 (layout::csrf_field(&csrf))
@@ -73,7 +82,10 @@ pub async fn form(app: web::Data<App>, req: HttpRequest) -> HttpResponse {
         }
     }
     let (basis, fresh) = presession(&req);
-    let resp = html(StatusCode::OK, sign_in_page(&app, &basis, "", None));
+    let notice = form_urlencoded::parse(req.query_string().as_bytes())
+        .any(|(k, v)| k == "password_changed" && v == "1")
+        .then_some(PASSWORD_CHANGED);
+    let resp = html(StatusCode::OK, sign_in_page_with(&app, &basis, "", None, notice));
     with_presession(&app, resp, &basis, fresh)
 }
 
@@ -146,7 +158,7 @@ fn code_page(app: &App, current: &Current, error: Option<&str>) -> Markup {
             form.stack method="post" action=(super::TWO_FACTOR) {
                 (layout::csrf_field(&csrf))
                 (field(&Field { name: "otp_attempt", label: "Two-factor authentication code",
-                    hint: Some("Enter the 6-digit code from your authenticator app."),
+                    hint: Some("Enter the 6-digit code from your authenticator app, or one of your recovery codes."),
                     error, required: true, autocomplete: "one-time-code", autofocus: true,
                     inputmode: Some("numeric"), maxlength: Some(16), ..Field::default() }))
                 div { button.primary type="submit" { "Verify code" } }
@@ -187,7 +199,7 @@ pub async fn code_submit(app: web::Data<App>, req: HttpRequest, mut payload: web
     let (row, user) = (current.row.clone(), current.user.clone());
     let result = with_conn(&app, move |conn, app| {
         let now = crate::service::now();
-        match sign_in::with_code(conn, &settings, &user, &code, ip, now)? {
+        match sign_in::with_code(conn, &app.key, &settings, &user, &code, ip, now)? {
             Ok(()) => Ok(Ok(svc::complete(conn, &app.key, &settings, &row, now)?)),
             Err(m) => Ok(Err(m)),
         }

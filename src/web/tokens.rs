@@ -265,7 +265,7 @@ async fn respond(
     let (user_id, row, secret) = (current.user.id, current.row.clone(), current.secret.clone());
     let loaded = with_conn(app, move |conn, app| {
         let flash = if take_flash {
-            svc::take_flash(conn, &app.key, &row, &secret)?
+            svc::take_flash(conn, &app.key, &row, &secret, svc::FlashKind::Token)?
         } else {
             None
         };
@@ -374,7 +374,7 @@ pub async fn create(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
         };
         match tokens::create(conn, &app.key, &settings, &req, crate::service::now()) {
             Ok((_, plain)) => {
-                svc::set_flash(conn, &app.key, &row, &secret, plain.expose())?;
+                svc::set_flash(conn, &app.key, &row, &secret, svc::FlashKind::Token, plain.expose())?;
                 Ok(Ok(()))
             }
             Err(Error::Invalid(m)) => Ok(Err(m)),
@@ -436,7 +436,7 @@ pub async fn rotate(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
     match with_conn(&app, move |conn, app| {
         tokens::get_owned(conn, user_id, id)?;
         let (_, plain) = tokens::rotate(conn, &app.key, &settings, id, None, crate::service::now())?;
-        svc::set_flash(conn, &app.key, &row, &secret, plain.expose())
+        svc::set_flash(conn, &app.key, &row, &secret, svc::FlashKind::Token, plain.expose())
     })
     .await
     {

@@ -489,9 +489,10 @@ fn serve_sweeps_what_dead_pushes_left_at_start() {
         std::fs::write(kept.join("packed-refs.lock"), b"").unwrap();
         age(&dead, "2 hours ago");
         age(&kept.join("packed-refs.lock"), "2 hours ago");
-        // A push-to-create killed before anything landed.
+        // A push-to-create killed before anything landed: nothing in its
+        // repository has changed since.
         std::fs::write(unfinished.join(gitpat::git::sweep::PUSH_TO_CREATE), b"").unwrap();
-        age(&unfinished.join(gitpat::git::sweep::PUSH_TO_CREATE), "2 hours ago");
+        age(&unfinished, "2 hours ago");
 
         let server = Server::start(&g);
         assert!(

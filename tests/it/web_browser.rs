@@ -262,3 +262,132 @@ fn another_session_is_listed_and_revoked_from_the_page() {
         "the revoked session still opens the page"
     );
 }
+
+#[test]
+fn a_user_enrols_2fa_in_the_page_and_its_recovery_codes_work_once() {
+    let srv = TestServer::start(TestDb::sqlite());
+    srv.user("alice", false, Some(PASSWORD));
+    srv.repo("alice/r", "alice", "private");
+    let b = Browser::open();
+    sign_in(&b, &srv, "alice", PASSWORD);
+    b.wait_for_path(TOKENS);
+    b.goto(&srv.url("/-/user_settings/two_factor_auth"));
+    assert!(b.exists("div.qr svg"), "no QR code:\n{}", b.source());
+    let secret: String = b.text("#otp-secret").split_whitespace().collect();
+    // The QR code and the key are of the same otpauth:// URI: a reload
+    // shows the same key.
+    b.goto(&srv.url("/-/user_settings/two_factor_auth"));
+    assert_eq!(b.text("#otp-secret").split_whitespace().collect::<String>(), secret);
+    let now = Utc::now();
+    // A wrong password: refused next to its field, nothing turned on.
+    b.fill("#field-pin_code", &code(&secret, now));
+    b.fill("#field-current_password", "not the password");
+    b.click("form.stack button[type=submit]");
+    assert_contains(&b.text("#field-current_password-error"), "wrong", "a wrong password");
+    b.fill("#field-pin_code", &code(&secret, now));
+    b.fill("#field-current_password", PASSWORD);
+    b.click("form.stack button[type=submit]");
+    b.wait_for_path("/-/user_settings/two_factor_auth");
+    let codes: Vec<String> = b
+        .text("#recovery-codes")
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert_eq!(codes.len(), 10, "recovery codes: {codes:?}");
+    assert_contains(&b.text("#two-factor-status"), "10 unused recovery codes", "the status");
+    b.goto(&srv.url("/-/user_settings/two_factor_auth"));
+    assert!(!b.exists("#recovery-codes"), "the recovery codes are shown again");
+    // Git takes the password no more.
+    let dir = tmp();
+    let err = gits()[0].fails(
+        dir.path(),
+        &["clone", "-q", &srv.url_as("alice", PASSWORD, "/alice/r.git"), "c"],
+    );
+    assert_contains(&err, "personal access token", "git with the password of a 2FA user");
+    // A recovery code signs in once.
+    for (attempt, works) in [(&codes[0], true), (&codes[0], false)] {
+        b.click("header nav button");
+        b.wait_for_path("/users/sign_in");
+        sign_in(&b, &srv, "alice", PASSWORD);
+        b.wait_for_path("/users/two_factor");
+        b.fill("#field-otp_attempt", attempt);
+        b.click("form.stack button[type=submit]");
+        if works {
+            b.wait_for_path(TOKENS);
+        } else {
+            assert_contains(
+                &b.text("#field-otp_attempt-error"),
+                "Invalid two-factor code.",
+                "a used recovery code",
+            );
+        }
+    }
+    b.fill("#field-otp_attempt", &code(&secret, now + Duration::seconds(30)));
+    b.click("form.stack button[type=submit]");
+    b.wait_for_path(TOKENS);
+    // Disabled with the password and another recovery code, the password
+    // works for Git again.
+    b.goto(&srv.url("/-/user_settings/two_factor_auth"));
+    assert_contains(
+        &b.text("#two-factor-status"),
+        "9 unused recovery codes",
+        "after one was used",
+    );
+    b.fill("#field-pin_code", &codes[1]);
+    b.fill("#field-disable_password", PASSWORD);
+    b.click_and_confirm("button.danger");
+    b.wait_for_path("/-/user_settings/two_factor_auth");
+    assert!(b.exists("div.qr svg"), "not back to enrolment:\n{}", b.source());
+    let dir = tmp();
+    gits()[0].ok(
+        dir.path(),
+        &["clone", "-q", &srv.url_as("alice", PASSWORD, "/alice/r.git"), "c"],
+    );
+}
+
+#[test]
+fn a_user_changes_their_password_and_signs_in_again_with_it() {
+    let srv = TestServer::start(TestDb::sqlite());
+    srv.user("alice", false, Some(PASSWORD));
+    let b = Browser::open();
+    sign_in(&b, &srv, "alice", PASSWORD);
+    b.wait_for_path(TOKENS);
+    b.goto(&srv.url("/-/user_settings/password/edit"));
+    b.fill("#field-current_password", "not the password");
+    b.fill("#field-new_password", "a brand new password");
+    b.fill("#field-password_confirmation", "a brand new password");
+    b.click("form.stack button[type=submit]");
+    assert_contains(
+        &b.text("#field-current_password-error"),
+        "wrong",
+        "a wrong current password",
+    );
+    b.fill("#field-current_password", PASSWORD);
+    b.fill("#field-new_password", "a brand new password");
+    b.fill("#field-password_confirmation", "not the same");
+    b.click("form.stack button[type=submit]");
+    assert_contains(
+        &b.text("#field-password_confirmation-error"),
+        "doesn't match",
+        "a confirmation",
+    );
+    b.fill("#field-current_password", PASSWORD);
+    b.fill("#field-new_password", "short");
+    b.fill("#field-password_confirmation", "short");
+    b.click("form.stack button[type=submit]");
+    assert!(b.exists("#field-new_password-error"), "a short password accepted");
+    b.fill("#field-current_password", PASSWORD);
+    b.fill("#field-new_password", "a brand new password");
+    b.fill("#field-password_confirmation", "a brand new password");
+    b.click("form.stack button[type=submit]");
+    b.wait_for_path("/users/sign_in");
+    assert_contains(&b.text("p.alert.ok"), "Your password was changed", "the notice");
+    sign_in(&b, &srv, "alice", PASSWORD);
+    assert_contains(
+        &b.text("p.alert.error"),
+        "Invalid login or password.",
+        "the old password",
+    );
+    sign_in(&b, &srv, "alice", "a brand new password");
+    b.wait_for_path(TOKENS);
+}

@@ -22,3 +22,12 @@ CREATE INDEX sessions_expires_at ON sessions (expires_at);
 -- The last TOTP time step a user's code was accepted for: a code is good
 -- once (replay refused).
 ALTER TABLE users ADD COLUMN otp_last_step BIGINT;
+
+-- Two-factor recovery codes: digests only, each usable once.
+CREATE TABLE recovery_codes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    digest TEXT NOT NULL,
+    used_at TIMESTAMP
+);
+CREATE INDEX recovery_codes_user_id ON recovery_codes (user_id);

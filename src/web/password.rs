@@ -1,0 +1,110 @@
+//! **Password** (`/-/user_settings/password/edit`): change it with the
+//! current one (2FA users too). A new password ends every session, this
+//! one included: the browser signs in again with it.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use maud::{html, Markup};
+
+use super::layout::{self, field, Field};
+use super::{checked_form, html, see_other, signed_in, Current, PASSWORD};
+use crate::app::App;
+use crate::error::Error;
+use crate::service::{bans, two_factor, users};
+
+#[derive(Default)]
+struct Errors {
+    current: Option<String>,
+    new: Option<String>,
+    confirmation: Option<String>,
+}
+
+fn render(current: &Current, csrf: &str, e: &Errors) -> Markup {
+    let body = html! {
+        h1 { "Password" }
+        p { "After a successful password update, you are signed out everywhere and sign in again with your new password." }
+        form.stack method="post" action=(PASSWORD) {
+            (layout::csrf_field(csrf))
+            (field(&Field { name: "current_password", label: "Current password", kind: "password",
+                error: e.current.as_deref(), required: true, autocomplete: "current-password", ..Field::default() }))
+            (field(&Field { name: "new_password", label: "New password", kind: "password",
+                error: e.new.as_deref(), required: true, autocomplete: "new-password", ..Field::default() }))
+            (field(&Field { name: "password_confirmation", label: "Password confirmation", kind: "password",
+                error: e.confirmation.as_deref(), required: true, autocomplete: "new-password", ..Field::default() }))
+            div { button.primary type="submit" { "Save password" } }
+        }
+    };
+    layout::page("Password", Some((current, csrf)), body)
+}
+
+pub async fn page(app: web::Data<App>, req: HttpRequest) -> HttpResponse {
+    match signed_in(&app, &req).await {
+        Ok(c) => {
+            let csrf = c.csrf(&app);
+            html(StatusCode::OK, render(&c, &csrf, &Errors::default()))
+        }
+        Err(resp) => resp,
+    }
+}
+
+pub async fn update(app: web::Data<App>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
+    let current = match signed_in(&app, &req).await {
+        Ok(c) => c,
+        Err(resp) => return resp,
+    };
+    let form = match checked_form(&app, &req, &mut payload, Some(current.secret.expose())).await {
+        Ok(f) => f,
+        Err(resp) => return resp,
+    };
+    let csrf = current.csrf(&app);
+    let refuse = |e: Errors| html(StatusCode::UNPROCESSABLE_ENTITY, render(&current, &csrf, &e));
+    let (old, new, again) = (
+        form.get("current_password").to_string(),
+        form.get("new_password").to_string(),
+        form.get("password_confirmation").to_string(),
+    );
+    if new != again {
+        return refuse(Errors {
+            confirmation: Some("Password confirmation doesn't match the new password.".into()),
+            ..Errors::default()
+        });
+    }
+    let user = current.user.clone();
+    let settings = app.settings();
+    let a = app.clone().into_inner();
+    // argon2 twice (the check, the new hash), with a connection only for
+    // the writes.
+    let outcome = web::block(move || -> crate::error::Result<Result<(), Errors>> {
+        let now = crate::service::now();
+        if !two_factor::password_matches(&user, &old) {
+            bans::password_failed(&mut *a.conn()?, &settings, &user.username, now)?;
+            return Ok(Err(Errors {
+                current: Some(two_factor::WRONG_PASSWORD.into()),
+                ..Errors::default()
+            }));
+        }
+        let update = users::UserUpdate {
+            password: Some(&new),
+            ..Default::default()
+        };
+        match users::update(&mut *a.conn()?, user.id, &update) {
+            Ok(_) => Ok(Ok(())),
+            Err(Error::Invalid(m)) => Ok(Err(Errors {
+                new: Some(m),
+                ..Errors::default()
+            })),
+            Err(e) => Err(e),
+        }
+    })
+    .await;
+    match outcome {
+        Ok(Ok(Ok(()))) => {
+            let mut resp = see_other(&format!("{}?password_changed=1", super::SIGN_IN));
+            let _ = resp.add_cookie(&super::expired_cookie(&app, super::SESSION_COOKIE));
+            resp
+        }
+        Ok(Ok(Err(e))) => refuse(e),
+        Ok(Err(e)) => super::service_error(e),
+        Err(e) => super::internal(e),
+    }
+}
