@@ -289,6 +289,22 @@ impl Settings {
         Ok(s)
     }
 
+    /// Validates every `(key, value)` against the stored settings, then
+    /// stores them all in one transaction: one bad value stores nothing
+    /// (its error names it). Returns the new settings.
+    pub fn store_many(conn: &mut DbConn, changes: &[(&str, String)]) -> Result<Settings> {
+        db::write_transaction(conn, |conn| {
+            let mut next = Settings::load(conn)?;
+            for (key, value) in changes {
+                next.set(key, value)?;
+            }
+            for (key, _) in changes {
+                db::setting::put(conn, key, &next.get(key)?)?;
+            }
+            Ok(next)
+        })
+    }
+
     /// Validates and stores one setting; returns the new settings.
     pub fn store(conn: &mut DbConn, key: &str, value: &str) -> Result<Settings> {
         let mut s = Settings::load(conn)?;

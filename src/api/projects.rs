@@ -220,7 +220,6 @@ pub async fn list(call: ApiCall) -> ApiResult {
             None => HashMap::new(),
         };
         let my_id = me.as_ref().map(|u| u.id);
-        let admin = me.as_ref().is_some_and(|u| u.is_admin);
         let mine = |pr: &Project| my_id == Some(pr.owner_id) || member_of.contains_key(&pr.id);
         // The caller's level in a project, as `min_access_level` reads it
         // (GitLab counts an admin's own memberships only).
@@ -231,11 +230,8 @@ pub async fn list(call: ApiCall) -> ApiResult {
                 member_of.get(&pr.id).copied()
             }
         };
-        let mut found: Vec<Project> = db::project::list(cx.conn)?
+        let mut found: Vec<Project> = repos::visible_to(cx.conn, me.as_ref(), cx.now.date_naive())?
             .into_iter()
-            .filter(|pr| {
-                admin || pr.visibility == "public" || (me.is_some() && pr.visibility == "internal") || mine(pr)
-            })
             .filter(|pr| !owned || my_id == Some(pr.owner_id))
             .filter(|pr| !membership || mine(pr))
             .filter(|pr| visibility.as_deref().is_none_or(|v| pr.visibility == v))

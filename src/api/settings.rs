@@ -3,7 +3,6 @@
 use serde_json::{json, Value};
 
 use super::{entities, ApiCall, ApiError, ApiResult, Policy, Reply};
-use crate::db;
 use crate::settings::{Settings, KEYS};
 
 /// The GitLab API level gitpat answers as, for clients that check the
@@ -57,22 +56,18 @@ fn as_setting_text(key: &str, v: &Value) -> Result<String, ApiError> {
 pub async fn update(call: ApiCall) -> ApiResult {
     call.run(Policy::Api, |cx| {
         cx.me()?.require_admin()?;
-        let mut next: Settings = cx.settings.clone();
-        let mut changed = Vec::new();
+        let mut changes = Vec::new();
         for key in KEYS {
             let Some(v) = cx.params.raw(key) else { continue };
             let text = as_setting_text(key, v)?;
             if key == "personal_access_token_prefix" && v.is_null() {
                 return Err(ApiError::InvalidParam(key.to_string()));
             }
-            next.set(key, &text).map_err(|e| ApiError::bad_request(e.to_string()))?;
-            changed.push(key);
+            changes.push((key, text));
         }
-        crate::db::write_transaction(cx.conn, |conn| {
-            for key in &changed {
-                db::setting::put(conn, key, &next.get(key)?)?;
-            }
-            Ok::<_, crate::error::Error>(())
+        let next = Settings::store_many(cx.conn, &changes).map_err(|e| match e {
+            crate::error::Error::Invalid(m) => ApiError::bad_request(m),
+            other => other.into(),
         })?;
         // This instance applies its own change at once; others within
         // SETTINGS_REFRESH.

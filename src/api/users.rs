@@ -40,7 +40,7 @@ pub async fn show(call: ApiCall) -> ApiResult {
 pub async fn list(call: ApiCall) -> ApiResult {
     call.run(Policy::ReadUser, |cx| {
         let username = cx.params.str("username")?;
-        let search = cx.params.str("search")?.map(|s| s.to_lowercase());
+        let search = cx.params.str("search")?;
         let active = cx.params.bool("active")?.unwrap_or(false);
         let blocked = cx.params.bool("blocked")?.unwrap_or(false);
         let order_by = cx
@@ -48,21 +48,10 @@ pub async fn list(call: ApiCall) -> ApiResult {
             .one_of("order_by", &["id", "name", "username", "created_at", "updated_at"])?
             .unwrap_or_else(|| "id".into());
         let desc = cx.params.one_of("sort", &["asc", "desc"])?.is_none_or(|s| s == "desc");
-        // As GitLab's UsersFinder: only admins search emails (others would
-        // learn hidden ones a letter at a time) and see blocked users.
         let admin = cx.caller.as_ref().is_some_and(|c| c.is_admin());
-        let all = db::user::list(cx.conn)?;
-        let mut found: Vec<User> = all
+        let mut found: Vec<User> = users::search(cx.conn, search.as_deref(), admin)?
             .into_iter()
-            .filter(|u| admin || !u.is_blocked())
             .filter(|u| username.as_ref().is_none_or(|n| u.username.eq_ignore_ascii_case(n)))
-            .filter(|u| {
-                search.as_ref().is_none_or(|s| {
-                    u.username.to_lowercase().contains(s)
-                        || u.name.to_lowercase().contains(s)
-                        || (admin && u.email.to_lowercase().contains(s))
-                })
-            })
             .filter(|u| !active || !u.is_blocked())
             .filter(|u| !blocked || u.is_blocked())
             .collect();

@@ -76,7 +76,7 @@ pub fn client_ip(req: &actix_web::HttpRequest, settings: &crate::settings::Setti
 }
 
 /// A path that is no route: a sentence, as every refusal has.
-async fn not_found() -> HttpResponse {
+pub async fn not_found() -> HttpResponse {
     HttpResponse::NotFound()
         .content_type("text/plain; charset=utf-8")
         .body("404 Not Found: there is nothing at this address\n")

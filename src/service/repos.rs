@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::db::{self, member::Member, project::NewProject, project::Project, user::User, DbConn};
@@ -285,6 +285,29 @@ pub fn gc(conn: &mut DbConn, store: &RepoStore, path: &str) -> Result<maintenanc
         MaintenanceError::NoGit => Error::Invalid(e.to_string()),
         MaintenanceError::Failed(_) => Error::Internal(anyhow::anyhow!("{}: {e}", project.path)),
     })
+}
+
+/// The projects `user` (none: anonymous) may see, in id order: the rule
+/// of [`crate::service::access::access`]'s `see` (admins all; public to anyone; internal
+/// to the signed-in; private to the owner and members), with one query
+/// for the memberships.
+pub fn visible_to(conn: &mut DbConn, user: Option<&User>, today: NaiveDate) -> Result<Vec<Project>> {
+    let member_of: std::collections::HashSet<i64> = match user {
+        Some(u) => db::member::list_for_user(conn, u.id)?
+            .into_iter()
+            .filter(|m| m.active_on(today) && Role::from_level(m.access_level).is_some())
+            .map(|m| m.project_id)
+            .collect(),
+        None => Default::default(),
+    };
+    Ok(db::project::list(conn)?
+        .into_iter()
+        .filter(|p| match user {
+            None => p.visibility == "public",
+            Some(u) if u.is_blocked() => false,
+            Some(u) => u.is_admin || p.visibility != "private" || p.owner_id == u.id || member_of.contains(&p.id),
+        })
+        .collect())
 }
 
 pub fn list(conn: &mut DbConn) -> Result<Vec<RepoView>> {

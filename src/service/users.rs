@@ -202,6 +202,25 @@ pub fn update(conn: &mut DbConn, id: i64, req: &UserUpdate) -> Result<User> {
     })
 }
 
+/// The users `search` (any part of the username or name, and for an
+/// administrator of the e-mail too) finds, in id order, as GitLab's
+/// UsersFinder: only administrators search e-mails (others would learn
+/// hidden ones a letter at a time) and see blocked users.
+pub fn search(conn: &mut DbConn, search: Option<&str>, by_admin: bool) -> Result<Vec<User>> {
+    let search = search.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+    Ok(db::user::list(conn)?
+        .into_iter()
+        .filter(|u| by_admin || !u.is_blocked())
+        .filter(|u| {
+            search.as_ref().is_none_or(|s| {
+                u.username.to_lowercase().contains(s)
+                    || u.name.to_lowercase().contains(s)
+                    || (by_admin && u.email.to_lowercase().contains(s))
+            })
+        })
+        .collect())
+}
+
 pub fn get(conn: &mut DbConn, username: &str) -> Result<User> {
     db::user::find_by_username(conn, username)?.ok_or_else(|| Error::NotFound(format!("no user named {username:?}")))
 }
@@ -240,10 +259,11 @@ pub fn enable_two_factor(conn: &mut DbConn, username: &str) -> Result<String> {
     Ok(uri)
 }
 
+/// Turns two-factor authentication off (the secret and the recovery codes
+/// are forgotten).
 pub fn disable_two_factor(conn: &mut DbConn, username: &str) -> Result<()> {
     let user = get(conn, username)?;
-    db::user::set_two_factor(conn, user.id, None)?;
-    Ok(())
+    crate::service::two_factor::disable(conn, &user)
 }
 
 pub const ROOT_USERNAME: &str = "root";

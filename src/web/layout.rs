@@ -5,7 +5,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::HttpResponse;
 use maud::{html, Markup, DOCTYPE};
 
-use super::{Current, CSRF_FIELD, PASSWORD_EDIT, SESSIONS, SIGN_OUT, TOKENS, TWO_FACTOR_AUTH};
+use super::{Current, CSRF_FIELD, PASSWORD_EDIT, PROJECTS, SESSIONS, SIGN_OUT, TOKENS, TWO_FACTOR_AUTH};
 
 pub const CSS_PATH: &str = "/-/assets/gitpat.css";
 pub const JS_PATH: &str = "/-/assets/gitpat.js";
@@ -46,10 +46,12 @@ pub fn page(title: &str, who: Option<(&Current, &str)>, body: Markup) -> Markup 
                     a.brand href="/" { "gitpat" }
                     @if let Some((current, csrf)) = who {
                         nav aria-label="User settings" {
+                            a href=(PROJECTS) { "Projects" }
                             a href=(TOKENS) { "Access tokens" }
                             a href=(TWO_FACTOR_AUTH) { "Two-factor authentication" }
                             a href=(PASSWORD_EDIT) { "Password" }
                             a href=(SESSIONS) { "Active sessions" }
+                            @if current.user.is_admin { a href="/admin" { "Admin area" } }
                             span.muted { (current.user.username) }
                             form method="post" action=(SIGN_OUT) {
                                 (csrf_field(csrf))

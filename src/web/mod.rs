@@ -9,8 +9,10 @@
 //! A session cookie never authenticates Git or the API: those read only
 //! `Authorization` and tokens.
 
+mod admin;
 mod layout;
 mod password;
+mod projects;
 mod sessions;
 mod sign_in;
 mod tokens;
@@ -40,6 +42,7 @@ pub const SESSIONS: &str = "/-/user_settings/active_sessions";
 pub const TWO_FACTOR_AUTH: &str = "/-/user_settings/two_factor_auth";
 pub const PASSWORD: &str = "/-/user_settings/password";
 pub const PASSWORD_EDIT: &str = "/-/user_settings/password/edit";
+pub const PROJECTS: &str = "/dashboard/projects";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(sign_in::root))
@@ -67,7 +70,42 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(SESSIONS, web::get().to(sessions::page))
         .route(&format!("{SESSIONS}/{{id}}/revoke"), web::post().to(sessions::revoke))
         .route(layout::CSS_PATH, web::get().to(layout::css))
-        .route(layout::JS_PATH, web::get().to(layout::js));
+        .route(layout::JS_PATH, web::get().to(layout::js))
+        .route(PROJECTS, web::get().to(projects::list))
+        .route("/admin", web::get().to(admin::index))
+        .route(admin::USERS, web::get().to(admin::users_list))
+        .route(admin::USERS, web::post().to(admin::create_user))
+        .route(&format!("{}/new", admin::USERS), web::get().to(admin::new_user))
+        .route(&format!("{}/{{username}}", admin::USERS), web::get().to(admin::user))
+        .route(
+            &format!("{}/{{username}}/block", admin::USERS),
+            web::post().to(admin::block),
+        )
+        .route(
+            &format!("{}/{{username}}/unblock", admin::USERS),
+            web::post().to(admin::unblock),
+        )
+        .route(
+            &format!("{}/{{username}}/disable_two_factor", admin::USERS),
+            web::post().to(admin::disable_two_factor),
+        )
+        .route(
+            &format!("{}/{{username}}/impersonation_tokens", admin::USERS),
+            web::post().to(admin::create_impersonation_token),
+        )
+        .route(
+            &format!("{}/{{username}}/impersonation_tokens/{{id}}/revoke", admin::USERS),
+            web::post().to(admin::revoke_impersonation_token),
+        )
+        .route(admin::SETTINGS, web::get().to(admin::settings))
+        .route(admin::SETTINGS, web::post().to(admin::update_settings))
+        // Last: a project's page at its own path (anything else there is
+        // the plain 404).
+        .service(
+            web::resource("/{path:.+}")
+                .route(web::get().to(projects::show))
+                .default_service(web::to(crate::http::not_found)),
+        );
 }
 
 /// The headers of every page.

@@ -391,3 +391,139 @@ fn a_user_changes_their_password_and_signs_in_again_with_it() {
     sign_in(&b, &srv, "alice", "a brand new password");
     b.wait_for_path(TOKENS);
 }
+
+#[test]
+fn an_administrator_manages_users_impersonation_tokens_and_settings() {
+    let srv = TestServer::start(TestDb::sqlite());
+    srv.user("root", true, Some(PASSWORD));
+    let b = Browser::open();
+    sign_in(&b, &srv, "root", PASSWORD);
+    b.wait_for_path(TOKENS);
+    b.click("header nav a[href='/admin']");
+    b.wait_for_path("/admin/users");
+    b.click("a[href='/admin/users/new']");
+    // Bad input is refused next to its field, and nothing is made.
+    b.fill("#field-username", "bad name");
+    b.fill("#field-email", "bob@example.com");
+    b.click("form.stack button[type=submit]");
+    assert_contains(&b.text("#field-username-error"), "invalid username", "a bad username");
+    assert!(gitpat::db::user::find_by_username(&mut srv.conn(), "bad name")
+        .unwrap()
+        .is_none());
+    b.fill("#field-username", "bob");
+    b.fill("#field-password", PASSWORD);
+    b.click("form.stack button[type=submit]");
+    b.wait_for_path("/admin/users/bob");
+    srv.repo("bob/r", "bob", "private");
+    b.goto(&srv.url("/admin/users?search=BOB"));
+    let listed = b.text("table");
+    assert!(
+        listed.contains("bob@example.com") && !listed.contains("root@example.com"),
+        "{listed}"
+    );
+
+    // An impersonation token for bob clones bob's repository, until revoked.
+    b.goto(&srv.url("/admin/users/bob"));
+    b.fill("#field-name", "support");
+    b.click("#scope-read_repository");
+    b.click("form.stack button[type=submit]");
+    b.wait_for_path("/admin/users/bob");
+    let token = b.value("#new-token");
+    assert!(srv.token_row(&token).impersonation, "not an impersonation token");
+    let dir = tmp();
+    gits()[0].ok(
+        dir.path(),
+        &["clone", "-q", &srv.url_as("bob", &token, "/bob/r.git"), "c"],
+    );
+    b.click_and_confirm("button[aria-label='Revoke support']");
+    b.wait_for_path("/admin/users/bob");
+    assert!(srv.token_row(&token).revoked);
+    assert_contains(&b.text("table"), "Revoked", "the revoked impersonation token");
+
+    // Blocked, bob can sign in no more; unblocked, he can.
+    b.click_and_confirm("form[action='/admin/users/bob/block'] button");
+    b.wait_for_path("/admin/users/bob");
+    assert!(gitpat::service::users::get(&mut srv.conn(), "bob")
+        .unwrap()
+        .is_blocked());
+    let mut bob = WebClient::new(&srv);
+    bob.get("/users/sign_in");
+    let r = bob.post("/users/sign_in", &[("login", "bob"), ("password", PASSWORD)]);
+    assert_contains(&r.text(), "Your account has been blocked.", "a blocked user's sign-in");
+    b.click("form[action='/admin/users/bob/unblock'] button");
+    b.wait_for_path("/admin/users/bob");
+    bob.sign_in("bob", PASSWORD);
+
+    // The settings: a bad value is refused next to its field and changes
+    // nothing; good ones apply at once.
+    b.goto(&srv.url("/admin/application_settings"));
+    b.fill("#field-git_auth_ban_max_failures", "lots");
+    b.fill("#field-max_personal_access_token_lifetime", "30");
+    b.click("form.stack button[type=submit]");
+    assert_contains(
+        &b.text("#field-git_auth_ban_max_failures-error"),
+        "git_auth_ban_max_failures must be a number",
+        "a bad setting",
+    );
+    assert_eq!(
+        srv.app.settings().max_personal_access_token_lifetime,
+        None,
+        "half a change was stored"
+    );
+    b.fill("#field-git_auth_ban_max_failures", "20");
+    b.click("#field-password_authentication_enabled_for_git");
+    b.click("form.stack button[type=submit]");
+    assert_contains(&b.text("p.alert.ok"), "The settings were saved.", "the notice");
+    let s = gitpat::settings::Settings::load(&mut srv.conn()).unwrap();
+    assert_eq!(
+        (
+            s.max_personal_access_token_lifetime,
+            s.git_auth_ban_max_failures,
+            s.password_authentication_enabled_for_git
+        ),
+        (Some(30), 20, false)
+    );
+    let dir = tmp();
+    let err = gits()[0].fails(
+        dir.path(),
+        &["clone", "-q", &srv.url_as("bob", PASSWORD, "/bob/r.git"), "c"],
+    );
+    assert_contains(&err, "personal access token", "a password for Git with passwords off");
+}
+
+#[test]
+fn a_project_page_shows_its_clone_url_and_the_token_hint() {
+    let srv = TestServer::start(TestDb::sqlite());
+    srv.user("alice", false, Some(PASSWORD));
+    srv.user("eve", false, Some(PASSWORD));
+    srv.repo("alice/code", "alice", "private");
+    srv.repo("alice/open", "alice", "public");
+    let b = Browser::open();
+    sign_in(&b, &srv, "alice", PASSWORD);
+    b.wait_for_path(TOKENS);
+    b.click("header nav a[href='/dashboard/projects']");
+    b.wait_for_path("/dashboard/projects");
+    b.click("a[href='/alice/code']");
+    b.wait_for_path("/alice/code");
+    assert_eq!(b.value("#clone-url"), srv.url("/alice/code.git"));
+    assert_contains(
+        &b.text("p.alert.warn"),
+        "personal access token as the password",
+        "the hint",
+    );
+    b.click("p.alert.warn a");
+    b.wait_for_path(TOKENS);
+    // Another user sees the public project only; the private one is the
+    // plain 404 of any unknown path.
+    let mut eve = WebClient::new(&srv);
+    eve.sign_in("eve", PASSWORD);
+    assert_eq!(eve.get("/alice/code").status, 404);
+    assert_eq!(eve.get("/alice/nothing-here").text(), eve.get("/alice/code").text());
+    assert_eq!(eve.get("/alice/open").status, 200);
+    let list = eve.get("/dashboard/projects").text();
+    assert!(list.contains("alice/open") && !list.contains("alice/code"), "{list}");
+    // Anonymous: the public page, not the private one.
+    assert_eq!(srv.raw("GET", "/alice/open", &[], b"").status, 200);
+    assert_eq!(srv.raw("GET", "/alice/code", &[], b"").status, 404);
+    assert_eq!(srv.raw("POST", "/alice/code", &[], b"").status, 404);
+}

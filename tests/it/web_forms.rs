@@ -419,3 +419,33 @@ fn the_session_cookie_is_http_only_and_same_site_lax() {
     // Plain http here: not Secure (it is when external_url is https).
     assert!(!set.contains("Secure"), "{set}");
 }
+
+#[test]
+fn the_admin_area_is_for_administrators_only() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("alice", false, Some(PASSWORD));
+        let mut web = WebClient::new(&srv);
+        web.sign_in("alice", PASSWORD);
+        for path in [
+            "/admin",
+            "/admin/users",
+            "/admin/users/new",
+            "/admin/users/alice",
+            "/admin/application_settings",
+        ] {
+            assert_eq!(web.get(path).status, 404, "[{b}] {path} for a non-admin");
+        }
+        let r = web.post("/admin/users", &[("username", "made"), ("email", "made@example.com")]);
+        assert_eq!(r.status, 404, "[{b}] a non-admin creates a user");
+        assert!(gitpat::db::user::find_by_username(&mut srv.conn(), "made")
+            .unwrap()
+            .is_none());
+        let r = web.post("/admin/application_settings", &[("max_login_attempts", "1")]);
+        assert_eq!(r.status, 404, "[{b}] a non-admin changes settings");
+        assert_eq!(srv.app.settings().max_login_attempts, 10, "[{b}]");
+        // Signed out: the sign-in page.
+        let r = srv.raw("GET", "/admin/users", &[], b"");
+        assert_eq!((r.status, r.header("location")), (303, Some("/users/sign_in")), "[{b}]");
+    }
+}
