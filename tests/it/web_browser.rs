@@ -527,3 +527,34 @@ fn a_project_page_shows_its_clone_url_and_the_token_hint() {
     assert_eq!(srv.raw("GET", "/alice/code", &[], b"").status, 404);
     assert_eq!(srv.raw("POST", "/alice/code", &[], b"").status, 404);
 }
+
+/// The page's width and the window's, in CSS pixels.
+fn widths(b: &Browser) -> (u64, u64) {
+    let w = b.eval("return [document.documentElement.scrollWidth, window.innerWidth];");
+    (w[0].as_u64().unwrap_or(0), w[1].as_u64().unwrap_or(0))
+}
+
+#[test]
+fn the_pages_fit_a_phone_screen() {
+    let srv = TestServer::start(TestDb::sqlite());
+    srv.user("alice", false, Some(PASSWORD));
+    srv.token("alice", &["read_repository", "write_repository", "read_api"], None);
+    let b = Browser::open();
+    b.set_size(390, 844);
+    b.goto(&srv.url("/users/sign_in"));
+    let mut seen = vec![("/users/sign_in", widths(&b))];
+    sign_in(&b, &srv, "alice", PASSWORD);
+    b.wait_for_path(TOKENS);
+    for path in [
+        TOKENS,
+        "/-/user_settings/active_sessions",
+        "/-/user_settings/two_factor_auth",
+    ] {
+        b.goto(&srv.url(path));
+        seen.push((path, widths(&b)));
+    }
+    for (path, (page, window)) in seen {
+        assert!(window > 0 && window <= 500, "{path}: the window is {window} px wide");
+        assert!(page <= window, "{path}: {page} px of page in a {window} px window");
+    }
+}

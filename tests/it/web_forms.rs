@@ -449,3 +449,211 @@ fn the_admin_area_is_for_administrators_only() {
         assert_eq!((r.status, r.header("location")), (303, Some("/users/sign_in")), "[{b}]");
     }
 }
+
+#[test]
+fn the_other_forms_refuse_bad_input_next_to_the_field_and_write_nothing() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("root", true, Some(PASSWORD));
+        srv.user("alice", false, Some(PASSWORD));
+        let mut admin = WebClient::new(&srv);
+        admin.sign_in("root", PASSWORD);
+        admin.get("/admin/users/new");
+        let long = "x".repeat(300);
+        let users: Vec<Bad> = vec![
+            bad(
+                "no username",
+                vec![("username", ""), ("email", "n@example.com")],
+                "field-username-error",
+                "invalid username",
+            ),
+            bad(
+                "a bad username",
+                vec![("username", "a b"), ("email", "n@example.com")],
+                "field-username-error",
+                "invalid username",
+            ),
+            bad(
+                "a taken username",
+                vec![("username", "ALICE"), ("email", "n@example.com")],
+                "field-username-error",
+                "already taken",
+            ),
+            bad(
+                "a bad e-mail",
+                vec![("username", "new"), ("email", "no-at-sign")],
+                "field-email-error",
+                "invalid email",
+            ),
+            bad(
+                "a taken e-mail",
+                vec![("username", "new"), ("email", "alice@example.com")],
+                "field-email-error",
+                "already taken",
+            ),
+            bad(
+                "a short password",
+                vec![("username", "new"), ("email", "n@example.com"), ("password", "short")],
+                "field-password-error",
+                "too short",
+            ),
+            bad(
+                "an overlong name",
+                vec![("username", "new"), ("email", "n@example.com"), ("name", &long)],
+                "field-name-error",
+                "1 to 255",
+            ),
+        ];
+        for Bad {
+            what,
+            fields,
+            id,
+            message,
+        } in &users
+        {
+            let before = gitpat::db::user::count(&mut srv.conn()).unwrap();
+            let r = admin.post("/admin/users", fields);
+            assert_eq!(r.status, 422, "[{b}] user: {what}: {}", r.text());
+            let text = error_text(&r.text(), id).unwrap_or_else(|| panic!("[{b}] {what}: no #{id}"));
+            assert_contains(&text, message, &format!("[{b}] user: {what}"));
+            assert_eq!(
+                gitpat::db::user::count(&mut srv.conn()).unwrap(),
+                before,
+                "[{b}] {what} made a user"
+            );
+        }
+        admin.get("/admin/application_settings");
+        let settings: Vec<Bad> = vec![
+            bad(
+                "a word for a number",
+                vec![("git_auth_ban_max_failures", "ten")],
+                "field-git_auth_ban_max_failures-error",
+                "must be a number",
+            ),
+            bad(
+                "a lifetime out of range",
+                vec![("max_personal_access_token_lifetime", "9999")],
+                "field-max_personal_access_token_lifetime-error",
+                "from 1 to 400",
+            ),
+            bad(
+                "no idle time",
+                vec![("session_expire_delay", "0")],
+                "field-session_expire_delay-error",
+                "from 1 to",
+            ),
+        ];
+        for Bad {
+            what,
+            fields,
+            id,
+            message,
+        } in &settings
+        {
+            let before = gitpat::settings::Settings::load(&mut srv.conn()).unwrap();
+            // The whole form as the page sends it, with one bad field.
+            let mut all: Vec<(&str, String)> = gitpat::settings::KEYS
+                .iter()
+                .map(|k| (*k, before.get(k).unwrap()))
+                .filter(|(k, v)| !(v == "false" || *k == "git_auth_ban_allowlist" || *k == "trusted_proxies"))
+                .collect();
+            all.retain(|(k, _)| !fields.iter().any(|(f, _)| f == k));
+            all.extend(fields.iter().map(|(k, v)| (*k, v.to_string())));
+            all.retain(|(k, _)| *k != "max_login_attempts");
+            all.push(("max_login_attempts", "3".into()));
+            let refs: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let r = admin.post("/admin/application_settings", &refs);
+            assert_eq!(r.status, 422, "[{b}] settings: {what}: {}", r.text());
+            let text = error_text(&r.text(), id).unwrap_or_else(|| panic!("[{b}] {what}: no #{id}"));
+            assert_contains(&text, message, &format!("[{b}] settings: {what}"));
+            let after = gitpat::settings::Settings::load(&mut srv.conn()).unwrap();
+            assert_eq!(after, before, "[{b}] settings: {what} stored a part");
+        }
+        let mut web = WebClient::new(&srv);
+        web.sign_in("alice", PASSWORD);
+        web.get("/-/user_settings/password/edit");
+        let passwords: Vec<Bad> = vec![
+            bad(
+                "a wrong current password",
+                vec![
+                    ("current_password", "nope"),
+                    ("new_password", "a new long password"),
+                    ("password_confirmation", "a new long password"),
+                ],
+                "field-current_password-error",
+                "wrong",
+            ),
+            bad(
+                "a confirmation that differs",
+                vec![
+                    ("current_password", PASSWORD),
+                    ("new_password", "a new long password"),
+                    ("password_confirmation", "another"),
+                ],
+                "field-password_confirmation-error",
+                "doesn't match",
+            ),
+            bad(
+                "a short new password",
+                vec![
+                    ("current_password", PASSWORD),
+                    ("new_password", "short"),
+                    ("password_confirmation", "short"),
+                ],
+                "field-new_password-error",
+                "too short",
+            ),
+        ];
+        for Bad {
+            what,
+            fields,
+            id,
+            message,
+        } in &passwords
+        {
+            let r = web.post("/-/user_settings/password", fields);
+            assert_eq!(r.status, 422, "[{b}] password: {what}: {}", r.text());
+            let html = r.text();
+            let text = error_text(&html, id).unwrap_or_else(|| panic!("[{b}] {what}: no #{id}"));
+            assert_contains(&text, message, &format!("[{b}] password: {what}"));
+            assert!(
+                !html.contains(PASSWORD) && !html.contains("a new long password"),
+                "[{b}] a password echoed back"
+            );
+        }
+        assert_eq!(
+            session_count(&srv, "alice"),
+            1,
+            "[{b}] a refused password change ended sessions"
+        );
+        // 2FA: a wrong code or password turns nothing on.
+        web.get("/-/user_settings/two_factor_auth");
+        for (what, fields, id) in [
+            (
+                "a wrong code",
+                vec![("pin_code", "000000"), ("current_password", PASSWORD)],
+                "field-pin_code-error",
+            ),
+            (
+                "no code",
+                vec![("pin_code", ""), ("current_password", PASSWORD)],
+                "field-pin_code-error",
+            ),
+            (
+                "a wrong password",
+                vec![("pin_code", "123456"), ("current_password", "nope")],
+                "field-current_password-error",
+            ),
+        ] {
+            let r = web.post("/-/user_settings/two_factor_auth", &fields);
+            assert_eq!(r.status, 422, "[{b}] 2FA: {what}: {}", r.text());
+            assert!(error_text(&r.text(), id).is_some(), "[{b}] 2FA: {what}: no #{id}");
+            assert!(
+                !gitpat::service::users::get(&mut srv.conn(), "alice")
+                    .unwrap()
+                    .two_factor_enabled,
+                "[{b}] {what}"
+            );
+        }
+    }
+}

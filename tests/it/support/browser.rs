@@ -178,6 +178,20 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// The window's size, in CSS pixels.
+    pub fn set_size(&self, width: u32, height: u32) {
+        self.rt
+            .block_on(self.c().set_window_size(width, height))
+            .expect("resize the window");
+    }
+
+    /// What `script` (a function body) returns.
+    pub fn eval(&self, script: &str) -> serde_json::Value {
+        self.rt
+            .block_on(self.c().execute(script, vec![]))
+            .unwrap_or_else(|e| panic!("run {script}: {e}"))
+    }
+
     /// The value of cookie `name`, if the browser holds it.
     pub fn cookie(&self, name: &str) -> Option<String> {
         self.rt
