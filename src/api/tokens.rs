@@ -114,7 +114,7 @@ pub async fn list(call: ApiCall) -> ApiResult {
 fn owns(cx: &Ctx, t: &TokenRow) -> bool {
     cx.caller
         .as_ref()
-        .is_some_and(|me| me.is_admin() || (t.user_id == me.user.id && !t.impersonation))
+        .is_some_and(|me| me.is_admin() || svc::owner_may_manage(me.user.id, t))
 }
 
 /// A token by id that the caller may manage (see [`owns`]). Otherwise an

@@ -94,23 +94,21 @@ pub fn set_flash(conn: &mut DbConn, id: i64, flash: Option<&str>) -> QueryResult
     diesel::update(s::table.find(id)).set(s::flash.eq(flash)).execute(conn)
 }
 
-/// The flash, taken if it is of `kind` (it starts `<kind>:`): read and
-/// cleared at once, so only one reader gets it. A flash of another kind
-/// stays for its own page.
+/// The flash, taken if it is of `kind` (it starts `<kind>:`): read, then
+/// cleared by compare-and-set, so that of two readers at once only one
+/// gets it. A flash of another kind stays for its own page.
 pub fn take_flash(conn: &mut DbConn, id: i64, kind: &str) -> QueryResult<Option<String>> {
-    super::write_transaction(conn, |conn| {
-        let flash: Option<Option<String>> = s::table.find(id).select(s::flash).first(conn).optional()?;
-        let Some(rest) = flash
-            .flatten()
-            .and_then(|f| f.strip_prefix(&format!("{kind}:")).map(str::to_string))
-        else {
-            return Ok(None);
-        };
-        diesel::update(s::table.find(id))
-            .set(s::flash.eq(None::<String>))
-            .execute(conn)?;
-        Ok(Some(rest))
-    })
+    let flash: Option<Option<String>> = s::table.find(id).select(s::flash).first(conn).optional()?;
+    let Some(value) = flash.flatten() else {
+        return Ok(None);
+    };
+    let Some(rest) = value.strip_prefix(&format!("{kind}:")).map(str::to_string) else {
+        return Ok(None);
+    };
+    let taken = diesel::update(s::table.find(id).filter(s::flash.eq(&value)))
+        .set(s::flash.eq(None::<String>))
+        .execute(conn)?;
+    Ok((taken == 1).then_some(rest))
 }
 
 /// Deletes session `id` of `user_id`: how many went (0 or 1).

@@ -227,13 +227,16 @@ pub enum FlashKind {
     Token,
     /// New recovery codes (the two-factor page).
     RecoveryCodes,
+    /// A new impersonation token of this user (their admin page).
+    Impersonation(i64),
 }
 
 impl FlashKind {
-    fn as_str(self) -> &'static str {
+    fn name(self) -> String {
         match self {
-            FlashKind::Token => "token",
-            FlashKind::RecoveryCodes => "recovery",
+            FlashKind::Token => "token".into(),
+            FlashKind::RecoveryCodes => "recovery".into(),
+            FlashKind::Impersonation(user_id) => format!("impersonation-{user_id}"),
         }
     }
 }
@@ -259,7 +262,7 @@ pub fn set_flash(
     let mut sealed = nonce.to_vec();
     sealed.extend_from_slice(&ct);
     sealed.extend_from_slice(&tag);
-    db::session::set_flash(conn, row.id, Some(&format!("{}:{}", kind.as_str(), B64.encode(sealed))))?;
+    db::session::set_flash(conn, row.id, Some(&format!("{}:{}", kind.name(), B64.encode(sealed))))?;
     Ok(())
 }
 
@@ -273,7 +276,7 @@ pub fn take_flash(
     secret: &SessionSecret,
     kind: FlashKind,
 ) -> Result<Option<String>> {
-    let Some(sealed) = db::session::take_flash(conn, row.id, kind.as_str())? else {
+    let Some(sealed) = db::session::take_flash(conn, row.id, &kind.name())? else {
         return Ok(None);
     };
     let Ok(bytes) = B64.decode(sealed) else {

@@ -77,15 +77,48 @@ pub fn with_password(
         bans::password_failed(&mut conn, settings, &account, now)?;
         return Ok(Outcome::Refused(INVALID_LOGIN.into()));
     };
-    bans::password_succeeded(&mut conn, &user.username, now)?;
     if user.is_blocked() {
         return Ok(Outcome::Refused(BLOCKED.into()));
     }
-    Ok(if user.two_factor_enabled {
-        Outcome::TwoFactor(user)
-    } else {
-        Outcome::SignedIn(user)
-    })
+    // A 2FA user's count starts again only once the code is right too:
+    // else a known password would buy a fresh run of code guesses.
+    if user.two_factor_enabled {
+        return Ok(Outcome::TwoFactor(user));
+    }
+    bans::password_succeeded(&mut conn, &user.username, now)?;
+    Ok(Outcome::SignedIn(user))
+}
+
+/// The current password asked again by a settings page (2FA, password)
+/// of a signed-in `user`: under the same ban and lock as sign-in, counted
+/// when wrong, with no connection held while argon2 runs.
+pub fn reauthenticate(
+    mut db: Conns<'_>,
+    settings: &Settings,
+    user: &User,
+    pass: &str,
+    ip: Option<IpAddr>,
+    now: DateTime<Utc>,
+) -> Result<std::result::Result<(), String>> {
+    let mut conn = db.get()?;
+    if let Some(ip) = ip {
+        if let Some(until) = bans::client_banned(&mut conn, settings, ip, now)? {
+            return Ok(Err(bans::banned_message(until)));
+        }
+    }
+    if let Some(until) = bans::account_locked(&mut conn, &user.username, now)? {
+        return Ok(Err(bans::locked_sentence(until)));
+    }
+    drop(conn);
+    if two_factor::password_matches(user, pass) {
+        return Ok(Ok(()));
+    }
+    let mut conn = db.get()?;
+    if let Some(ip) = ip {
+        bans::client_failed(&mut conn, settings, ip, now)?;
+    }
+    bans::password_failed(&mut conn, settings, &user.username, now)?;
+    Ok(Err(two_factor::WRONG_PASSWORD.into()))
 }
 
 /// The second step: `code` from the authenticator app of `user`, or one
@@ -100,6 +133,11 @@ pub fn with_code(
     ip: Option<IpAddr>,
     now: DateTime<Utc>,
 ) -> Result<std::result::Result<(), String>> {
+    if let Some(ip) = ip {
+        if let Some(until) = bans::client_banned(conn, settings, ip, now)? {
+            return Ok(Err(bans::banned_message(until)));
+        }
+    }
     if let Some(until) = bans::account_locked(conn, &user.username, now)? {
         return Ok(Err(bans::locked_sentence(until)));
     }

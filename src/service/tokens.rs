@@ -165,13 +165,45 @@ pub fn get(conn: &mut DbConn, id: i64) -> Result<TokenRow> {
     db::token::find(conn, id)?.ok_or_else(|| Error::NotFound(format!("no token with id {id}")))
 }
 
-/// Token `id` if it belongs to `user_id`; any other is "not found" (its
-/// existence is not told).
+/// May the owner manage `t` (see it on their page, rotate, revoke)? Their
+/// own personal tokens only: an impersonation token is the
+/// administrators' (GitLab's token policy).
+pub fn owner_may_manage(user_id: i64, t: &TokenRow) -> bool {
+    t.user_id == user_id && !t.impersonation
+}
+
+/// The personal (not impersonation) tokens of `user_id`.
+pub fn personal_of(conn: &mut DbConn, user_id: i64) -> Result<Vec<TokenRow>> {
+    Ok(db::token::list(conn, Some(user_id))?
+        .into_iter()
+        .filter(|t| owner_may_manage(user_id, t))
+        .collect())
+}
+
+/// Token `id` if its owner `user_id` may manage it ([`owner_may_manage`]);
+/// any other is "not found" (its existence is not told).
 pub fn get_owned(conn: &mut DbConn, user_id: i64, id: i64) -> Result<TokenRow> {
     match db::token::find(conn, id)? {
-        Some(t) if t.user_id == user_id => Ok(t),
+        Some(t) if owner_may_manage(user_id, &t) => Ok(t),
         _ => Err(Error::NotFound(format!("no token with id {id}"))),
     }
+}
+
+/// Impersonation token `id` of `user_id` (for an administrator), or "not
+/// found".
+pub fn get_impersonation(conn: &mut DbConn, user_id: i64, id: i64) -> Result<TokenRow> {
+    match db::token::find(conn, id)? {
+        Some(t) if t.user_id == user_id && t.impersonation => Ok(t),
+        _ => Err(Error::NotFound(format!("no impersonation token with id {id}"))),
+    }
+}
+
+/// The impersonation tokens of `user_id`.
+pub fn impersonation_of(conn: &mut DbConn, user_id: i64) -> Result<Vec<TokenRow>> {
+    Ok(db::token::list(conn, Some(user_id))?
+        .into_iter()
+        .filter(|t| t.impersonation)
+        .collect())
 }
 
 /// Finds a token by its secret (for `token revoke --token`).

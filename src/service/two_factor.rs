@@ -16,14 +16,12 @@ use crate::error::{Error, Result};
 pub const RECOVERY_CODES: usize = 10;
 pub const WRONG_PASSWORD: &str = "The current password is wrong.";
 
-/// The secret being enrolled for `user` (made, and kept, on first call,
-/// so that a reload shows the same QR code).
+/// A new secret to enrol for `user`, replacing any earlier one: each
+/// showing of the enrolment page has its own, so a secret someone saw
+/// once is not the one a later enrolment turns on.
 pub fn begin(conn: &mut DbConn, user: &User) -> Result<String> {
     if user.two_factor_enabled {
         return Err(Error::Conflict("two-factor authentication is already on".into()));
-    }
-    if let Some(s) = &user.otp_secret {
-        return Ok(s.clone());
     }
     let secret = totp::generate_secret();
     db::user::set_pending_otp_secret(conn, user.id, &secret)?;

@@ -88,6 +88,12 @@ fn validate_display_name(n: &str) -> Result<()> {
     Ok(())
 }
 
+/// A password checked against GitLab's length rules and hashed
+/// (argon2id: slow; call it with no connection held).
+pub fn hashed_password(p: &str) -> Result<String> {
+    hash_password(p)
+}
+
 /// Checks GitLab's length rules, then hashes (argon2id).
 fn hash_password(p: &str) -> Result<String> {
     password::validate(p).map_err(Error::Invalid)?;
@@ -95,11 +101,29 @@ fn hash_password(p: &str) -> Result<String> {
 }
 
 pub fn create(conn: &mut DbConn, req: &NewUserRequest, now: DateTime<Utc>) -> Result<User> {
+    validate_new(req)?;
+    let hash = req.password.map(hash_password).transpose()?;
+    create_hashed(conn, req, hash, now)
+}
+
+/// The checks of a new user that need no database.
+pub fn validate_new(req: &NewUserRequest) -> Result<()> {
     validate_username(req.username)?;
     validate_email(req.email)?;
+    validate_display_name(req.name.unwrap_or(req.username))
+}
+
+/// [`create`] for a caller that checked and hashed the password already
+/// ([`hashed_password`], with no connection held): `req.password` is
+/// not read.
+pub fn create_hashed(
+    conn: &mut DbConn,
+    req: &NewUserRequest,
+    hash: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<User> {
+    validate_new(req)?;
     let name = req.name.unwrap_or(req.username);
-    validate_display_name(name)?;
-    let hash = req.password.map(hash_password).transpose()?;
     crate::db::write_transaction(conn, |conn| {
         if db::user::find_by_username(conn, req.username)?.is_some() {
             return Err(Error::Conflict(format!(
@@ -156,6 +180,21 @@ pub fn update(conn: &mut DbConn, id: i64, req: &UserUpdate) -> Result<User> {
         validate_display_name(n)?;
     }
     let hash = req.password.map(hash_password).transpose()?;
+    update_hashed(conn, id, req, hash)
+}
+
+/// [`update`] for a caller that hashed the new password already
+/// ([`hashed_password`]): `req.password` is not read.
+pub fn update_hashed(conn: &mut DbConn, id: i64, req: &UserUpdate, hash: Option<String>) -> Result<User> {
+    if let Some(u) = req.username {
+        validate_username(u)?;
+    }
+    if let Some(e) = req.email {
+        validate_email(e)?;
+    }
+    if let Some(n) = req.name {
+        validate_display_name(n)?;
+    }
     crate::db::write_transaction(conn, |conn| {
         let user = db::user::find(conn, id)?.ok_or_else(|| Error::NotFound(format!("no user with id {id}")))?;
         if let Some(u) = req.username {

@@ -172,15 +172,26 @@ pub async fn create_user(app: web::Data<App>, req: HttpRequest, mut payload: web
     };
     let password = form.get("password").to_string();
     let (u, e, n, a) = (d.username.clone(), d.email.clone(), d.name.clone(), d.admin);
-    let made = with_conn(&app, move |conn, _| {
+    // The password is hashed with no connection held, then one write.
+    let pool_app = app.clone().into_inner();
+    let made = web::block(move || -> crate::error::Result<Result<User, String>> {
         let req = users::NewUserRequest {
             username: &u,
             email: &e,
             name: (!n.is_empty()).then_some(n.as_str()),
-            password: (!password.is_empty()).then_some(password.as_str()),
+            password: None,
             is_admin: a,
         };
-        match users::create(conn, &req, crate::service::now()) {
+        if let Err(Error::Invalid(m)) = users::validate_new(&req) {
+            return Ok(Err(m));
+        }
+        let hashed = if password.is_empty() {
+            Ok(None)
+        } else {
+            users::hashed_password(&password).map(Some)
+        };
+        let result = hashed.and_then(|h| users::create_hashed(&mut *pool_app.conn()?, &req, h, crate::service::now()));
+        match result {
             Ok(user) => Ok(Ok(user)),
             Err(Error::Invalid(m) | Error::Conflict(m)) => Ok(Err(m)),
             Err(other) => Err(other),
@@ -188,12 +199,13 @@ pub async fn create_user(app: web::Data<App>, req: HttpRequest, mut payload: web
     })
     .await;
     match made {
-        Ok(Ok(user)) => see_other(&user_url(&user.username)),
-        Ok(Err(m)) => {
+        Ok(Ok(Ok(user))) => see_other(&user_url(&user.username)),
+        Ok(Ok(Err(m))) => {
             d.errors.push((user_field_of(&m), m));
             new_user_form(&current, &app, StatusCode::UNPROCESSABLE_ENTITY, &d)
         }
-        Err(resp) => resp,
+        Ok(Err(e)) => super::service_error(e),
+        Err(e) => super::internal(e),
     }
 }
 
@@ -225,11 +237,8 @@ async fn show_user(
     let (row, secret) = (current.row.clone(), current.secret.clone());
     let loaded = with_conn(app, move |conn, app| {
         let user = users::get(conn, &username)?;
-        let impersonation = crate::db::token::list(conn, Some(user.id))?
-            .into_iter()
-            .filter(|t| t.impersonation)
-            .collect();
-        let new_token = svc::take_flash(conn, &app.key, &row, &secret, FlashKind::Token)?;
+        let impersonation = tokens::impersonation_of(conn, user.id)?;
+        let new_token = svc::take_flash(conn, &app.key, &row, &secret, FlashKind::Impersonation(user.id))?;
         Ok(Shown {
             user,
             impersonation,
@@ -417,7 +426,14 @@ pub async fn create_impersonation_token(
         };
         match tokens::create(conn, &app.key, &settings, &req, crate::service::now()) {
             Ok((_, plain)) => {
-                svc::set_flash(conn, &app.key, &row, &secret, FlashKind::Token, plain.expose())?;
+                svc::set_flash(
+                    conn,
+                    &app.key,
+                    &row,
+                    &secret,
+                    FlashKind::Impersonation(user.id),
+                    plain.expose(),
+                )?;
                 Ok(Ok(()))
             }
             Err(Error::Invalid(m)) => Ok(Err(m)),
@@ -450,10 +466,7 @@ pub async fn revoke_impersonation_token(
     let u = username.clone();
     match with_conn(&app, move |conn, _| {
         let user = users::get(conn, &u)?;
-        let t = tokens::get_owned(conn, user.id, id)?;
-        if !t.impersonation {
-            return Err(Error::NotFound(format!("no impersonation token with id {id}")));
-        }
+        tokens::get_impersonation(conn, user.id, id)?;
         tokens::revoke(conn, id)
     })
     .await

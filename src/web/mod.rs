@@ -183,7 +183,7 @@ fn cookie_secure(app: &App) -> bool {
     app.config
         .external_url
         .as_deref()
-        .is_some_and(|u| u.starts_with("https://"))
+        .is_some_and(|u| u.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")))
 }
 
 /// The session cookie: `HttpOnly`, `SameSite=Lax`, `Secure` behind https.
@@ -364,6 +364,36 @@ async fn checked_form(
     match basis {
         Some(b) if svc::csrf_ok(&app.key, b, form.get(CSRF_FIELD)) => Ok(form),
         _ => Err(refusal(StatusCode::FORBIDDEN, FORGED)),
+    }
+}
+
+/// The current password asked again by a settings page: `Ok(Err(why))`
+/// when it is refused (wrong, or the account locked or client banned).
+async fn reauthenticate(
+    app: &web::Data<App>,
+    req: &HttpRequest,
+    current: &Current,
+    password: String,
+) -> Result<Result<(), String>, HttpResponse> {
+    let settings = app.settings();
+    let ip = crate::http::client_ip(req, &settings);
+    let user = current.user.clone();
+    let a = app.clone().into_inner();
+    match web::block(move || {
+        crate::service::sign_in::reauthenticate(
+            crate::service::Conns::Pool(&a.pool),
+            &settings,
+            &user,
+            &password,
+            ip,
+            crate::service::now(),
+        )
+    })
+    .await
+    {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(service_error(e)),
+        Err(e) => Err(internal(e)),
     }
 }
 

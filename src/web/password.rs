@@ -10,7 +10,7 @@ use super::layout::{self, field, Field};
 use super::{checked_form, html, see_other, signed_in, Current, PASSWORD};
 use crate::app::App;
 use crate::error::Error;
-use crate::service::{bans, two_factor, users};
+use crate::service::users;
 
 #[derive(Default)]
 struct Errors {
@@ -69,32 +69,32 @@ pub async fn update(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
             ..Errors::default()
         });
     }
-    let user = current.user.clone();
-    let settings = app.settings();
-    let a = app.clone().into_inner();
-    // argon2 twice (the check, the new hash), with a connection only for
-    // the writes.
+    match super::reauthenticate(&app, &req, &current, old).await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => {
+            return refuse(Errors {
+                current: Some(why),
+                ..Errors::default()
+            })
+        }
+        Err(resp) => return resp,
+    }
+    // The new hash is made with no connection held; then one write.
+    let (id, a) = (current.user.id, app.clone().into_inner());
     let outcome = web::block(move || -> crate::error::Result<Result<(), Errors>> {
-        let now = crate::service::now();
-        if !two_factor::password_matches(&user, &old) {
-            bans::password_failed(&mut *a.conn()?, &settings, &user.username, now)?;
-            return Ok(Err(Errors {
-                current: Some(two_factor::WRONG_PASSWORD.into()),
-                ..Errors::default()
-            }));
-        }
-        let update = users::UserUpdate {
-            password: Some(&new),
-            ..Default::default()
+        let hash = match users::hashed_password(&new) {
+            Ok(h) => h,
+            Err(Error::Invalid(m)) => {
+                return Ok(Err(Errors {
+                    new: Some(m),
+                    ..Errors::default()
+                }))
+            }
+            Err(e) => return Err(e),
         };
-        match users::update(&mut *a.conn()?, user.id, &update) {
-            Ok(_) => Ok(Ok(())),
-            Err(Error::Invalid(m)) => Ok(Err(Errors {
-                new: Some(m),
-                ..Errors::default()
-            })),
-            Err(e) => Err(e),
-        }
+        let update = users::UserUpdate::default();
+        users::update_hashed(&mut *a.conn()?, id, &update, Some(hash))?;
+        Ok(Ok(()))
     })
     .await;
     match outcome {

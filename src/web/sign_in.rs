@@ -114,8 +114,15 @@ pub async fn submit(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
     let who = client(&req, &app);
     let a = app.clone().into_inner();
     let l = login.clone();
+    // Signing in ends the session the browser had (a pending one too).
+    let old = req
+        .cookie(super::SESSION_COOKIE)
+        .map(|c| SessionSecret::from_cookie(c.value()));
     let outcome = web::block(move || -> crate::error::Result<_> {
         let now = crate::service::now();
+        if let Some(old) = &old {
+            svc::sign_out(&mut *a.conn()?, &a.key, old)?;
+        }
         let outcome = sign_in::with_password(Conns::Pool(&a.pool), &settings, &l, &password, ip, now)?;
         let (user, pending) = match outcome {
             Outcome::SignedIn(u) => (u, false),

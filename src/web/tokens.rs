@@ -269,7 +269,7 @@ async fn respond(
         } else {
             None
         };
-        Ok((crate::db::token::list(conn, Some(user_id))?, flash))
+        Ok((tokens::personal_of(conn, user_id)?, flash))
     })
     .await;
     let (mut list, new_token) = match loaded {

@@ -13,7 +13,7 @@ use super::{checked_form, html, see_other, signed_in, with_conn, Current, TWO_FA
 use crate::app::App;
 use crate::auth::totp;
 use crate::service::sessions::{self as svc, FlashKind};
-use crate::service::{bans, two_factor};
+use crate::service::two_factor;
 
 /// The QR code of `uri`, as an inline SVG element.
 fn qr_svg(uri: &str) -> Option<String> {
@@ -110,13 +110,19 @@ fn enabled_page(csrf: &str, codes: Option<&[String]>, left: i64, e: &Errors) -> 
 
 /// Renders the page as it stands for `current`'s user.
 async fn respond(app: &web::Data<App>, current: Current, status: StatusCode, e: Errors) -> HttpResponse {
+    // A refused confirmation shows the same secret again; a fresh visit
+    // gets a new one.
+    let fresh = status == StatusCode::OK;
     let (user, row, secret) = (current.user.clone(), current.row.clone(), current.secret.clone());
     let state = with_conn(app, move |conn, app| {
         if user.two_factor_enabled {
             let codes = svc::take_flash(conn, &app.key, &row, &secret, FlashKind::RecoveryCodes)?;
             Ok(Err((codes, two_factor::recovery_codes_left(conn, &user)?)))
         } else {
-            let s = two_factor::begin(conn, &user)?;
+            let s = match (&user.otp_secret, fresh) {
+                (Some(s), false) => s.clone(),
+                _ => two_factor::begin(conn, &user)?,
+            };
             let uri = totp::provisioning_uri(&s, &user.username)?;
             Ok(Ok((s, uri)))
         }
@@ -141,31 +147,6 @@ pub async fn page(app: web::Data<App>, req: HttpRequest) -> HttpResponse {
     match signed_in(&app, &req).await {
         Ok(c) => respond(&app, c, StatusCode::OK, Errors::default()).await,
         Err(resp) => resp,
-    }
-}
-
-/// Checks `password` for the signed-in user off the async threads and
-/// with no connection held; a wrong one counts against the account.
-async fn password_ok(app: &web::Data<App>, current: &Current, password: String) -> Result<bool, HttpResponse> {
-    let user = current.user.clone();
-    let right = web::block(move || two_factor::password_matches(&user, &password))
-        .await
-        .map_err(super::internal)?;
-    if !right {
-        let settings = app.settings();
-        let name = current.user.username.clone();
-        with_conn(app, move |conn, _| {
-            bans::password_failed(conn, &settings, &name, crate::service::now())
-        })
-        .await?;
-    }
-    Ok(right)
-}
-
-fn wrong_password() -> Errors {
-    Errors {
-        password: Some(two_factor::WRONG_PASSWORD.into()),
-        ..Errors::default()
     }
 }
 
@@ -201,9 +182,15 @@ pub async fn enable(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
     if current.user.two_factor_enabled {
         return see_other(TWO_FACTOR_AUTH);
     }
-    match password_ok(&app, &current, form.get("current_password").to_string()).await {
-        Ok(true) => {}
-        Ok(false) => return respond(&app, current, StatusCode::UNPROCESSABLE_ENTITY, wrong_password()).await,
+    match super::reauthenticate(&app, &req, &current, form.get("current_password").to_string()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => {
+            let e = Errors {
+                password: Some(why),
+                ..Errors::default()
+            };
+            return respond(&app, current, StatusCode::UNPROCESSABLE_ENTITY, e).await;
+        }
         Err(resp) => return resp,
     }
     let (user, code) = (current.user.clone(), form.get("pin_code").to_string());
@@ -236,9 +223,15 @@ pub async fn regenerate(app: web::Data<App>, req: HttpRequest, mut payload: web:
     if !current.user.two_factor_enabled {
         return see_other(TWO_FACTOR_AUTH);
     }
-    match password_ok(&app, &current, form.get("current_password").to_string()).await {
-        Ok(true) => {}
-        Ok(false) => return respond(&app, current, StatusCode::UNPROCESSABLE_ENTITY, wrong_password()).await,
+    match super::reauthenticate(&app, &req, &current, form.get("current_password").to_string()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => {
+            let e = Errors {
+                password: Some(why),
+                ..Errors::default()
+            };
+            return respond(&app, current, StatusCode::UNPROCESSABLE_ENTITY, e).await;
+        }
         Err(resp) => return resp,
     }
     let user = current.user.clone();
@@ -264,11 +257,11 @@ pub async fn disable(app: web::Data<App>, req: HttpRequest, mut payload: web::Pa
     if !current.user.two_factor_enabled {
         return see_other(TWO_FACTOR_AUTH);
     }
-    match password_ok(&app, &current, form.get("disable_password").to_string()).await {
-        Ok(true) => {}
-        Ok(false) => {
+    match super::reauthenticate(&app, &req, &current, form.get("disable_password").to_string()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => {
             let e = Errors {
-                alert: Some(two_factor::WRONG_PASSWORD.into()),
+                alert: Some(why),
                 ..Errors::default()
             };
             return respond(&app, current, StatusCode::UNPROCESSABLE_ENTITY, e).await;

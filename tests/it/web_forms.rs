@@ -369,13 +369,35 @@ fn every_page_carries_its_security_headers_and_no_inline_script() {
     let srv = TestServer::start(crate::support::TestDb::sqlite());
     srv.user("alice", false, Some(PASSWORD));
     let mut web = WebClient::new(&srv);
+    srv.user("root", true, Some(PASSWORD));
+    srv.repo("alice/code", "alice", "private");
     let mut pages = vec![("/users/sign_in", web.get("/users/sign_in"))];
     web.sign_in("alice", PASSWORD);
-    for p in [TOKENS, "/-/user_settings/active_sessions"] {
+    for p in [
+        TOKENS,
+        "/-/user_settings/active_sessions",
+        "/-/user_settings/two_factor_auth",
+        "/-/user_settings/password/edit",
+        "/dashboard/projects",
+        "/alice/code",
+    ] {
         pages.push((p, web.get(p)));
     }
+    let forged = web.post_raw(TOKENS, b"name=x", &[("Origin", "http://evil.example")]);
+    assert_eq!(forged.status, 403);
+    pages.push(("a refusal", forged));
+    let mut admin = WebClient::new(&srv);
+    admin.sign_in("root", PASSWORD);
+    for p in [
+        "/admin/users",
+        "/admin/users/new",
+        "/admin/users/alice",
+        "/admin/application_settings",
+    ] {
+        pages.push((p, admin.get(p)));
+    }
     for (path, r) in pages {
-        assert_eq!(r.status, 200, "{path}");
+        assert!(r.status == 200 || path == "a refusal", "{path}: {}", r.status);
         assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"), "{path}");
         let csp = r.header("content-security-policy").unwrap_or_default();
         assert!(
@@ -656,4 +678,195 @@ fn the_other_forms_refuse_bad_input_next_to_the_field_and_write_nothing() {
             );
         }
     }
+}
+
+fn totp_secret(srv: &TestServer, user: &str) -> String {
+    let uri = gitpat::service::users::enable_two_factor(&mut srv.conn(), user).expect("2FA on");
+    let q = uri.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "secret")
+        .map(|(_, v)| v.into_owned())
+        .expect("the secret")
+}
+
+/// Signs in with the password to the 2FA step.
+fn to_the_code_step(web: &mut WebClient, login: &str) {
+    web.get("/users/sign_in");
+    let r = web.post("/users/sign_in", &[("login", login), ("password", PASSWORD)]);
+    assert_eq!(r.header("location"), Some("/users/two_factor"), "{}", r.text());
+    web.get("/users/two_factor");
+}
+
+#[test]
+fn wrong_codes_lock_the_account_however_often_the_password_is_given_again() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("tfa", false, Some(PASSWORD));
+        let secret = totp_secret(&srv, "tfa");
+        srv.setting("git_auth_ban_enabled", "false");
+        let mut web = WebClient::new(&srv);
+        to_the_code_step(&mut web, "tfa");
+        for _ in 0..9 {
+            let r = web.post("/users/two_factor", &[("otp_attempt", "000000")]);
+            assert_contains(&r.text(), "Invalid two-factor code.", &format!("[{b}]"));
+        }
+        // The right password again does not buy more guesses.
+        let mut again = WebClient::new(&srv);
+        to_the_code_step(&mut again, "tfa");
+        let r = again.post("/users/two_factor", &[("otp_attempt", "000000")]);
+        assert_contains(&r.text(), "Invalid two-factor code.", &format!("[{b}] the tenth"));
+        let code = gitpat::auth::totp::code_at(&secret, Utc::now().timestamp() as u64).unwrap();
+        let r = again.post("/users/two_factor", &[("otp_attempt", &code)]);
+        assert_eq!(r.status, 422, "[{b}] the right code of a locked account: {}", r.text());
+        assert_contains(&r.text(), "Your account is locked", &format!("[{b}]"));
+    }
+}
+
+#[test]
+fn a_banned_client_cannot_sign_in_even_with_the_right_password() {
+    let srv = TestServer::start(crate::support::TestDb::sqlite());
+    srv.user("alice", false, Some(PASSWORD));
+    for i in 0..10 {
+        let mut web = WebClient::new(&srv);
+        web.get("/users/sign_in");
+        web.post(
+            "/users/sign_in",
+            &[("login", &format!("nobody{i}")), ("password", "guess")],
+        );
+    }
+    let mut web = WebClient::new(&srv);
+    web.get("/users/sign_in");
+    let r = web.post("/users/sign_in", &[("login", "alice"), ("password", PASSWORD)]);
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert_contains(
+        &r.text(),
+        "Too many failed authentication attempts from this IP",
+        "the ban",
+    );
+    assert_eq!(session_count(&srv, "alice"), 0);
+}
+
+#[test]
+fn impersonation_tokens_are_not_the_owners_to_see_rotate_or_revoke() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        let alice = srv.user("alice", false, Some(PASSWORD));
+        let req = gitpat::service::tokens::NewTokenRequest {
+            user: &alice,
+            name: "admin-made",
+            description: None,
+            scopes: &["api".to_string()],
+            expires_at: None,
+            token: None,
+            impersonation: true,
+        };
+        let (row, secret) =
+            gitpat::service::tokens::create(&mut srv.conn(), &srv.app.key, &srv.app.settings(), &req, Utc::now())
+                .unwrap();
+        let mut web = WebClient::new(&srv);
+        web.sign_in("alice", PASSWORD);
+        assert!(
+            !web.get(TOKENS).text().contains("admin-made"),
+            "[{b}] listed to its owner"
+        );
+        for action in ["rotate", "revoke"] {
+            let r = web.post(&format!("{TOKENS}/{}/{action}", row.id), &[]);
+            assert_eq!(r.status, 404, "[{b}] the owner may {action} it: {}", r.text());
+        }
+        let now = srv.token_row(secret.expose());
+        assert!(!now.revoked, "[{b}]");
+    }
+}
+
+#[test]
+fn secrets_never_reach_the_database_in_clear_and_sessions_change_at_sign_in() {
+    use diesel::prelude::*;
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("alice", false, Some(PASSWORD));
+        srv.user("tfa", false, Some(PASSWORD));
+        let secret = totp_secret(&srv, "tfa");
+        let mut web = WebClient::new(&srv);
+        web.sign_in("alice", PASSWORD);
+        let cookie = web.cookies["_gitpat_session"].clone();
+        let rows: Vec<(String, Option<String>)> = gitpat::db::schema::sessions::table
+            .select((
+                gitpat::db::schema::sessions::digest,
+                gitpat::db::schema::sessions::flash,
+            ))
+            .load(&mut *srv.conn())
+            .unwrap();
+        assert!(
+            rows.iter().all(|(d, _)| d != &cookie && !d.contains(&cookie)),
+            "[{b}] a session id in clear"
+        );
+        web.post(TOKENS, &[("name", "n"), ("scopes", "api")]);
+        let flashes: Vec<Option<String>> = gitpat::db::schema::sessions::table
+            .select(gitpat::db::schema::sessions::flash)
+            .load(&mut *srv.conn())
+            .unwrap();
+        let flash = flashes.into_iter().flatten().next().expect("the flash");
+        let page = web.get(TOKENS).text();
+        let token = page
+            .split("id=\"new-token\"")
+            .nth(1)
+            .and_then(|r| r.split("value=\"").nth(1))
+            .and_then(|r| r.split('"').next())
+            .expect("the token on the page")
+            .to_string();
+        assert!(
+            !flash.contains(&token) && !flash.contains("glpat-"),
+            "[{b}] the token in clear in the flash"
+        );
+        // Signing in from a half-done sign-in ("Sign in as someone else")
+        // ends the half-done one.
+        let mut half = WebClient::new(&srv);
+        to_the_code_step(&mut half, "tfa");
+        let pending = half.cookies["_gitpat_session"].clone();
+        half.sign_in("alice", PASSWORD);
+        let mut old = WebClient::new(&srv);
+        old.cookies.insert("_gitpat_session".into(), pending);
+        let r = old.get("/users/two_factor");
+        assert_eq!(
+            r.header("location"),
+            Some("/users/sign_in"),
+            "[{b}] the half-done sign-in lives on"
+        );
+        // The pending cookie of a 2FA sign-in is not the signed-in one.
+        let mut two = WebClient::new(&srv);
+        to_the_code_step(&mut two, "tfa");
+        let pending = two.cookies["_gitpat_session"].clone();
+        let code = gitpat::auth::totp::code_at(&secret, Utc::now().timestamp() as u64).unwrap();
+        let r = two.post("/users/two_factor", &[("otp_attempt", &code)]);
+        assert_eq!(r.status, 303, "[{b}] {}", r.text());
+        assert_ne!(two.cookies["_gitpat_session"], pending, "[{b}] the pending id kept");
+        let mut p = WebClient::new(&srv);
+        p.cookies.insert("_gitpat_session".into(), pending);
+        assert_eq!(p.get(TOKENS).status, 303, "[{b}] the pending cookie opens the pages");
+    }
+}
+
+#[test]
+fn a_non_admin_can_change_no_user() {
+    let srv = TestServer::start(crate::support::TestDb::sqlite());
+    srv.user("alice", false, Some(PASSWORD));
+    srv.user("bob", false, Some(PASSWORD));
+    totp_secret(&srv, "bob");
+    let mut web = WebClient::new(&srv);
+    web.sign_in("alice", PASSWORD);
+    for action in ["block", "unblock", "disable_two_factor", "impersonation_tokens"] {
+        let r = web.post(
+            &format!("/admin/users/bob/{action}"),
+            &[("name", "x"), ("scopes", "api")],
+        );
+        assert_eq!(r.status, 404, "{action} by a non-admin");
+    }
+    let bob = gitpat::service::users::get(&mut srv.conn(), "bob").unwrap();
+    assert!(!bob.is_blocked() && bob.two_factor_enabled);
+    assert_eq!(
+        gitpat::service::tokens::impersonation_of(&mut srv.conn(), bob.id)
+            .unwrap()
+            .len(),
+        0
+    );
 }
