@@ -67,6 +67,28 @@ pub enum Command {
     /// Read and change instance settings.
     #[command(subcommand)]
     Settings(SettingsCmd),
+    /// Token notices by mail (serve sends them by itself).
+    #[command(subcommand)]
+    Notify(NotifyCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCmd {
+    /// Run the expiry checks as of AT and send every notice that is due
+    /// (for cron, and for tests).
+    Run {
+        /// An RFC 3339 instant such as 2026-12-24T01:00:00Z [default: now].
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Print the mail a notice of a token would be.
+    Preview {
+        #[arg(long)]
+        token_id: i64,
+        /// expiring_<days>d (such as expiring_7d), expired, created or family_revoked.
+        #[arg(long)]
+        kind: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -382,6 +404,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         expires_at,
                         token: token.as_deref(),
                         impersonation: a.impersonation,
+
+                        via: tokens::Via::Cli,
+
+                        by: None,
                     };
                     let (_, plain) = tokens::create(conn, &app.key, &settings, &req, now)?;
                     writeln!(out, "{}", plain.expose())?;
@@ -492,6 +518,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             RepoCmd::Member(MemberCmd::Remove { path, username }) => repos::remove_member(conn, &path, &username)?,
         },
+        Command::Notify(cmd) => notify(&app, conn, cmd, &mut out)?,
         Command::Settings(cmd) => match cmd {
             SettingsCmd::Get { key: Some(key) } => writeln!(out, "{}", Settings::load(conn)?.get(&key)?)?,
             SettingsCmd::Get { key: None } => {
@@ -507,6 +534,96 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+fn site_of(app: &App) -> service::notify::Site {
+    let from = crate::mail::from_address(&app.config.mail, app.config.external_url.as_deref());
+    service::notify::Site::new(app.config.external_url.as_deref(), from)
+}
+
+fn notify(app: &App, conn: &mut db::DbConn, cmd: NotifyCmd, out: &mut impl Write) -> anyhow::Result<()> {
+    let settings = Settings::load(conn)?;
+    let site = site_of(app);
+    match cmd {
+        NotifyCmd::Run { at } => {
+            let at = match at {
+                Some(s) => chrono::DateTime::parse_from_rfc3339(s.trim())
+                    .map_err(|e| anyhow::anyhow!("--at must be an RFC 3339 instant such as 2026-12-24T01:00:00Z: {e}"))?
+                    .with_timezone(&chrono::Utc),
+                None => service::now(),
+            };
+            let mailer = crate::mail::Mailer::from_config(&app.config.mail)?;
+            if !mailer.is_on() {
+                writeln!(
+                    out,
+                    "mail is off (see README: configuring mail): nothing checked or sent"
+                )?;
+                return Ok(());
+            }
+            let queued = service::notify::check_expiring(conn, &settings, at)?
+                + service::notify::check_expired(conn, &settings, at)?;
+            let d = service::notify::deliver(service::Conns::Lent(conn), &mailer, &site, &settings, at)?;
+            writeln!(
+                out,
+                "queued {queued}; sent {}, skipped {}, failed {}",
+                d.sent, d.skipped, d.failed
+            )?;
+        }
+        NotifyCmd::Preview { token_id, kind } => {
+            let m = service::notify::preview(conn, &site, &settings, token_id, &kind, service::now())?;
+            writeln!(
+                out,
+                "To: {} <{}>\nSubject: {}\n\n{}",
+                m.to_name, m.to, m.subject, m.text
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// How often `serve` looks for token notices to send.
+const NOTIFY_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Sends token notices: the daily checks when due (01:00 and 02:00 UTC,
+/// caught up after a downtime) and every queued notice, on the blocking
+/// pool. With mail off it says so once and does nothing.
+async fn notify_loop(app: App) {
+    let mailer = match crate::mail::Mailer::from_config(&app.config.mail) {
+        Ok(m) => std::sync::Arc::new(m),
+        Err(e) => {
+            tracing::error!("mail is misconfigured, no token notices are sent: {e:#}");
+            return;
+        }
+    };
+    if !mailer.is_on() {
+        tracing::info!("mail is off: token notices (expiry, new tokens) are not sent");
+        return;
+    }
+    let mut every = tokio::time::interval(NOTIFY_EVERY);
+    loop {
+        every.tick().await;
+        let (app, mailer) = (app.clone(), mailer.clone());
+        let done = actix_web::web::block(move || -> crate::error::Result<_> {
+            let settings = app.settings();
+            let now = service::now();
+            service::notify::run_due_checks(&mut *app.conn()?, &settings, now)?;
+            service::notify::deliver(service::Conns::Pool(&app.pool), &mailer, &site_of(&app), &settings, now)
+        })
+        .await;
+        match done {
+            Ok(Ok(d)) if d.sent + d.failed > 0 => {
+                tracing::info!(
+                    "token notices: {} sent, {} skipped, {} to retry",
+                    d.sent,
+                    d.skipped,
+                    d.failed
+                )
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("token notices failed: {e}"),
+            Err(e) => tracing::warn!("token notices failed: {e}"),
+        }
+    }
 }
 
 /// How often `serve` sweeps the leftovers of dead processes.
@@ -563,6 +680,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
     }
     actix_web::rt::System::new().block_on(async move {
         actix_web::rt::spawn(sweep_hourly(app.clone()));
+        actix_web::rt::spawn(notify_loop(app.clone()));
         let (server, addrs) = crate::http::bind(app, &listen)?;
         for a in &addrs {
             tracing::info!("gitpat listening on http://{a}");

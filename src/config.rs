@@ -31,6 +31,59 @@ pub struct Config {
     /// `scheme://host[:port][/prefix]` clients use, without a trailing
     /// `/`; `None`: each request's own.
     pub external_url: Option<String>,
+    /// How mail goes out (off by default).
+    pub mail: MailConfig,
+}
+
+/// How a mail leaves: SMTP, the local sendmail, `.eml` files in a folder
+/// (development), or not at all.
+#[derive(Debug, Clone, Default)]
+pub struct MailConfig {
+    pub transport: MailTransport,
+    /// The From address; `None`: `gitpat@<host of external_url>`.
+    pub from: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub enum MailTransport {
+    #[default]
+    Off,
+    Smtp(SmtpConfig),
+    Sendmail,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+/// `Debug` hides the password.
+#[derive(Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// A CA certificate (PEM) to trust besides the system's (a private
+    /// mail server's own CA).
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "(set)"))
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 /// The keys a config file may hold; an unknown key is an error, not a
@@ -46,6 +99,104 @@ pub struct FileConfig {
     pub pack_engine: Option<String>,
     pub body_idle_timeout_seconds: Option<u64>,
     pub external_url: Option<String>,
+    /// `smtp`, `sendmail`, `file` or `off` (default: `smtp` when
+    /// `smtp_host` is set, else off).
+    pub mail: Option<String>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub smtp_tls: Option<String>,
+    pub smtp_username: Option<String>,
+    pub smtp_password_file: Option<PathBuf>,
+    pub smtp_ca_file: Option<PathBuf>,
+    /// Refused with a sentence: the password never goes in this file.
+    pub smtp_password: Option<toml::Value>,
+    pub mail_from: Option<String>,
+    /// The folder of `mail = "file"`.
+    pub mail_dir: Option<PathBuf>,
+}
+
+/// The mail settings of the file, with `GITPAT_*` variables over them.
+fn mail_config(f: &FileConfig, data_dir: &Path) -> anyhow::Result<MailConfig> {
+    if f.smtp_password.is_some() {
+        anyhow::bail!(
+            "the config file may not hold smtp_password: put the SMTP password in GITPAT_SMTP_PASSWORD or in a file named by smtp_password_file"
+        );
+    }
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let host = env("GITPAT_SMTP_HOST").or_else(|| f.smtp_host.clone());
+    let kind = env("GITPAT_MAIL").or_else(|| f.mail.clone()).unwrap_or_else(|| {
+        if host.is_some() {
+            "smtp".into()
+        } else {
+            "off".into()
+        }
+    });
+    let from = env("GITPAT_MAIL_FROM").or_else(|| f.mail_from.clone());
+    if let Some(a) = &from {
+        a.parse::<lettre::Address>()
+            .map_err(|e| anyhow::anyhow!("mail_from {a:?} is not an e-mail address: {e}"))?;
+    }
+    let transport = match kind.trim().to_ascii_lowercase().as_str() {
+        "off" | "none" => MailTransport::Off,
+        "sendmail" => MailTransport::Sendmail,
+        "file" => MailTransport::File(
+            env("GITPAT_MAIL_DIR")
+                .map(PathBuf::from)
+                .or_else(|| f.mail_dir.clone())
+                .unwrap_or_else(|| data_dir.join("mail")),
+        ),
+        "smtp" => {
+            let host = host.ok_or_else(|| anyhow::anyhow!("mail = smtp needs smtp_host (or GITPAT_SMTP_HOST)"))?;
+            let tls = match env("GITPAT_SMTP_TLS")
+                .or_else(|| f.smtp_tls.clone())
+                .unwrap_or_else(|| "starttls".into())
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "none" => SmtpTls::None,
+                "starttls" => SmtpTls::Starttls,
+                "tls" => SmtpTls::Tls,
+                other => anyhow::bail!("smtp_tls must be none, starttls or tls, not {other:?}"),
+            };
+            let port = match env("GITPAT_SMTP_PORT") {
+                Some(p) => p
+                    .parse::<u16>()
+                    .map_err(|_| anyhow::anyhow!("GITPAT_SMTP_PORT must be a port number, not {p:?}"))?,
+                None => f.smtp_port.unwrap_or(match tls {
+                    SmtpTls::Tls => 465,
+                    SmtpTls::Starttls => 587,
+                    SmtpTls::None => 25,
+                }),
+            };
+            let password = match env("GITPAT_SMTP_PASSWORD") {
+                Some(p) => Some(p),
+                None => match env("GITPAT_SMTP_PASSWORD_FILE")
+                    .map(PathBuf::from)
+                    .or_else(|| f.smtp_password_file.clone())
+                {
+                    Some(path) => Some(
+                        std::fs::read_to_string(&path)
+                            .with_context(|| format!("cannot read the SMTP password file {}", path.display()))?
+                            .trim_end_matches(['\n', '\r'])
+                            .to_string(),
+                    ),
+                    None => None,
+                },
+            };
+            MailTransport::Smtp(SmtpConfig {
+                host,
+                port,
+                tls,
+                username: env("GITPAT_SMTP_USERNAME").or_else(|| f.smtp_username.clone()),
+                password,
+                ca_file: env("GITPAT_SMTP_CA_FILE")
+                    .map(PathBuf::from)
+                    .or_else(|| f.smtp_ca_file.clone()),
+            })
+        }
+        other => anyhow::bail!("mail must be smtp, sendmail, file or off, not {other:?}"),
+    };
+    Ok(MailConfig { transport, from })
 }
 
 /// What flags and the environment said (already merged by clap).
@@ -87,8 +238,9 @@ impl Config {
         };
         let data_dir = o
             .data_dir
-            .or(f.data_dir)
+            .or(f.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let mail = mail_config(&f, &data_dir)?;
         let database_url = o
             .database_url
             .or(f.database_url)
@@ -114,6 +266,7 @@ impl Config {
             None => None,
         };
         Ok(Config {
+            mail,
             data_dir,
             database_url,
             listen,
@@ -208,5 +361,48 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::load(None, o).is_err());
+    }
+
+    #[test]
+    fn mail_is_configured_in_the_file_and_never_holds_the_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gitpat.toml");
+        let load = |text: &str| {
+            std::fs::write(&file, text).unwrap();
+            Config::load(Some(&file), Overrides::default())
+        };
+        assert!(matches!(load("").unwrap().mail.transport, MailTransport::Off));
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        let c = load(&format!(
+            "smtp_host = \"mail.example.com\"\nsmtp_username = \"u\"\nsmtp_password_file = {:?}\n",
+            pw.display().to_string()
+        ))
+        .unwrap();
+        match &c.mail.transport {
+            MailTransport::Smtp(s) => {
+                assert_eq!(
+                    (s.host.as_str(), s.port, s.tls),
+                    ("mail.example.com", 587, SmtpTls::Starttls)
+                );
+                assert_eq!(s.password.as_deref(), Some("s3cret"));
+                assert!(!format!("{s:?}").contains("s3cret"), "the password in Debug");
+            }
+            other => panic!("not SMTP: {other:?}"),
+        }
+        let c = load("smtp_host = \"m\"\nsmtp_tls = \"tls\"\n").unwrap();
+        assert!(matches!(&c.mail.transport, MailTransport::Smtp(s) if s.port == 465));
+        let c = load("mail = \"file\"\n").unwrap();
+        assert!(matches!(&c.mail.transport, MailTransport::File(d) if d.ends_with("mail")));
+        for (text, says) in [
+            ("smtp_password = \"x\"\n", "may not hold smtp_password"),
+            ("smtp_host = \"m\"\nsmtp_tls = \"maybe\"\n", "smtp_tls must be"),
+            ("mail = \"pigeon\"\n", "mail must be"),
+            ("mail = \"smtp\"\n", "needs smtp_host"),
+            ("mail_from = \"not an address\"\n", "is not an e-mail address"),
+        ] {
+            let err = format!("{:#}", load(text).unwrap_err());
+            assert!(err.contains(says), "{text}: {err}");
+        }
     }
 }

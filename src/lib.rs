@@ -11,6 +11,7 @@ pub mod error;
 pub mod fsutil;
 pub mod git;
 pub mod http;
+pub mod mail;
 pub mod net;
 pub mod redact;
 pub mod service;

@@ -52,6 +52,10 @@ pub struct Settings {
     /// Minutes a browser session lasts without being used (GitLab's name;
     /// default a week).
     pub session_expire_delay: u32,
+    /// Mail owners about tokens that expire soon or expired today?
+    pub token_expiry_notifications_enabled: bool,
+    /// The days before expiry each notice goes out (each once per token).
+    pub token_expiry_notify_days: Vec<u32>,
 }
 
 fn cidrs_as_text<S: serde::Serializer>(v: &[Cidr], s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -81,12 +85,14 @@ impl Default for Settings {
             failed_login_attempts_unlock_period_in_minutes: 10,
             trusted_proxies: Vec::new(),
             session_expire_delay: 10_080,
+            token_expiry_notifications_enabled: true,
+            token_expiry_notify_days: vec![60, 30, 7],
         }
     }
 }
 
 /// The setting names, in the order they are listed.
-pub const KEYS: [&str; 20] = [
+pub const KEYS: [&str; 22] = [
     "max_personal_access_token_lifetime",
     "enforce_personal_access_token_expiration",
     "password_authentication_enabled_for_git",
@@ -107,6 +113,8 @@ pub const KEYS: [&str; 20] = [
     "failed_login_attempts_unlock_period_in_minutes",
     "trusted_proxies",
     "session_expire_delay",
+    "token_expiry_notifications_enabled",
+    "token_expiry_notify_days",
 ];
 
 /// 2 GiB.
@@ -177,6 +185,13 @@ impl Settings {
                 .collect::<Vec<_>>()
                 .join(","),
             "session_expire_delay" => self.session_expire_delay.to_string(),
+            "token_expiry_notifications_enabled" => self.token_expiry_notifications_enabled.to_string(),
+            "token_expiry_notify_days" => self
+                .token_expiry_notify_days
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
             _ => return Err(unknown_key(key)),
         })
     }
@@ -244,6 +259,28 @@ impl Settings {
             }
             "max_login_attempts" => self.max_login_attempts = parse_u32(key, v, 1..=1000, "attempts")?,
             "session_expire_delay" => self.session_expire_delay = parse_u32(key, v, 1..=5_256_000, "minutes")?,
+            "token_expiry_notifications_enabled" => self.token_expiry_notifications_enabled = parse_bool(key, v)?,
+            "token_expiry_notify_days" => {
+                let mut days = Vec::new();
+                for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    match part.parse::<u32>() {
+                        Ok(d) if (1..=MAX_LIFETIME_DAYS).contains(&d) => days.push(d),
+                        _ => {
+                            return Err(Error::Invalid(format!(
+                                "token_expiry_notify_days must be days from 1 to {MAX_LIFETIME_DAYS} separated by commas (such as 60,30,7); not {value:?}"
+                            )))
+                        }
+                    }
+                }
+                if days.is_empty() {
+                    return Err(Error::Invalid(
+                        "token_expiry_notify_days needs at least one day (turn the notices off with token_expiry_notifications_enabled)".into(),
+                    ));
+                }
+                days.sort_unstable_by(|a, b| b.cmp(a));
+                days.dedup();
+                self.token_expiry_notify_days = days;
+            }
             "failed_login_attempts_unlock_period_in_minutes" => {
                 self.failed_login_attempts_unlock_period_in_minutes = parse_u32(key, v, 1..=1_440_000, "minutes")?
             }

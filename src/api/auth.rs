@@ -164,7 +164,8 @@ pub fn authenticate(
         }
         return Err(ApiError::Unauthorized);
     };
-    let (token_row, user) = match tokens::verify(conn, key, settings, secret, now)? {
+    let ip_text = ip.map(|i| i.to_string());
+    let (token_row, user) = match tokens::verify(conn, key, settings, secret, ip_text.as_deref(), now)? {
         AuthOutcome::Ok(b) => *b,
         // GitLab's answer to a blocked user's valid token.
         AuthOutcome::Rejected(Rejection::UserBlocked) => return Err(ApiError::Forbidden(Some(BLOCKED.into()))),

@@ -151,5 +151,8 @@ pub fn settings(s: &Settings) -> Value {
         "max_login_attempts": s.max_login_attempts,
         "failed_login_attempts_unlock_period_in_minutes": s.failed_login_attempts_unlock_period_in_minutes,
         "trusted_proxies": s.trusted_proxies.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+        "session_expire_delay": s.session_expire_delay,
+        "token_expiry_notifications_enabled": s.token_expiry_notifications_enabled,
+        "token_expiry_notify_days": s.token_expiry_notify_days,
     })
 }

@@ -41,6 +41,7 @@ fn as_setting_text(key: &str, v: &Value) -> Result<String, ApiError> {
             for item in a {
                 match item {
                     Value::String(s) => parts.push(s.clone()),
+                    Value::Number(n) => parts.push(n.to_string()),
                     _ => return Err(ApiError::InvalidParam(key.to_string())),
                 }
             }

@@ -237,6 +237,12 @@ fn create_token(cx: &mut Ctx, user: &User, impersonation: bool) -> Result<Reply,
             "Description is too long (maximum is 255 characters)".into(),
         ));
     }
+    // An administrator making another user's token is named in its notice.
+    let by = cx
+        .caller
+        .as_ref()
+        .map(|c| c.user.username.clone())
+        .filter(|me| me != &user.username);
     let req = NewTokenRequest {
         user,
         name: &name,
@@ -245,6 +251,10 @@ fn create_token(cx: &mut Ctx, user: &User, impersonation: bool) -> Result<Reply,
         expires_at,
         token: None,
         impersonation,
+
+        via: svc::Via::Api,
+
+        by: by.as_deref(),
     };
     let (row, plain) = svc::create(cx.conn, &cx.app.key, &cx.settings, &req, cx.now)?;
     Reply::created(entities::new_token(&row, &plain, &cx.settings, cx.today()))

@@ -4,6 +4,7 @@
 
 pub mod auth_failure;
 pub mod member;
+pub mod notification;
 pub mod project;
 pub mod schema;
 pub mod session;

@@ -124,3 +124,29 @@ diesel::table! {
         used_at -> Nullable<Timestamp>,
     }
 }
+
+diesel::table! {
+    notifications (id) {
+        id -> BigInt,
+        token_id -> BigInt,
+        kind -> Text,
+        detail -> Nullable<Text>,
+        created_at -> Timestamp,
+        claimed_at -> Nullable<Timestamp>,
+        sent_at -> Nullable<Timestamp>,
+        outcome -> Nullable<Text>,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    job_runs (name) {
+        name -> Text,
+        last_day -> Date,
+    }
+}
+
+diesel::joinable!(notifications -> personal_access_tokens (token_id));
+diesel::allow_tables_to_appear_in_same_query!(notifications, personal_access_tokens);
+diesel::allow_tables_to_appear_in_same_query!(notifications, users);

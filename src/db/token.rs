@@ -102,3 +102,14 @@ pub fn set_last_used_ips(conn: &mut DbConn, id: i64, ips_json: &str, at: NaiveDa
         .set((pat::last_used_ips.eq(ips_json), pat::ips_updated_at.eq(at)))
         .execute(conn)
 }
+
+/// Marks the GitLab-compatible "notified" flags: the expired notice
+/// (`after_expiry`) or an expiring one.
+pub fn set_notified(conn: &mut DbConn, id: i64, after_expiry: bool) -> QueryResult<usize> {
+    let q = diesel::update(pat::table.find(id));
+    if after_expiry {
+        q.set(pat::after_expiry_notification_delivered.eq(true)).execute(conn)
+    } else {
+        q.set(pat::expire_notification_delivered.eq(true)).execute(conn)
+    }
+}

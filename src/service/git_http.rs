@@ -222,7 +222,8 @@ fn authenticate(
         return Ok(refused(banned));
     }
     // A token, whatever the username (GitLab ignores it), even when banned.
-    match tokens::verify(conn, key, settings, &c.password, req.now)? {
+    let ip = req.ip.map(|i| i.to_string());
+    match tokens::verify(conn, key, settings, &c.password, ip.as_deref(), req.now)? {
         AuthOutcome::Ok(b) => {
             let (token, user) = *b;
             return Ok(Step::Done(Ok(Some(Caller {

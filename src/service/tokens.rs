@@ -10,6 +10,8 @@ use crate::db::{self, token::NewToken, token::TokenRow, user::User, DbConn};
 use crate::error::{Error, Result};
 use crate::settings::Settings;
 
+pub use crate::service::notify::Via;
+
 /// How many distinct client IPs a token remembers.
 pub const MAX_LAST_USED_IPS: usize = 5;
 /// A new IP is recorded at most this often per token.
@@ -26,6 +28,10 @@ pub struct NewTokenRequest<'a> {
     /// A predetermined token string (admin automation), else one is generated.
     pub token: Option<&'a str>,
     pub impersonation: bool,
+    /// How it is made, and by whom when that is not the owner (an
+    /// administrator's username): for the owner's notice.
+    pub via: Via,
+    pub by: Option<&'a str>,
 }
 
 /// The token as the API and `token list --json` show it: never the secret.
@@ -156,7 +162,10 @@ pub fn create(
         if db::token::find_by_digest(conn, digest.as_str())?.is_some() {
             return Err(Error::Conflict("that token string is already in use".into()));
         }
-        Ok(db::token::insert(conn, &new)?)
+        let row = db::token::insert(conn, &new)?;
+        // The owner hears of every new token, however it was made.
+        crate::service::notify::queue_created(conn, &row, req.via, req.by, now)?;
+        Ok(row)
     })?;
     Ok((row, plain))
 }
@@ -324,7 +333,7 @@ pub fn authenticate(
     ip: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<AuthOutcome> {
-    Ok(match verify(conn, key, settings, secret, now)? {
+    Ok(match verify(conn, key, settings, secret, ip, now)? {
         AuthOutcome::Ok(found) => {
             let (row, user) = *found;
             AuthOutcome::Ok(Box::new((note_use(conn, settings, row, ip, now)?, user)))
@@ -358,6 +367,7 @@ pub fn verify(
     key: &SecretKey,
     settings: &Settings,
     secret: &str,
+    ip: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<AuthOutcome> {
     if secret.is_empty() || secret.len() > token::MAX_TOKEN_LEN {
@@ -371,7 +381,12 @@ pub fn verify(
         if db::token::find_successor(conn, row.id)?.is_some() {
             let burnt = crate::db::write_transaction(conn, |conn| {
                 let ids = family_ids(conn, &row)?;
-                Ok::<_, Error>(db::token::revoke_all(conn, &ids)?)
+                let burnt = db::token::revoke_all(conn, &ids)?;
+                // The owner is told, once, from where.
+                if burnt > 0 {
+                    crate::service::notify::queue_family_revoked(conn, row.id, ip, now)?;
+                }
+                Ok::<_, Error>(burnt)
             })?;
             // Said once, when it revoked something: later reuses find the
             // family revoked already.

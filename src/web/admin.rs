@@ -413,6 +413,7 @@ pub async fn create_impersonation_token(
     let settings = app.settings();
     let (row, secret) = (current.row.clone(), current.secret.clone());
     let (u, name, scopes) = (username.clone(), draft.name.clone(), draft.scopes.clone());
+    let admin_name = current.user.username.clone();
     let made = with_conn(&app, move |conn, app| {
         let user = users::get(conn, &u)?;
         let req = tokens::NewTokenRequest {
@@ -423,6 +424,10 @@ pub async fn create_impersonation_token(
             expires_at,
             token: None,
             impersonation: true,
+
+            via: tokens::Via::Web,
+
+            by: Some(&admin_name),
         };
         match tokens::create(conn, &app.key, &settings, &req, crate::service::now()) {
             Ok((_, plain)) => {
@@ -477,7 +482,7 @@ pub async fn revoke_impersonation_token(
 }
 
 /// The settings the page edits: (key, label, kind).
-const EDITABLE: [(&str, &str, &str); 10] = [
+const EDITABLE: [(&str, &str, &str); 12] = [
     (
         "max_personal_access_token_lifetime",
         "Maximum lifetime of access tokens (days; empty: none)",
@@ -512,6 +517,16 @@ const EDITABLE: [(&str, &str, &str); 10] = [
         "Sessions end after this many idle minutes",
         "number",
     ),
+    (
+        "token_expiry_notifications_enabled",
+        "Mail owners about expiring and expired tokens",
+        "bool",
+    ),
+    (
+        "token_expiry_notify_days",
+        "Days before expiry to mail (such as 60,30,7)",
+        "text",
+    ),
 ];
 
 fn settings_page(
@@ -539,7 +554,7 @@ fn settings_page(
                         @if let Some(e) = err { p.error id={ "field-" (key) "-error" } { (e) } }
                     }
                 } @else {
-                    (field(&Field { name: key, label, value: &value, error: err, inputmode: Some("numeric"), ..Field::default() }))
+                    (field(&Field { name: key, label, value: &value, error: err, inputmode: (kind == "number").then_some("numeric"), ..Field::default() }))
                 }
             }
             div { button.primary type="submit" { "Save changes" } }

@@ -371,6 +371,10 @@ pub async fn create(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
             expires_at,
             token: None,
             impersonation: false,
+
+            via: tokens::Via::Web,
+
+            by: None,
         };
         match tokens::create(conn, &app.key, &settings, &req, crate::service::now()) {
             Ok((_, plain)) => {

@@ -33,6 +33,9 @@ fn defaults() -> Value {
         "max_login_attempts": 10,
         "failed_login_attempts_unlock_period_in_minutes": 10,
         "trusted_proxies": [],
+        "session_expire_delay": 10080,
+        "token_expiry_notifications_enabled": true,
+        "token_expiry_notify_days": [60, 30, 7],
     })
 }
 
@@ -128,6 +131,9 @@ fn settings_put_json_stores_and_returns_every_key() {
             "max_login_attempts": 5,
             "failed_login_attempts_unlock_period_in_minutes": 30,
             "trusted_proxies": ["10.0.0.0/8", "::1/128"],
+            "session_expire_delay": 60,
+            "token_expiry_notifications_enabled": false,
+            "token_expiry_notify_days": [30, 14, 1],
         });
         let r = srv.api("PUT", "/application/settings", Some(&rt), Some(&body));
         expect(&srv, "PUT every key", &r, 200, body.clone());

@@ -96,6 +96,8 @@ fn make(
         expires_at: expires,
         token: None,
         impersonation,
+        via: gitpat::service::tokens::Via::Cli,
+        by: None,
     };
     let (row, plain) = tokens::create(conn, &srv.app.key, &settings, &req, Utc::now())
         .unwrap_or_else(|e| panic!("create the token {name} of {user}: {e}"));

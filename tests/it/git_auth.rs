@@ -84,6 +84,8 @@ fn token(conn: &mut DbConn, w: &World, user: &str, scopes: &[&str], expires_in_d
         expires_at: expires_in_days.map(|d| Utc::now().date_naive() + Duration::days(d)),
         token: None,
         impersonation: false,
+        via: gitpat::service::tokens::Via::Cli,
+        by: None,
     };
     tokens::create(conn, &key(), &w.settings, &req, Utc::now())
         .unwrap()

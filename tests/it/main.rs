@@ -16,6 +16,7 @@ mod git_lfs;
 mod git_load;
 mod git_push;
 mod git_shallow_server;
+mod mail;
 mod models;
 mod platform;
 mod python_gitlab;

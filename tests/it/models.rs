@@ -48,6 +48,8 @@ fn token_req<'a>(u: &'a User, scopes: &'a [String]) -> NewTokenRequest<'a> {
         expires_at: None,
         token: None,
         impersonation: false,
+        via: gitpat::service::tokens::Via::Cli,
+        by: None,
     }
 }
 

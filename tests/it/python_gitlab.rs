@@ -20,12 +20,7 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(600);
 /// The major version the script and CONTRACT.md were written against.
 const PYTHON_GITLAB_MAJOR: &str = "8.";
 
-fn python() -> String {
-    std::env::var("GITPAT_TEST_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "python3".to_string())
-}
+use crate::support::python;
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/python_gitlab_conformance.py")

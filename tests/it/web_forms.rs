@@ -759,6 +759,8 @@ fn impersonation_tokens_are_not_the_owners_to_see_rotate_or_revoke() {
             expires_at: None,
             token: None,
             impersonation: true,
+            via: gitpat::service::tokens::Via::Cli,
+            by: None,
         };
         let (row, secret) =
             gitpat::service::tokens::create(&mut srv.conn(), &srv.app.key, &srv.app.settings(), &req, Utc::now())
@@ -869,4 +871,37 @@ fn a_non_admin_can_change_no_user() {
             .len(),
         0
     );
+}
+
+#[test]
+fn a_token_made_on_the_page_queues_its_owners_notice() {
+    let srv = TestServer::start(crate::support::TestDb::sqlite());
+    srv.user("alice", false, Some(PASSWORD));
+    let mut web = WebClient::new(&srv);
+    web.sign_in("alice", PASSWORD);
+    let r = web.post(TOKENS, &[("name", "from the page"), ("scopes", "read_api")]);
+    assert_eq!(r.status, 303, "{}", r.text());
+    let row = gitpat::service::tokens::personal_of(&mut srv.conn(), 1)
+        .unwrap()
+        .into_iter()
+        .find(|t| t.name == "from the page")
+        .expect("the token");
+    let queued = gitpat::db::notification::list_for_token(&mut srv.conn(), row.id).unwrap();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(
+        (queued[0].kind.as_str(), queued[0].detail.as_deref()),
+        ("created", Some("web|"))
+    );
+    let site = gitpat::service::notify::Site::new(None, "gitpat@localhost".into());
+    let user = gitpat::service::users::get(&mut srv.conn(), "alice").unwrap();
+    let mail = gitpat::service::notify::render(
+        &queued[0],
+        &row,
+        &user,
+        &site,
+        &srv.app.settings(),
+        Utc::now().date_naive(),
+    )
+    .unwrap();
+    assert_contains(&mail.text, "on the access tokens page, by you", "the notice's words");
 }

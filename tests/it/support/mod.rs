@@ -14,9 +14,19 @@ pub mod browser;
 pub mod repo;
 pub mod serve;
 pub mod server;
+pub mod smtp;
 pub mod web;
 
 pub const PG_ENV: &str = "GITPAT_TEST_DATABASE_URL";
+
+/// The Python of the test tools: `GITPAT_TEST_PYTHON` (`./test` sets it to
+/// its venv's), else `python3`.
+pub fn python() -> String {
+    std::env::var("GITPAT_TEST_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".to_string())
+}
 
 /// A database for one test; a PostgreSQL one is dropped when this is.
 pub struct TestDb {

@@ -24,10 +24,16 @@ impl Server {
 
     /// `serve` with `extra` flags.
     pub fn start_with(g: &Gitpat, extra: &[&str]) -> Server {
+        Server::start_with_env(g, extra, &[])
+    }
+
+    /// `serve` with `extra` flags and environment variables `env`.
+    pub fn start_with_env(g: &Gitpat, extra: &[&str], env: &[(&str, String)]) -> Server {
         let mut child = g
             .command()
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("GITPAT_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -61,6 +61,7 @@ impl TestServer {
             pack_engine: engine.to_string(),
             body_idle_timeout: BODY_IDLE_TIMEOUT,
             external_url: None,
+            mail: Default::default(),
         };
         let app = App::open(config).unwrap_or_else(|e| panic!("[{}] App::open: {e:#}", db.backend));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -162,6 +163,8 @@ impl TestServer {
             expires_at: expires,
             token: None,
             impersonation: false,
+            via: gitpat::service::tokens::Via::Cli,
+            by: None,
         };
         tokens::create(conn, &self.app.key, &settings, &req, Utc::now())
             .unwrap_or_else(|e| panic!("create a token for {user}: {e}"))
