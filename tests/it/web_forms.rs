@@ -438,8 +438,64 @@ fn the_session_cookie_is_http_only_and_same_site_lax() {
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
         assert!(set.contains(attr), "{set}");
     }
-    // Plain http here: not Secure (it is when external_url is https).
+    // Plain http here: not Secure.
     assert!(!set.contains("Secure"), "{set}");
+    // Behind https (the external URL says so): Secure, and the origin
+    // checked is the external one.
+    let srv = TestServer::start_with(
+        crate::support::TestDb::sqlite(),
+        "auto",
+        Some("HTTPS://git.example.com"),
+    );
+    srv.user("alice", false, Some(PASSWORD));
+    let mut web = WebClient::new(&srv);
+    web.get("/users/sign_in");
+    let origin = "https://git.example.com";
+    let body = form(&[
+        ("authenticity_token", &web.csrf.clone()),
+        ("login", "alice"),
+        ("password", PASSWORD),
+    ]);
+    let r = web.post_raw("/users/sign_in", &body, &[("Origin", origin)]);
+    assert_eq!(r.status, 303, "{}", r.text());
+    let set = r
+        .all("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("_gitpat_session="))
+        .expect("the session cookie")
+        .to_string();
+    assert!(set.contains("Secure") && set.contains("HttpOnly"), "{set}");
+    let mut other = WebClient::new(&srv);
+    other.get("/users/sign_in");
+    let r = other.post("/users/sign_in", &[("login", "alice"), ("password", PASSWORD)]);
+    assert_eq!(r.status, 403, "the server's own host is not the external origin");
+}
+
+#[test]
+fn expiry_within_a_week_is_highlighted_and_an_admin_resets_2fa() {
+    let srv = TestServer::start(crate::support::TestDb::sqlite());
+    srv.user("root", true, Some(PASSWORD));
+    srv.user("alice", false, Some(PASSWORD));
+    totp_secret(&srv, "alice");
+    srv.user("bob", false, Some(PASSWORD));
+    let today = Utc::now().date_naive();
+    srv.token("bob", &["api"], Some(today + Duration::days(5)));
+    srv.token("bob", &["api"], Some(today + Duration::days(20)));
+    let mut bob = WebClient::new(&srv);
+    bob.sign_in("bob", PASSWORD);
+    let page = bob.get(TOKENS).text();
+    assert!(page.contains("<span class=\"soon\">(in 5 days)</span>"), "{page}");
+    assert!(page.contains("<span>(in 20 days)</span>"), "{page}");
+    let mut admin = WebClient::new(&srv);
+    admin.sign_in("root", PASSWORD);
+    admin.get("/admin/users/alice");
+    let r = admin.post("/admin/users/alice/disable_two_factor", &[]);
+    assert_eq!(r.status, 303, "{}", r.text());
+    let alice = gitpat::service::users::get(&mut srv.conn(), "alice").unwrap();
+    assert!(!alice.two_factor_enabled && alice.otp_secret.is_none());
+    // Her password signs her in again without a code.
+    let mut web = WebClient::new(&srv);
+    web.sign_in("alice", PASSWORD);
 }
 
 #[test]

@@ -50,6 +50,11 @@ impl TestServer {
 
     /// With the pack engine `engine` (`auto`, `git` or `libgit2`).
     pub fn start_with_engine(db: TestDb, engine: &str) -> TestServer {
+        TestServer::start_with(db, engine, None)
+    }
+
+    /// With the pack engine `engine` and `external_url`.
+    pub fn start_with(db: TestDb, engine: &str, external_url: Option<&str>) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
         let config = Config {
@@ -60,7 +65,7 @@ impl TestServer {
             db_pool_size: 4,
             pack_engine: engine.to_string(),
             body_idle_timeout: BODY_IDLE_TIMEOUT,
-            external_url: None,
+            external_url: external_url.map(str::to_string),
             mail: Default::default(),
         };
         let app = App::open(config).unwrap_or_else(|e| panic!("[{}] App::open: {e:#}", db.backend));
