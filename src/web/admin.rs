@@ -344,8 +344,10 @@ async fn admin_post(
     req: &HttpRequest,
     payload: &mut web::Payload,
 ) -> Result<(Current, Form), HttpResponse> {
-    let current = admin(app, req).await?;
-    let form = checked_form(app, req, payload, Some(current.secret.expose())).await?;
+    let (current, form) = super::signed_in_post(app, req, payload).await?;
+    if !current.user.is_admin {
+        return Err(crate::http::not_found().await);
+    }
     Ok((current, form))
 }
 

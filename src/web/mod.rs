@@ -283,6 +283,18 @@ async fn read_form(app: &App, payload: &mut web::Payload) -> Result<Vec<u8>, Htt
     }
 }
 
+/// The signed-in session and the checked form of a POST, or the answer
+/// that refuses it (sign in first; forged).
+async fn signed_in_post(
+    app: &web::Data<App>,
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+) -> Result<(Current, Form), HttpResponse> {
+    let current = signed_in(app, req).await?;
+    let form = checked_form(app, req, payload, Some(current.secret.expose())).await?;
+    Ok((current, form))
+}
+
 /// A decoded `application/x-www-form-urlencoded` body.
 pub struct Form(Vec<(String, String)>);
 

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
 
 use super::layout::{self, field, Field};
-use super::{checked_form, html, see_other, signed_in, Current, PASSWORD};
+use super::{html, see_other, signed_in, signed_in_post, Current, PASSWORD};
 use crate::app::App;
 use crate::error::Error;
 use crate::service::users;
@@ -48,12 +48,8 @@ pub async fn page(app: web::Data<App>, req: HttpRequest) -> HttpResponse {
 }
 
 pub async fn update(app: web::Data<App>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
-    let current = match signed_in(&app, &req).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
-    let form = match checked_form(&app, &req, &mut payload, Some(current.secret.expose())).await {
-        Ok(f) => f,
+    let (current, form) = match signed_in_post(&app, &req, &mut payload).await {
+        Ok(v) => v,
         Err(resp) => return resp,
     };
     let csrf = current.csrf(&app);

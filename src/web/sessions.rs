@@ -8,7 +8,7 @@ use maud::html;
 
 use super::layout;
 use super::tokens::ago;
-use super::{checked_form, html, see_other, signed_in, with_conn, SESSIONS};
+use super::{html, see_other, signed_in, signed_in_post, with_conn, SESSIONS};
 use crate::app::App;
 use crate::service::sessions as svc;
 
@@ -59,13 +59,10 @@ pub async fn page(app: web::Data<App>, req: HttpRequest) -> HttpResponse {
 }
 
 pub async fn revoke(app: web::Data<App>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
-    let current = match signed_in(&app, &req).await {
-        Ok(c) => c,
+    let (current, _) = match signed_in_post(&app, &req, &mut payload).await {
+        Ok(v) => v,
         Err(resp) => return resp,
     };
-    if let Err(resp) = checked_form(&app, &req, &mut payload, Some(current.secret.expose())).await {
-        return resp;
-    }
     let Some(id) = req.match_info().get("id").and_then(|s| s.parse::<i64>().ok()) else {
         return super::refusal(StatusCode::NOT_FOUND, "No such session.");
     };

@@ -11,7 +11,7 @@ use chrono::{Duration, NaiveDate, NaiveDateTime, Utc};
 use maud::{html, Markup};
 
 use super::layout::{self, field, Field};
-use super::{checked_form, html, see_other, signed_in, with_conn, Current, TOKENS};
+use super::{html, see_other, signed_in, signed_in_post, with_conn, Current, TOKENS};
 use crate::app::App;
 use crate::auth::token::{self, Scope};
 use crate::db::token::TokenRow;
@@ -318,12 +318,8 @@ pub async fn page(app: web::Data<App>, req: HttpRequest) -> HttpResponse {
 }
 
 pub async fn create(app: web::Data<App>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
-    let current = match signed_in(&app, &req).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
-    let form = match checked_form(&app, &req, &mut payload, Some(current.secret.expose())).await {
-        Ok(f) => f,
+    let (current, form) = match signed_in_post(&app, &req, &mut payload).await {
+        Ok(v) => v,
         Err(resp) => return resp,
     };
     let mut draft = Draft {
@@ -402,13 +398,10 @@ fn token_id(req: &HttpRequest) -> Option<i64> {
 }
 
 pub async fn revoke(app: web::Data<App>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
-    let current = match signed_in(&app, &req).await {
-        Ok(c) => c,
+    let (current, _) = match signed_in_post(&app, &req, &mut payload).await {
+        Ok(v) => v,
         Err(resp) => return resp,
     };
-    if let Err(resp) = checked_form(&app, &req, &mut payload, Some(current.secret.expose())).await {
-        return resp;
-    }
     let Some(id) = token_id(&req) else {
         return super::refusal(StatusCode::NOT_FOUND, "No such token.");
     };
@@ -425,13 +418,10 @@ pub async fn revoke(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
 }
 
 pub async fn rotate(app: web::Data<App>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
-    let current = match signed_in(&app, &req).await {
-        Ok(c) => c,
+    let (current, _) = match signed_in_post(&app, &req, &mut payload).await {
+        Ok(v) => v,
         Err(resp) => return resp,
     };
-    if let Err(resp) = checked_form(&app, &req, &mut payload, Some(current.secret.expose())).await {
-        return resp;
-    }
     let Some(id) = token_id(&req) else {
         return super::refusal(StatusCode::NOT_FOUND, "No such token.");
     };

@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup, PreEscaped};
 
 use super::layout::{self, field, Field};
-use super::{checked_form, html, see_other, signed_in, with_conn, Current, TWO_FACTOR_AUTH};
+use super::{html, see_other, signed_in, signed_in_post, with_conn, Current, TWO_FACTOR_AUTH};
 use crate::app::App;
 use crate::auth::totp;
 use crate::service::sessions::{self as svc, FlashKind};
@@ -171,12 +171,8 @@ async fn show_codes(app: &web::Data<App>, current: &Current, codes: Vec<String>)
 }
 
 pub async fn enable(app: web::Data<App>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
-    let current = match signed_in(&app, &req).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
-    let form = match checked_form(&app, &req, &mut payload, Some(current.secret.expose())).await {
-        Ok(f) => f,
+    let (current, form) = match signed_in_post(&app, &req, &mut payload).await {
+        Ok(v) => v,
         Err(resp) => return resp,
     };
     if current.user.two_factor_enabled {
@@ -212,12 +208,8 @@ pub async fn enable(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
 }
 
 pub async fn regenerate(app: web::Data<App>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
-    let current = match signed_in(&app, &req).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
-    let form = match checked_form(&app, &req, &mut payload, Some(current.secret.expose())).await {
-        Ok(f) => f,
+    let (current, form) = match signed_in_post(&app, &req, &mut payload).await {
+        Ok(v) => v,
         Err(resp) => return resp,
     };
     if !current.user.two_factor_enabled {
@@ -246,12 +238,8 @@ pub async fn regenerate(app: web::Data<App>, req: HttpRequest, mut payload: web:
 }
 
 pub async fn disable(app: web::Data<App>, req: HttpRequest, mut payload: web::Payload) -> HttpResponse {
-    let current = match signed_in(&app, &req).await {
-        Ok(c) => c,
-        Err(resp) => return resp,
-    };
-    let form = match checked_form(&app, &req, &mut payload, Some(current.secret.expose())).await {
-        Ok(f) => f,
+    let (current, form) = match signed_in_post(&app, &req, &mut payload).await {
+        Ok(v) => v,
         Err(resp) => return resp,
     };
     if !current.user.two_factor_enabled {
