@@ -1,88 +1,151 @@
 #!/usr/bin/env bash
-# Benchmark: gitpat against git http-backend under Apache (the peer in
-# ../shared/bench/peer-apache.sh), on this machine, in one run. Builds a
-# test repository, serves it from both, times the same git operations
-# alternately, and prints medians and the gitpat/Apache ratio.
-# Needs: apache2 apache2-utils (Debian), a release build (cargo build --release).
-# Usage: bench/vs-apache.sh [RUNS]   (default 7; the machine is noisy: medians)
+# Benchmark: fetches from gitpat against git http-backend under Apache (the
+# peer in ../shared/bench/peer-apache.sh), on this machine, in one
+# interleaved run, as medians and gitpat/Apache ratios:
+#   - authenticated info/refs requests per second, protocol v0 and v2 (wrk);
+#   - ls-remote x20, no-op fetch x20, full clone (v0 and v2), 8 concurrent
+#     identical clones: wall time;
+#   - for gitpat, the CPU seconds of the server and its children (git
+#     pack-objects) per operation, and its peak memory (VmHWM) at the end.
+#
+# Needs: apache2 apache2-utils wrk (Debian), a release build (cargo build --release).
+# Usage: bench/vs-apache.sh [RUNS]     (default 5; the machine is noisy: medians)
+#   REPO=/path/to/repo   a real repository, e.g. a clone of BurntSushi/ripgrep
+#                        or git/git (heads and tags are served); default: one
+#                        generated from the crate sources under ~/.cargo
+# Both servers run Debian's git (/usr/bin/git, as git-http-backend is), so
+# only the servers differ; the client is $GIT (default /usr/bin/git).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-runs=${1:-7}
+runs=${1:-5}
 peer=$here/../shared/bench/peer-apache.sh
 gitpat=$here/target/release/gitpat
-git=${GIT:-/usr/local/bin/git}
+git=${GIT:-/usr/bin/git}
 [ -x "$gitpat" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 [ -f "$peer" ] || { echo "missing $peer" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "apt-get install wrk" >&2; exit 1; }
+command -v apache2 >/dev/null || [ -x /usr/sbin/apache2 ] || { echo "apt-get install apache2 apache2-utils" >&2; exit 1; }
 
-crates=$(ls -d "$HOME"/.cargo/registry/src/*/* 2>/dev/null | sort | head -120)
-[ -n "$crates" ] || { echo "no crate sources under ~/.cargo/registry to build the test repository from" >&2; exit 1; }
 root=$(mktemp -d /tmp/gitpat-bench.XXXXXX)
-trap 'bash "$peer" stop "$root" >/dev/null 2>&1 || true; kill $(cat "$root/gitpat.pid" 2>/dev/null) 2>/dev/null || true' EXIT
+cleanup() {
+  bash "$peer" stop "$root" >/dev/null 2>&1 || true
+  kill "$(cat "$root/gitpat.pid" 2>/dev/null)" 2>/dev/null || true
+  rm -rf "$root"
+}
+trap cleanup EXIT
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null GIT_TERMINAL_PROMPT=0 HOME=$root
 export GIT_AUTHOR_NAME=bench GIT_AUTHOR_EMAIL=bench@example.com GIT_COMMITTER_NAME=bench GIT_COMMITTER_EMAIL=bench@example.com
 
-# The repository: the crate sources on this machine, committed a few crates at a time.
-src=$root/src
-$git init -q -b main "$src"
-n=0
-for d in $crates; do
-  cp -r "$d" "$src/" 2>/dev/null || true
-  n=$((n + 1))
-  if [ $((n % 4)) = 0 ]; then $git -C "$src" add -A >/dev/null; $git -C "$src" commit -q -m "batch $n"; fi
-done
-$git -C "$src" add -A >/dev/null; $git -C "$src" commit -q -m "last" || true
+# --- The repository: bare, heads and tags, refs packed as git gc leaves them.
+src=$root/src.git
+if [ -n "${REPO:-}" ]; then
+  $git clone -q --bare "$REPO" "$src"
+else
+  work=$root/work
+  $git init -q -b main "$work"
+  n=0
+  for d in $(ls -d "$HOME"/../.cargo/registry/src/*/* /root/.cargo/registry/src/*/* 2>/dev/null | sort -u | head -120); do
+    cp -r "$d" "$work/" 2>/dev/null || true
+    n=$((n + 1))
+    if [ $((n % 4)) = 0 ]; then
+      $git -C "$work" add -A >/dev/null
+      $git -C "$work" commit -q -m "batch $n"
+      $git -C "$work" tag -a -m "v$n" "v$n"
+    fi
+  done
+  $git -C "$work" add -A >/dev/null
+  $git -C "$work" commit -q -m last || true
+  $git clone -q --bare "$work" "$src"
+fi
 $git -C "$src" gc -q
-commits=$($git -C "$src" rev-list --count HEAD)
-size=$(du -sh "$src/.git" | cut -f1)
+refs=$($git -C "$src" for-each-ref | wc -l)
+objects=$($git -C "$src" count-objects -v | awk '/^count|^in-pack/ { n += $2 } END { print n }')
+size=$(du -sh "$src" | cut -f1)
 
-# Apache peer.
+# --- Apache peer.
 mkdir -p "$root/repos"
-$git clone -q --bare "$src" "$root/repos/bench.git"
-$git -C "$root/repos/bench.git" config http.receivepack true
+cp -r "$src" "$root/repos/bench.git"
 apache_port=18080
 bash "$peer" start "$root" $apache_port
 apache_url="http://alice:alice-password@127.0.0.1:$apache_port/git/bench.git"
+apache_auth=$(printf 'alice:alice-password' | base64)
 
-# gitpat.
+# --- gitpat.
 export GITPAT_DATA_DIR=$root/gitpat GITPAT_LOG=warn
 "$gitpat" user create alice --email alice@example.com >/dev/null
-token=$("$gitpat" token create --user alice --name bench --scopes api)
+token=$("$gitpat" token create --user alice --name bench --scopes read_repository)
 "$gitpat" repo create alice/bench --import "$src" >/dev/null
 gitpat_port=18081
 "$gitpat" serve --listen 127.0.0.1:$gitpat_port >"$root/gitpat.log" 2>&1 &
-echo $! >"$root/gitpat.pid"
-for _ in $(seq 50); do curl -s -o /dev/null 127.0.0.1:$gitpat_port/-/liveness && break; sleep 0.1; done
+gpid=$!
+echo $gpid >"$root/gitpat.pid"
+for _ in $(seq 100); do curl -s -o /dev/null 127.0.0.1:$gitpat_port/-/liveness && break; sleep 0.1; done
 gitpat_url="http://alice:$token@127.0.0.1:$gitpat_port/alice/bench.git"
+gitpat_auth=$(printf 'alice:%s' "$token" | base64 -w0)
 
+# CPU seconds of gitpat and its reaped children (utime stime cutime cstime).
+ticks=$(getconf CLK_TCK)
+cpu() { awk -v t="$ticks" '{ printf "%.3f", ($14 + $15 + $16 + $17) / t }' "/proc/$gpid/stat"; }
+
+declare -A results cpus
+record() { results[$1/$2]="${results[$1/$2]:-} $3"; }
+
+# One timed run of a shell snippet with $URL set; prints seconds.
 time_it() {
+  local url=$1; shift
+  rm -rf "$root/w"; mkdir -p "$root/w"
   local t0=$EPOCHREALTIME
-  "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }
+  (cd "$root/w" && URL=$url bash -c "$1") >/dev/null 2>&1 || { echo "failed: $1" >&2; exit 1; }
   awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.4f", b - a }'
 }
-declare -A results
-measure() { # name, command template with URL
-  local name=$1; shift
-  for i in $(seq "$runs"); do
-    for who in apache gitpat; do
-      local url=apache_url; [ $who = gitpat ] && url=gitpat_url
-      rm -rf "$root/w"; mkdir -p "$root/w"
-      local t; t=$(cd "$root/w" && time_it "$@" "${!url}")
-      results[$name/$who]="${results[$name/$who]:-} $t"
-    done
+
+measure() { # name, snippet using $URL and $GIT
+  local name=$1 snippet=$2
+  for _ in $(seq "$runs"); do
+    record "$name" apache "$(time_it "$apache_url" "$snippet")"
+    local c0; c0=$(cpu)
+    record "$name" gitpat "$(time_it "$gitpat_url" "$snippet")"
+    cpus[$name]="${cpus[$name]:-} $(awk -v a="$c0" -v b="$(cpu)" 'BEGIN { printf "%.3f", b - a }')"
   done
 }
-measure "clone (protocol v0)" $git -c protocol.version=0 clone -q --bare
-measure "clone --depth 1 (v0)" $git -c protocol.version=0 clone -q --bare --depth 1
-measure "ls-remote (v0)" $git -c protocol.version=0 ls-remote
-measure "clone (default protocol)" $git clone -q --bare
 
-echo "repository: $commits commits, .git $size; $runs runs each, alternating; medians in seconds"
-printf '%-26s %10s %10s %8s\n' operation apache gitpat ratio
-for name in "clone (protocol v0)" "clone --depth 1 (v0)" "ls-remote (v0)" "clone (default protocol)"; do
-  python3 - "$name" "${results[$name/apache]}" "${results[$name/gitpat]}" <<'PY'
+rps() { # url, auth, extra header or ""
+  local -a h=(-H "Authorization: Basic $2")
+  [ -n "$3" ] && h+=(-H "$3")
+  wrk -t2 -c16 -d4s "${h[@]}" "$1" | awk '/Requests\/sec/ { print $2 }'
+}
+measure_rps() { # name, extra header
+  local name=$1 header=$2
+  for _ in $(seq "$runs"); do
+    record "$name" apache "$(rps "http://127.0.0.1:$apache_port/git/bench.git/info/refs?service=git-upload-pack" "$apache_auth" "$header")"
+    local c0; c0=$(cpu)
+    local r; r=$(rps "http://127.0.0.1:$gitpat_port/alice/bench.git/info/refs?service=git-upload-pack" "$gitpat_auth" "$header")
+    record "$name" gitpat "$r"
+    # CPU per request.
+    cpus[$name]="${cpus[$name]:-} $(awk -v a="$c0" -v b="$(cpu)" -v r="$r" 'BEGIN { printf "%.6f", (b - a) / (r * 4) }')"
+  done
+}
+
+export GIT=$git
+measure_rps "info/refs v0 (req/s)" ""
+measure_rps "info/refs v2 (req/s)" "Git-Protocol: version=2"
+measure "ls-remote x20" 'for i in $(seq 20); do $GIT ls-remote "$URL" >/dev/null; done'
+measure "no-op fetch x20" '$GIT init -q --bare r && $GIT -C r fetch -q "$URL" "refs/heads/*:refs/heads/*" && for i in $(seq 20); do $GIT -C r fetch -q "$URL" "refs/heads/*:refs/heads/*"; done'
+measure "clone (v0)" '$GIT -c protocol.version=0 clone -q --bare "$URL" c'
+measure "clone (v2)" '$GIT -c protocol.version=2 clone -q --bare "$URL" c'
+measure "8 concurrent clones" 'for i in 1 2 3 4 5 6 7 8; do $GIT clone -q --bare "$URL" c$i & done; wait'
+
+echo "repository: ${REPO:-generated}, $refs refs, $objects objects, $size; $runs runs each, alternating; medians"
+echo "machine: $(nproc) cores, $(uname -sr), git $($git version | cut -d' ' -f3)"
+printf '%-24s %10s %10s %8s %14s\n' operation apache gitpat ratio "gitpat CPU s"
+for name in "info/refs v0 (req/s)" "info/refs v2 (req/s)" "ls-remote x20" "no-op fetch x20" "clone (v0)" "clone (v2)" "8 concurrent clones"; do
+  python3 - "$name" "${results[$name/apache]}" "${results[$name/gitpat]}" "${cpus[$name]}" <<'PY'
 import statistics, sys
-name, a, g = sys.argv[1], [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
-ma, mg = statistics.median(a), statistics.median(g)
-print(f"{name:<26} {ma:10.3f} {mg:10.3f} {mg/ma:8.2f}")
+name, a, g, c = sys.argv[1], *[[float(x) for x in s.split()] for s in sys.argv[2:5]]
+ma, mg, mc = statistics.median(a), statistics.median(g), statistics.median(c)
+unit = "per request" if "req/s" in name else ""
+print(f"{name:<24} {ma:10.3f} {mg:10.3f} {mg/ma:8.2f} {mc:14.4f} {unit}")
 PY
 done
+echo "gitpat peak RSS (server): $(awk '/VmHWM/ { print $2, $3 }' /proc/$gpid/status)"
+echo "(for req/s a higher ratio is better; for times, lower)"

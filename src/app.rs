@@ -12,6 +12,7 @@ use crate::db::{self, DbPool, PooledConn};
 use crate::error::{Error, Result};
 use crate::git::maintenance::Maintainer;
 use crate::git::pack::PackEngine;
+use crate::git::pack_cache::PackCache;
 use crate::git::store::RepoStore;
 use crate::service::push_slots::PushSlots;
 use crate::settings::{Settings, SettingsCache};
@@ -33,6 +34,8 @@ pub struct App {
     pub push_slots: Arc<PushSlots>,
     /// The instance settings, in memory (see [`App::settings`]).
     pub settings_cache: Arc<SettingsCache>,
+    /// Packs shared by identical fetches (`serve` only, when on).
+    pub pack_cache: Option<Arc<PackCache>>,
 }
 
 impl App {
@@ -61,7 +64,19 @@ impl App {
             maintainer: Arc::new(Maintainer::default()),
             push_slots: Arc::new(PushSlots::default()),
             settings_cache: Arc::new(SettingsCache::new(settings)),
+            pack_cache: None,
         })
+    }
+
+    /// Opens the pack cache, when the configuration has it on: for
+    /// `serve`, whose process owns the cache folder (emptied here).
+    pub fn with_pack_cache(mut self) -> anyhow::Result<App> {
+        if let Some(c) = &self.config.pack_cache {
+            let cache = PackCache::open(c.clone())
+                .with_context(|| format!("cannot prepare the pack cache folder {}", c.dir.display()))?;
+            self.pack_cache = Some(cache);
+        }
+        Ok(self)
     }
 
     /// The instance settings, from memory: never waits for the database.

@@ -659,6 +659,17 @@ async fn sweep_hourly(app: App) {
     }
 }
 
+/// Drops expired pack cache entries now and then (they are dropped when
+/// met, too), on the blocking pool: it removes files.
+async fn purge_pack_cache(cache: std::sync::Arc<crate::git::pack_cache::PackCache>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+    loop {
+        every.tick().await;
+        let cache = cache.clone();
+        let _ = actix_web::web::block(move || cache.purge()).await;
+    }
+}
+
 fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen.clone();
     tracing::info!(
@@ -666,8 +677,17 @@ fn serve(config: Config) -> anyhow::Result<()> {
         config.data_dir.display(),
         db::redact_url(&config.database_url)
     );
-    let app = App::open(config)?;
+    let app = App::open(config)?.with_pack_cache()?;
     tracing::info!("pack engine: {}", app.engine.name());
+    match &app.config.pack_cache {
+        Some(c) => tracing::info!(
+            "pack cache in {}: entries kept {} s, at most {} MiB",
+            c.dir.display(),
+            c.max_age.as_secs(),
+            c.max_bytes >> 20
+        ),
+        None => tracing::info!("pack cache off"),
+    }
     {
         let mut conn = app.conn()?;
         if let Some(path) = users::ensure_initial_root(&mut conn, &app.config.data_dir, service::now())? {
@@ -681,6 +701,9 @@ fn serve(config: Config) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(async move {
         actix_web::rt::spawn(sweep_hourly(app.clone()));
         actix_web::rt::spawn(notify_loop(app.clone()));
+        if let Some(cache) = app.pack_cache.clone() {
+            actix_web::rt::spawn(purge_pack_cache(cache));
+        }
         let (server, addrs) = crate::http::bind(app, &listen)?;
         for a in &addrs {
             tracing::info!("gitpat listening on http://{a}");

@@ -33,6 +33,8 @@ pub struct Config {
     pub external_url: Option<String>,
     /// How mail goes out (off by default).
     pub mail: MailConfig,
+    /// The pack cache of `serve` (`None`: off).
+    pub pack_cache: Option<crate::git::pack_cache::PackCacheConfig>,
 }
 
 /// How a mail leaves: SMTP, the local sendmail, `.eml` files in a folder
@@ -99,6 +101,11 @@ pub struct FileConfig {
     pub pack_engine: Option<String>,
     pub body_idle_timeout_seconds: Option<u64>,
     pub external_url: Option<String>,
+    /// The pack cache: on (default) or off.
+    pub pack_cache: Option<bool>,
+    pub pack_cache_max_age_seconds: Option<u64>,
+    /// Default: a tenth of the disk space free at start.
+    pub pack_cache_max_bytes: Option<u64>,
     /// `smtp`, `sendmail`, `file` or `off` (default: `smtp` when
     /// `smtp_host` is set, else off).
     pub mail: Option<String>,
@@ -199,6 +206,57 @@ fn mail_config(f: &FileConfig, data_dir: &Path) -> anyhow::Result<MailConfig> {
     Ok(MailConfig { transport, from })
 }
 
+/// The default lifetime of a pack cache entry.
+pub const DEFAULT_PACK_CACHE_MAX_AGE_SECONDS: u64 = 300;
+
+/// The pack cache from the file and `GITPAT_PACK_CACHE`,
+/// `GITPAT_PACK_CACHE_MAX_AGE_SECONDS`, `GITPAT_PACK_CACHE_MAX_BYTES`.
+fn pack_cache_config(
+    f: &FileConfig,
+    data_dir: &Path,
+) -> anyhow::Result<Option<crate::git::pack_cache::PackCacheConfig>> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    let number = |key: &str, env_value: Option<String>, file: Option<u64>| -> anyhow::Result<Option<u64>> {
+        match env_value {
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| anyhow::anyhow!("{key} must be a whole number, not {v:?}")),
+            None => Ok(file),
+        }
+    };
+    let on = match env("GITPAT_PACK_CACHE") {
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "on" | "true" | "1" => true,
+            "off" | "false" | "0" => false,
+            _ => anyhow::bail!("GITPAT_PACK_CACHE must be on or off, not {v:?}"),
+        },
+        None => f.pack_cache.unwrap_or(true),
+    };
+    if !on {
+        return Ok(None);
+    }
+    let max_age = number(
+        "pack_cache_max_age_seconds",
+        env("GITPAT_PACK_CACHE_MAX_AGE_SECONDS"),
+        f.pack_cache_max_age_seconds,
+    )?
+    .unwrap_or(DEFAULT_PACK_CACHE_MAX_AGE_SECONDS);
+    let dir = data_dir.join("cache").join("packs");
+    let max_bytes = number(
+        "pack_cache_max_bytes",
+        env("GITPAT_PACK_CACHE_MAX_BYTES"),
+        f.pack_cache_max_bytes,
+    )?
+    .unwrap_or_else(|| crate::git::pack_cache::PackCache::default_max_bytes(&dir));
+    Ok(Some(crate::git::pack_cache::PackCacheConfig {
+        dir,
+        max_age: std::time::Duration::from_secs(max_age),
+        max_bytes,
+    }))
+}
+
 /// What flags and the environment said (already merged by clap).
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -241,6 +299,7 @@ impl Config {
             .or(f.data_dir.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let mail = mail_config(&f, &data_dir)?;
+        let pack_cache = pack_cache_config(&f, &data_dir)?;
         let database_url = o
             .database_url
             .or(f.database_url)
@@ -267,6 +326,7 @@ impl Config {
         };
         Ok(Config {
             mail,
+            pack_cache,
             data_dir,
             database_url,
             listen,

@@ -1,12 +1,12 @@
 //! Ref advertisement: the v0 `info/refs` bodies of upload-pack and
 //! receive-pack, the v2 capability advertisement, and v2 `ls-refs`.
 //!
-//! Refs are read once into a list of [`AdvertisedRef`]; every output format
-//! is then a pure function of that list.
+//! Refs are read once into a list of [`AdvertisedRef`] (`git::refs`); every
+//! output format is then a pure function of that list.
 
 use std::fmt;
 
-use git2::{ObjectType, Oid, Repository};
+use git2::Oid;
 
 use crate::git::pktline::{self, PktError};
 
@@ -121,113 +121,6 @@ impl Service {
             Service::ReceivePack => "git-receive-pack",
         }
     }
-}
-
-/// Peel `oid` when it names an annotated tag: `Some(first non-tag object)`,
-/// or `None` when it is not a tag (or cannot be read).
-fn peel_tag(repo: &Repository, oid: Oid) -> Option<Oid> {
-    let odb = repo.odb().ok()?;
-    let (_, kind) = odb.read_header(oid).ok()?;
-    if kind != ObjectType::Tag {
-        return None;
-    }
-    // Follow the chain through the tags' own (small) objects only: the
-    // peeled object's type comes from its header, never its content.
-    let mut target = repo.find_tag(oid).ok()?.target_id();
-    for _ in 0..64 {
-        match odb.read_header(target).ok()?.1 {
-            ObjectType::Tag => target = repo.find_tag(target).ok()?.target_id(),
-            _ => return Some(target),
-        }
-    }
-    None
-}
-
-/// Turn a direct ref into `Direct` or `Peeled`.
-fn direct_ref(repo: &Repository, name: &str, oid: Oid) -> AdvertisedRef {
-    match peel_tag(repo, oid) {
-        Some(peeled) => AdvertisedRef::Peeled {
-            name: name.to_string(),
-            tag: oid,
-            peeled,
-        },
-        None => AdvertisedRef::Direct {
-            name: name.to_string(),
-            oid,
-        },
-    }
-}
-
-/// Read one ref. Returns `None` for refs that are not shown: non-UTF-8
-/// names, dangling symbolic refs other than HEAD, and refs the filter
-/// hides (a symbolic ref is hidden when its target is).
-fn read_ref(
-    repo: &Repository,
-    reference: &git2::Reference<'_>,
-    visible: &dyn Fn(&str) -> bool,
-) -> Option<AdvertisedRef> {
-    let name = reference.name()?;
-    if !visible(name) {
-        return None;
-    }
-    if let Some(target) = reference.symbolic_target() {
-        if !visible(target) {
-            return None;
-        }
-        return match reference.resolve().ok().and_then(|r| r.target()) {
-            Some(oid) => Some(AdvertisedRef::Symbolic {
-                name: name.to_string(),
-                target: target.to_string(),
-                oid,
-                peeled: peel_tag(repo, oid),
-            }),
-            None if name == "HEAD" => Some(AdvertisedRef::Unborn {
-                name: name.to_string(),
-                target: target.to_string(),
-            }),
-            None => None,
-        };
-    }
-    let oid = reference.target()?;
-    Some(direct_ref(repo, name, oid))
-}
-
-/// Every ref of `repo` that `visible` accepts: HEAD first (when it exists,
-/// possibly unborn), then all refs under `refs/` sorted by name bytes, as
-/// git orders them. `visible` gets full ref names, including `HEAD`.
-pub fn list_refs(repo: &Repository, visible: &dyn Fn(&str) -> bool) -> Result<Vec<AdvertisedRef>, AdvertiseError> {
-    let mut out = Vec::new();
-    if let Ok(head) = repo.find_reference("HEAD") {
-        out.extend(read_ref(repo, &head, visible));
-    }
-    let mut refs = Vec::new();
-    for reference in repo.references()? {
-        let reference = reference?;
-        if reference.name() == Some("HEAD") {
-            continue;
-        }
-        refs.extend(read_ref(repo, &reference, visible));
-    }
-    refs.sort_by(|a, b| a.name().as_bytes().cmp(b.name().as_bytes()));
-    out.extend(refs);
-    Ok(out)
-}
-
-/// [`list_refs`] with every ref visible.
-pub fn list_all_refs(repo: &Repository) -> Result<Vec<AdvertisedRef>, AdvertiseError> {
-    list_refs(repo, &|_| true)
-}
-
-/// The ids of every advertised object: each born ref's oid and peeled oid.
-/// These are the "tips" a want may name directly.
-pub fn tips(refs: &[AdvertisedRef]) -> Vec<Oid> {
-    let mut out: Vec<Oid> = refs
-        .iter()
-        .flat_map(|r| r.oid().into_iter().chain(r.peeled()))
-        .collect();
-    out.sort();
-    out.dedup();
-    out
 }
 
 /// The target of HEAD when it is a born symbolic ref: what v0 announces
@@ -371,7 +264,8 @@ impl LsRefsArgs {
         Ok(out)
     }
 
-    fn matches(&self, name: &str) -> bool {
+    /// Does `name` start with one of the prefixes (or were none given)?
+    pub fn matches(&self, name: &str) -> bool {
         self.prefixes.is_empty() || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
     }
 }
@@ -417,7 +311,9 @@ mod tests {
     use super::*;
     use crate::git::negotiate::repo_shallow_roots;
     use crate::git::pktline::{decode_all, Packet};
+    use crate::git::refs;
     use crate::git::test_fixtures::{self, git, git_io};
+    use git2::Repository;
     use std::path::Path;
 
     /// Split a v0 advertisement into (ref lines without caps, caps).
@@ -499,7 +395,7 @@ mod tests {
     /// sets once git's agent is replaced by ours.
     fn check_v0(dir: &Path, service: Service) {
         let repo = Repository::open(dir).unwrap();
-        let refs = list_all_refs(&repo).unwrap();
+        let refs = refs::read(repo.path()).unwrap().list;
         let agent = "gitpat/test";
         let (ours, theirs) = match service {
             Service::UploadPack => (
@@ -513,7 +409,17 @@ mod tests {
         };
         let (our_lines, mut our_caps) = split_v0(&ours);
         let (git_lines, git_caps) = split_v0(&theirs);
-        assert_eq!(our_lines, git_lines);
+        if our_lines != git_lines {
+            let at = our_lines.iter().zip(&git_lines).position(|(a, b)| a != b).unwrap_or(0);
+            let window = |l: &[String]| l[at.saturating_sub(1)..(at + 3).min(l.len())].to_vec();
+            panic!(
+                "{service:?} advertisement differs at line {at}: ours {:?}, git's {:?} ({} and {} lines)",
+                window(&our_lines),
+                window(&git_lines),
+                our_lines.len(),
+                git_lines.len()
+            );
+        }
         let mut git_caps: Vec<String> = git_caps
             .into_iter()
             .map(|c| {
@@ -546,7 +452,7 @@ mod tests {
         let dir = test_fixtures::rich_repo();
         check_v0(dir.path(), Service::UploadPack);
         let repo = Repository::open(dir.path()).unwrap();
-        let refs = list_all_refs(&repo).unwrap();
+        let refs = refs::read(repo.path()).unwrap().list;
         assert_eq!(head_symref(&refs), Some("refs/heads/dev"));
         let (lines, _) = split_v0(&upload_pack_v0(&refs, &[], "a", &[]).unwrap());
         assert!(lines[0].ends_with(" HEAD"));
@@ -567,7 +473,7 @@ mod tests {
         check_v0(dir.path(), Service::UploadPack);
         check_v0(dir.path(), Service::ReceivePack);
         let repo = Repository::open(dir.path()).unwrap();
-        let refs = list_all_refs(&repo).unwrap();
+        let refs = refs::read(repo.path()).unwrap().list;
         assert_eq!(
             refs,
             vec![AdvertisedRef::Unborn {
@@ -606,40 +512,6 @@ mod tests {
         assert!(!repo_shallow_roots(&Repository::open(dir.path()).unwrap()).is_empty());
         check_v0(dir.path(), Service::UploadPack);
         check_v0(dir.path(), Service::ReceivePack);
-    }
-
-    #[test]
-    fn filter_hides_refs_and_symrefs_to_hidden_refs() {
-        let dir = test_fixtures::rich_repo();
-        let repo = Repository::open(dir.path()).unwrap();
-        let refs = list_refs(&repo, &|name| !name.starts_with("refs/heads/main")).unwrap();
-        let names: Vec<&str> = refs.iter().map(|r| r.name()).collect();
-        assert_eq!(
-            names,
-            vec![
-                "HEAD",
-                "refs/heads/dev",
-                "refs/tags/blob-tag",
-                "refs/tags/light",
-                "refs/tags/nested",
-                "refs/tags/v1"
-            ]
-        );
-        let none = list_refs(&repo, &|_| false).unwrap();
-        assert!(none.is_empty());
-        let body = upload_pack_v0(&none, &[], "a", &[]).unwrap();
-        assert!(split_v0(&body).0[0].ends_with("capabilities^{}"));
-    }
-
-    #[test]
-    fn tips_include_peeled_objects() {
-        let dir = test_fixtures::rich_repo();
-        let repo = Repository::open(dir.path()).unwrap();
-        let refs = list_all_refs(&repo).unwrap();
-        let t = tips(&refs);
-        let v1 = repo.revparse_single("v1").unwrap().id();
-        let v1_commit = repo.revparse_single("v1^{}").unwrap().id();
-        assert!(t.contains(&v1) && t.contains(&v1_commit));
     }
 
     #[test]
@@ -689,6 +561,66 @@ mod tests {
         ));
     }
 
+    /// Every advertisement of `dir` against git's: v0 for both services
+    /// and `ls-refs` with each kind of argument.
+    fn check_all(dir: &Path, state: &str) {
+        check_v0(dir, Service::UploadPack);
+        check_v0(dir, Service::ReceivePack);
+        let refs = refs::read(dir).unwrap().list;
+        for args in [
+            &["symrefs", "peel", "unborn"][..],
+            &["peel", "ref-prefix refs/tags/a01", "ref-prefix HEAD"],
+            &["symrefs", "ref-prefix refs/heads/"],
+        ] {
+            let ours = ls_refs(&refs, &LsRefsArgs::parse(args).unwrap()).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&v2_ls_refs(dir, args)),
+                "{state}: ls-refs {args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn advertisements_match_git_on_loose_packed_and_mixed_refs() {
+        let repo = test_fixtures::tagged_repo(300);
+        let d = repo.path();
+        check_all(d, "loose");
+        git(d, &["pack-refs", "--all"]);
+        let packed = std::fs::read_to_string(d.join("packed-refs")).unwrap();
+        assert!(packed.starts_with("# pack-refs with: peeled fully-peeled sorted"));
+        assert!(packed.contains("\n^"), "peeled lines");
+        check_all(d, "packed, fully peeled");
+        let (_, body) = packed.split_once('\n').unwrap();
+        std::fs::write(d.join("packed-refs"), body).unwrap();
+        check_all(d, "packed, no traits");
+        std::fs::write(d.join("packed-refs"), format!("# pack-refs with: peeled \n{body}")).unwrap();
+        check_all(d, "packed, tags peeled");
+        std::fs::write(d.join("packed-refs"), &packed).unwrap();
+        // Loose refs over packed ones: a new tag, a packed tag moved, a
+        // packed tag hidden by a broken loose file, a ref to a missing
+        // object, a ref with a name git refuses.
+        git(d, &["tag", "-a", "-m", "late", "late", "main~3"]);
+        let a6 = git(d, &["rev-parse", "refs/tags/a0006"]);
+        git(d, &["update-ref", "refs/tags/a0005", &a6]);
+        std::fs::write(d.join("refs/tags/a0007"), "not an id\n").unwrap();
+        std::fs::write(d.join("refs/heads/missing"), format!("{}\n", "12".repeat(20))).unwrap();
+        std::fs::write(d.join("refs/heads/bad..name"), format!("{a6}\n")).unwrap();
+        git(d, &["symbolic-ref", "refs/heads/dangling", "refs/heads/nothing"]);
+        check_all(d, "mixed");
+        let read = refs::read(d).unwrap();
+        let zero = |name: &str| {
+            read.list
+                .iter()
+                .any(|r| r.name() == name && r.oid() == Some(Oid::zero()))
+        };
+        assert!(
+            zero("refs/tags/a0007") && zero("refs/heads/bad..name"),
+            "broken refs shown as git shows them"
+        );
+        assert!(!read.tips.contains(&Oid::zero()), "the zero id is no tip");
+    }
+
     #[test]
     fn ls_refs_matches_git() {
         let rich = test_fixtures::rich_repo();
@@ -705,7 +637,7 @@ mod tests {
         ];
         for dir in [rich.path(), empty.path()] {
             let repo = Repository::open(dir).unwrap();
-            let refs = list_all_refs(&repo).unwrap();
+            let refs = refs::read(repo.path()).unwrap().list;
             for args in cases {
                 let parsed = LsRefsArgs::parse(args).unwrap();
                 let ours = ls_refs(&refs, &parsed).unwrap();

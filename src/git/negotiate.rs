@@ -499,7 +499,12 @@ pub fn compute_shallow(
 /// The commits a shallow repository's `shallow` file names (its own
 /// boundary, whose parents it lacks); empty for a complete repository.
 pub fn repo_shallow_roots(repo: &Repository) -> Vec<Oid> {
-    let mut roots: Vec<Oid> = std::fs::read_to_string(repo.path().join("shallow"))
+    shallow_roots_at(repo.path())
+}
+
+/// [`repo_shallow_roots`] of the repository at `git_dir`, without opening it.
+pub fn shallow_roots_at(git_dir: &std::path::Path) -> Vec<Oid> {
+    let mut roots: Vec<Oid> = std::fs::read_to_string(git_dir.join("shallow"))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| Oid::from_str(l.trim()).ok())
@@ -710,7 +715,6 @@ pub fn write_shallow_lines(out: &mut Vec<u8>, up: &ShallowUpdate) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::git::advertise::{list_all_refs, tips};
     use crate::git::pktline::{decode, Packet};
     use crate::git::test_fixtures::{self, git, git_io};
     use crate::git::upload_request::{parse_fetch_args, parse_v0, parse_v2};
@@ -787,10 +791,10 @@ mod tests {
     fn ours_v0(dir: &Path, req: &[u8]) -> Vec<String> {
         let repo = Repository::open(dir).unwrap();
         let req = parse_v0(req).unwrap();
-        let refs = list_all_refs(&repo).unwrap();
+        let refs = crate::git::refs::read(repo.path()).unwrap();
         let mut out = Vec::new();
         let result = (|| -> Result<(), NegotiateError> {
-            validate_wants(&repo, &req.wants, &tips(&refs))?;
+            validate_wants(&repo, &req.wants, &refs.tips)?;
             if req.is_deepen() {
                 let up = compute_shallow(&repo, &req, &|_| true)?;
                 write_shallow_v0(&mut out, &up)?;

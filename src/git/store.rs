@@ -5,9 +5,12 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use git2::{Repository, RepositoryInitOptions};
+
+use crate::git::refs::RefCache;
 
 /// A validated repository path: `namespace/name`, the namespace possibly
 /// nested (`group/sub/name`), without the `.git` suffix.
@@ -146,6 +149,8 @@ pub fn is_valid_branch_name(name: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct RepoStore {
     root: PathBuf,
+    /// The refs of the repositories lately advertised.
+    pub refs: Arc<RefCache>,
     /// The git binary imports fetch with; libgit2 without it.
     git: Option<PathBuf>,
 }
@@ -154,6 +159,7 @@ impl RepoStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         RepoStore {
             root: root.into(),
+            refs: Arc::new(RefCache::default()),
             git: None,
         }
     }

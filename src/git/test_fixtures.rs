@@ -142,3 +142,43 @@ pub fn history_repo() -> tempfile::TempDir {
     git(d, &["tag", "-a", "t7", "-m", "t7", "HEAD~1"]);
     dir
 }
+
+/// A bare repository with `n` commits on `main`, an annotated tag `a<i>`
+/// and a lightweight tag `l<i>` on each, a tag of a tag, a tag of a blob,
+/// `refs/heads/alias` -> `alias-of-alias` -> `main` (a chain of symbolic
+/// refs), all made by one `git fast-import` and so all loose refs.
+pub fn tagged_repo(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    git(d, &["init", "-q", "--bare", "-b", "main"]);
+    let mut script = String::new();
+    let who = "A U Thor <author@example.com> 1577836800 +0000";
+    for i in 1..=n {
+        let body = format!("c{i}\n");
+        let from = if i > 1 {
+            format!("from :{}\n", i - 1)
+        } else {
+            String::new()
+        };
+        script.push_str(&format!(
+            "commit refs/heads/main\nmark :{i}\ncommitter {who}\ndata {}\n{body}{from}M 644 inline f\ndata {}\n{body}\n",
+            body.len(),
+            body.len()
+        ));
+        let msg = format!("tag a{i}\n");
+        script.push_str(&format!(
+            "tag a{i:04}\nmark :{}\nfrom :{i}\ntagger {who}\ndata {}\n{msg}\nreset refs/tags/l{i:04}\nfrom :{i}\n\n",
+            500_000 + i,
+            msg.len()
+        ));
+    }
+    script.push_str(&format!("tag nested\nfrom :500001\ntagger {who}\ndata 2\nn\n\n"));
+    script.push_str(&format!(
+        "blob\nmark :999999\ndata 5\nblob\n\ntag blob-tag\nfrom :999999\ntagger {who}\ndata 2\nb\n\n"
+    ));
+    let (_, ok) = git_io(d, &["fast-import", "--quiet"], &[], script.as_bytes());
+    assert!(ok, "fast-import failed");
+    git(d, &["symbolic-ref", "refs/heads/alias-of-alias", "refs/heads/main"]);
+    git(d, &["symbolic-ref", "refs/heads/alias", "refs/heads/alias-of-alias"]);
+    dir
+}

@@ -32,10 +32,10 @@ pub fn capabilities(filter: bool) -> Vec<&'static str> {
 
 use git2::Repository;
 
-use crate::git::advertise;
 use crate::git::negotiate::{self, NegotiateError, ShallowUpdate};
 use crate::git::pack_objects::{self, PackObjectsCommand};
 use crate::git::pktline;
+use crate::git::refs::RefCache;
 use crate::git::upload_request::{self, RequestError, UploadRequest};
 
 /// git caps an upload-pack request at 10 MiB (after inflating); so do we.
@@ -95,7 +95,7 @@ fn err_reply(msg: &str) -> Plan {
 /// Works out the reply to one stateless v0 request against `repo`: want
 /// validation, the shallow boundary, the acknowledgments, and whether (and
 /// how) to send the pack.
-pub fn plan_v0(repo: &Repository, body: &[u8]) -> Result<Plan, BadRequest> {
+pub fn plan_v0(repo: &Repository, cache: &RefCache, body: &[u8]) -> Result<Plan, BadRequest> {
     let req = upload_request::parse_v0(body).map_err(|e: RequestError| BadRequest(e.to_string()))?;
     if req.wants.is_empty() {
         // The probe git sends before a large (chunked) request.
@@ -106,12 +106,11 @@ pub fn plan_v0(repo: &Repository, body: &[u8]) -> Result<Plan, BadRequest> {
             return Ok(err_reply(&format!("upload-pack: {e}")));
         }
     }
-    let refs = match advertise::list_all_refs(repo) {
+    let refs = match cache.get(repo.path()) {
         Ok(r) => r,
         Err(e) => return Ok(err_reply(&format!("upload-pack: cannot read refs: {e}"))),
     };
-    let tips = advertise::tips(&refs);
-    if let Err(e) = negotiate::validate_wants(repo, &req.wants, &tips) {
+    if let Err(e) = negotiate::validate_wants(repo, &req.wants, &refs.tips) {
         return Ok(err_reply(&e.to_string()));
     }
     let visible = |_: &str| true;

@@ -9,10 +9,13 @@
 
 use git2::{Oid, Repository};
 
-use crate::git::advertise::{self, AdvertisedRef, LsRefsArgs};
+use std::sync::Arc;
+
+use crate::git::advertise::{self, LsRefsArgs};
 use crate::git::negotiate::{self, NegotiateError};
 use crate::git::pack_objects;
 use crate::git::pktline;
+use crate::git::refs::{RefCache, Refs};
 use crate::git::upload_pack::{BadRequest, PackSpec, Plan, SideBand};
 use crate::git::upload_request::{self, CommandRequest};
 
@@ -57,7 +60,7 @@ fn bad(e: impl std::fmt::Display) -> BadRequest {
 /// says whether the pack engine can apply filters. A body that is not
 /// pkt-lines at all is a [`BadRequest`] (HTTP 400); a well-framed request
 /// git would refuse gets an `ERR` packet.
-pub fn plan_v2(repo: &Repository, body: &[u8], filter: bool) -> Result<Plan, BadRequest> {
+pub fn plan_v2(repo: &Repository, cache: &RefCache, body: &[u8], filter: bool) -> Result<Plan, BadRequest> {
     let req = match upload_request::parse_v2(body) {
         Ok(Some(r)) => r,
         // A lone flush: nothing to do.
@@ -69,8 +72,8 @@ pub fn plan_v2(repo: &Repository, body: &[u8], filter: bool) -> Result<Plan, Bad
         return Ok(err_reply(&msg));
     }
     match req.command.as_str() {
-        "ls-refs" => ls_refs(repo, &req),
-        "fetch" => fetch(repo, &req, filter),
+        "ls-refs" => ls_refs(repo, cache, &req),
+        "fetch" => fetch(repo, cache, &req, filter),
         "object-info" => object_info(repo, &req),
         other => Ok(err_reply(&format!("upload-pack: invalid command '{other}'"))),
     }
@@ -91,20 +94,23 @@ fn check_capabilities(req: &CommandRequest) -> Option<String> {
     None
 }
 
-fn read_refs(repo: &Repository) -> Result<Vec<AdvertisedRef>, Plan> {
-    advertise::list_all_refs(repo).map_err(|e| err_reply(&format!("upload-pack: cannot read refs: {e}")))
+/// The refs `keep` accepts (and perhaps others), or the `ERR` reply.
+fn read_refs(repo: &Repository, cache: &RefCache, keep: &dyn Fn(&str) -> bool) -> Result<Arc<Refs>, Plan> {
+    cache
+        .get_matching(repo.path(), keep)
+        .map_err(|e| err_reply(&format!("upload-pack: cannot read refs: {e}")))
 }
 
-fn ls_refs(repo: &Repository, req: &CommandRequest) -> Result<Plan, BadRequest> {
+fn ls_refs(repo: &Repository, cache: &RefCache, req: &CommandRequest) -> Result<Plan, BadRequest> {
     let args = match LsRefsArgs::parse(&req.args) {
         Ok(a) => a,
         Err(e) => return Ok(err_reply(&format!("ls-refs: {e}"))),
     };
-    let refs = match read_refs(repo) {
+    let refs = match read_refs(repo, cache, &|name| args.matches(name)) {
         Ok(r) => r,
         Err(plan) => return Ok(plan),
     };
-    advertise::ls_refs(&refs, &args).map(Plan::Reply).map_err(bad)
+    advertise::ls_refs(&refs.list, &args).map(Plan::Reply).map_err(bad)
 }
 
 /// `object-info`: `size` and `oid <oid>` arguments; the reply echoes the
@@ -150,7 +156,7 @@ fn object_info(repo: &Repository, req: &CommandRequest) -> Result<Plan, BadReque
     Ok(Plan::Reply(out))
 }
 
-fn fetch(repo: &Repository, cmd: &CommandRequest, filter_ok: bool) -> Result<Plan, BadRequest> {
+fn fetch(repo: &Repository, cache: &RefCache, cmd: &CommandRequest, filter_ok: bool) -> Result<Plan, BadRequest> {
     let mut req = match upload_request::parse_fetch_args(&cmd.args) {
         Ok(r) => r,
         Err(e) => return Ok(err_reply(&format!("upload-pack: {e}"))),
@@ -163,14 +169,14 @@ fn fetch(repo: &Repository, cmd: &CommandRequest, filter_ok: bool) -> Result<Pla
             return Ok(err_reply(&format!("upload-pack: {e}")));
         }
     }
-    let refs = match read_refs(repo) {
+    let refs = match read_refs(repo, cache, &|_| true) {
         Ok(r) => r,
         Err(plan) => return Ok(plan),
     };
     // want-ref: the ref must exist; its object joins the wants.
     let mut wanted_refs = Vec::new();
     for name in &req.want_refs {
-        match refs.iter().find(|r| r.name() == name && name.starts_with("refs/")) {
+        match refs.list.iter().find(|r| r.name() == name && name.starts_with("refs/")) {
             Some(r) => match r.oid() {
                 Some(oid) => wanted_refs.push((oid, name.clone())),
                 None => return Ok(err_reply(&format!("upload-pack: unknown ref {name}"))),
@@ -184,7 +190,7 @@ fn fetch(repo: &Repository, cmd: &CommandRequest, filter_ok: bool) -> Result<Pla
         // Nothing wanted: git ends the response without a word.
         return Ok(Plan::Reply(Vec::new()));
     }
-    if let Err(e) = negotiate::validate_wants(repo, &req.wants, &advertise::tips(&refs)) {
+    if let Err(e) = negotiate::validate_wants(repo, &req.wants, &refs.tips) {
         return Ok(err_reply(&e.to_string()));
     }
 
@@ -327,7 +333,7 @@ mod tests {
                 &body,
             );
             assert!(ok);
-            let Ok(Plan::Pack { preamble, .. }) = plan_v2(&repo, &body, true) else {
+            let Ok(Plan::Pack { preamble, .. }) = plan_v2(&repo, &RefCache::default(), &body, true) else {
                 panic!("{extra:?}: no pack planned");
             };
             let theirs = sections(&theirs);

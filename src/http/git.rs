@@ -4,23 +4,22 @@
 //! body through a bounded channel so nothing is held whole.
 
 use std::io::Read;
-use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 
 use super::body;
+use super::pack_out;
 use crate::app::App;
 use crate::auth::basic;
 use crate::error::Error;
 use crate::git::advertise::{self, Service};
 use crate::git::negotiate;
 use crate::git::pack::PackEngine;
-use crate::git::pktline::{self, Band};
+use crate::git::pack_cache::Key as PackKey;
 use crate::git::receive_pack;
-use crate::git::upload_pack::{self, Plan, SideBand};
+use crate::git::upload_pack::{self, Plan};
 use crate::git::upload_pack_v2;
 use crate::service::git_http::{self, Creds, Denied, GitRequest, Grant, Operation};
 use crate::settings::Settings;
@@ -186,18 +185,19 @@ async fn info_refs(app: web::Data<App>, req: HttpRequest, q: web::Query<InfoRefs
     let body = web::block(move || -> anyhow::Result<Vec<u8>> {
         let (refs, shallow) = match &granted.grant.project {
             Some(_) => {
-                let repo = app.store.open(&granted.grant.path)?;
-                (advertise::list_all_refs(&repo)?, negotiate::repo_shallow_roots(&repo))
+                let dir = app.store.path_of(&granted.grant.path);
+                (app.store.refs.get(&dir)?, negotiate::shallow_roots_at(&dir))
             }
-            None => (Vec::new(), Vec::new()),
+            None => (Default::default(), Vec::new()),
         };
+        let refs = &refs.list;
         let mut body = advertise::service_header(service);
         body.extend(match service {
             Service::UploadPack => {
                 let filter = matches!(app.engine, PackEngine::Git { .. });
-                advertise::upload_pack_v0(&refs, &upload_pack::capabilities(filter), AGENT, &shallow)?
+                advertise::upload_pack_v0(refs, &upload_pack::capabilities(filter), AGENT, &shallow)?
             }
-            Service::ReceivePack => advertise::receive_pack_v0(&refs, receive_pack::CAPABILITIES, AGENT, &shallow)?,
+            Service::ReceivePack => advertise::receive_pack_v0(refs, receive_pack::CAPABILITIES, AGENT, &shallow)?,
         });
         Ok(body)
     })
@@ -282,13 +282,13 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: we
     };
     let gzip = body::gzipped(&req);
     let git_dir = app.store.path_of(&granted.grant.path);
-    let engine = app.engine.clone();
-    let filter = matches!(engine, PackEngine::Git { .. });
+    let filter = matches!(app.engine, PackEngine::Git { .. });
     let v2 = upload_pack_v2::wants_v2(git_protocol(&req));
     let app = app.into_inner();
     let path = granted.grant.path.clone();
     let budget = app.upload_budget.clone();
-    let plan = web::block(move || -> anyhow::Result<Result<Plan, Refused>> {
+    let planner = app.clone();
+    let plan = web::block(move || -> anyhow::Result<Result<(Plan, Option<PackKey>), Refused>> {
         // The request's share of the budget is given back once it is planned.
         let mut held = held;
         let buf = if gzip {
@@ -315,17 +315,22 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: we
         } else {
             raw
         };
-        let repo = app.store.open(&path)?;
+        let repo = planner.store.open(&path)?;
         let _held = held;
         let plan = if v2 {
-            upload_pack_v2::plan_v2(&repo, &buf, filter)
+            upload_pack_v2::plan_v2(&repo, &planner.store.refs, &buf, filter)
         } else {
-            upload_pack::plan_v0(&repo, &buf)
+            upload_pack::plan_v0(&repo, &planner.store.refs, &buf)
         };
-        Ok(plan.map_err(|bad| Refused::Bad(bad.0)))
+        let plan = match plan {
+            Ok(p) => p,
+            Err(bad) => return Ok(Err(Refused::Bad(bad.0))),
+        };
+        let key = pack_out::cache_key(&planner, &repo, &plan);
+        Ok(Ok((plan, key)))
     })
     .await;
-    let plan = match plan {
+    let (plan, key) = match plan {
         Ok(Ok(Ok(p))) => p,
         Ok(Ok(Err(Refused::Busy))) => return text(StatusCode::SERVICE_UNAVAILABLE, BUSY),
         Ok(Ok(Err(Refused::Bad(why)))) => return text(StatusCode::BAD_REQUEST, &why),
@@ -341,191 +346,8 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: we
             spec,
             side_band,
             progress,
-        } => {
-            let (events_tx, events) = tokio::sync::mpsc::channel::<PackEvent>(16);
-            match engine {
-                PackEngine::Git { binary } => {
-                    actix_web::rt::spawn(run_pack_objects(binary, git_dir, spec.git_command(progress), events_tx));
-                }
-                PackEngine::Libgit2 => {
-                    actix_web::rt::task::spawn_blocking(move || run_packbuilder(&git_dir, &spec, events_tx));
-                }
-            }
-            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
-            actix_web::rt::spawn(pump(events, side_band, progress, preamble, tx));
-            let stream = futures::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|b| (Ok::<_, actix_web::Error>(b), rx))
-            });
-            resp.streaming(stream)
-        }
+        } => resp.streaming(pack_out::stream(
+            &app, git_dir, *spec, key, preamble, side_band, progress,
+        )),
     }
-}
-
-/// What a pack engine produces.
-enum PackEvent {
-    Data(Vec<u8>),
-    Progress(Vec<u8>),
-    /// The end: `Err` carries the message for the client.
-    Done(Result<(), String>),
-}
-
-/// How long pack-objects may stay silent before a keep-alive packet.
-const KEEPALIVE: Duration = Duration::from_secs(5);
-
-/// Frames what the engine produces for the client: the preamble, then the
-/// pack on band 1 and progress on band 2 (side-band), a keep-alive whenever
-/// the engine is silent, and a final flush; a failure goes out on band 3.
-/// When the client goes away the engine's channel closes, which stops it.
-async fn pump(
-    mut events: tokio::sync::mpsc::Receiver<PackEvent>,
-    side_band: SideBand,
-    progress: bool,
-    preamble: Vec<u8>,
-    tx: tokio::sync::mpsc::Sender<Bytes>,
-) {
-    if tx.send(Bytes::from(preamble)).await.is_err() {
-        return;
-    }
-    loop {
-        let out = tokio::select! {
-            ev = events.recv() => match ev {
-                Some(PackEvent::Data(d)) => upload_pack::frame(side_band, Band::Data, &d),
-                Some(PackEvent::Progress(p)) if progress => upload_pack::frame(side_band, Band::Progress, &p),
-                Some(PackEvent::Progress(_)) => continue,
-                Some(PackEvent::Done(result)) => {
-                    let mut end = Vec::new();
-                    if side_band != SideBand::None {
-                        if let Err(msg) = result {
-                            pktline::write_sideband(&mut end, Band::Error, format!("{msg}\n").as_bytes());
-                        } else {
-                            pktline::write_flush(&mut end);
-                        }
-                    }
-                    let _ = tx.send(Bytes::from(end)).await;
-                    return;
-                }
-                None => {
-                    let mut end = Vec::new();
-                    if side_band != SideBand::None {
-                        pktline::write_sideband(&mut end, Band::Error, b"upload-pack: the pack engine stopped\n");
-                    }
-                    let _ = tx.send(Bytes::from(end)).await;
-                    return;
-                }
-            },
-            _ = tokio::time::sleep(KEEPALIVE), if side_band != SideBand::None => {
-                let mut k = Vec::new();
-                pktline::write_keepalive(&mut k);
-                k
-            }
-        };
-        if tx.send(Bytes::from(out)).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Runs `git pack-objects` (the default engine): stdout is the pack,
-/// stderr its progress. Dropping the child (on any return) kills it.
-async fn run_pack_objects(
-    binary: std::path::PathBuf,
-    git_dir: std::path::PathBuf,
-    command: crate::git::pack_objects::PackObjectsCommand,
-    events: tokio::sync::mpsc::Sender<PackEvent>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut cmd = tokio::process::Command::from(crate::git::git_command(&binary, &git_dir));
-    cmd.args(&command.args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("cannot run {} pack-objects: {e}", binary.display());
-            let _ = events
-                .send(PackEvent::Done(Err("upload-pack: cannot run git pack-objects".into())))
-                .await;
-            return;
-        }
-    };
-    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        let _ = events
-            .send(PackEvent::Done(Err(
-                "upload-pack: cannot talk to git pack-objects".into()
-            )))
-            .await;
-        return;
-    };
-    let input = command.stdin;
-    actix_web::rt::spawn(async move {
-        let _ = stdin.write_all(input.as_bytes()).await;
-        let _ = stdin.shutdown().await;
-    });
-    let mut buf = vec![0u8; pktline::MAX_SIDEBAND_DATA];
-    let mut ebuf = vec![0u8; 4096];
-    let mut stdout_open = true;
-    let mut stderr_open = true;
-    let mut errors = Vec::new();
-    // Both pipes to their end: the last progress ("Total ...") often comes
-    // after the last pack byte, as with git's own upload-pack.
-    while stdout_open || stderr_open {
-        tokio::select! {
-            n = stdout.read(&mut buf), if stdout_open => match n {
-                Ok(0) => stdout_open = false,
-                Ok(n) => {
-                    if events.send(PackEvent::Data(buf[..n].to_vec())).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!("reading git pack-objects: {e}");
-                    let _ = events.send(PackEvent::Done(Err("upload-pack: reading the pack failed".into()))).await;
-                    return;
-                }
-            },
-            n = stderr.read(&mut ebuf), if stderr_open => match n {
-                Ok(0) | Err(_) => stderr_open = false,
-                Ok(n) => {
-                    if errors.len() < 64 * 1024 {
-                        errors.extend_from_slice(&ebuf[..n]);
-                    }
-                    if events.send(PackEvent::Progress(ebuf[..n].to_vec())).await.is_err() {
-                        return;
-                    }
-                }
-            },
-        }
-    }
-    let result = match child.wait().await {
-        Ok(status) if status.success() => Ok(()),
-        other => {
-            tracing::error!(
-                "git pack-objects failed ({other:?}): {}",
-                String::from_utf8_lossy(&errors)
-            );
-            Err("upload-pack: git pack-objects failed".to_string())
-        }
-    };
-    let _ = events.send(PackEvent::Done(result)).await;
-}
-
-/// Builds the pack with libgit2 (the fallback engine), on a blocking thread.
-fn run_packbuilder(
-    git_dir: &std::path::Path,
-    spec: &upload_pack::PackSpec,
-    events: tokio::sync::mpsc::Sender<PackEvent>,
-) {
-    let result = crate::git::pack::build_with_libgit2(git_dir, spec, &mut |chunk| {
-        chunk
-            .chunks(pktline::MAX_SIDEBAND_DATA)
-            .all(|c| events.blocking_send(PackEvent::Data(c.to_vec())).is_ok())
-    });
-    if let Err(e) = &result {
-        tracing::error!("libgit2 pack engine failed: {e}");
-    }
-    let _ = events.blocking_send(PackEvent::Done(result.map_err(|e| format!("upload-pack: {e}"))));
 }

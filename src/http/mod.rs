@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod git;
+pub mod pack_out;
 pub mod receive;
 
 use std::net::SocketAddr;

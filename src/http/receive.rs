@@ -236,6 +236,7 @@ async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStre
                 }
             };
             let head = receive_pack::adopt_pushed_head(&repo, &report);
+            app.store.refs.forget(repo.path());
             Ok((report, head))
         })
         .await?

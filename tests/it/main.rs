@@ -10,6 +10,7 @@ mod api_users;
 mod cli;
 mod fixtures;
 mod git_auth;
+mod git_fetch_cache;
 mod git_http;
 mod git_http_v2;
 mod git_lfs;

@@ -34,6 +34,9 @@ pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 pub const GIT_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The real server, in this process, on a free port of 127.0.0.1.
+/// The pack cache is on in tests, as by default, entries kept this long.
+pub const PACK_CACHE_MAX_AGE: Option<Duration> = Some(Duration::from_secs(300));
+
 pub struct TestServer {
     pub db: TestDb,
     pub app: App,
@@ -55,6 +58,18 @@ impl TestServer {
 
     /// With the pack engine `engine` and `external_url`.
     pub fn start_with(db: TestDb, engine: &str, external_url: Option<&str>) -> TestServer {
+        TestServer::start_configured(db, engine, external_url, PACK_CACHE_MAX_AGE, |_| {})
+    }
+
+    /// With the pack cache's entries kept `max_age` (`None`: no cache), and
+    /// `adjust` given the app before it serves.
+    pub fn start_configured(
+        db: TestDb,
+        engine: &str,
+        external_url: Option<&str>,
+        max_age: Option<Duration>,
+        adjust: impl FnOnce(&mut App),
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
         let config = Config {
@@ -67,8 +82,16 @@ impl TestServer {
             body_idle_timeout: BODY_IDLE_TIMEOUT,
             external_url: external_url.map(str::to_string),
             mail: Default::default(),
+            pack_cache: max_age.map(|max_age| gitpat::git::pack_cache::PackCacheConfig {
+                dir: data_dir.join("cache").join("packs"),
+                max_age,
+                max_bytes: 1 << 30,
+            }),
         };
-        let app = App::open(config).unwrap_or_else(|e| panic!("[{}] App::open: {e:#}", db.backend));
+        let mut app = App::open(config)
+            .and_then(App::with_pack_cache)
+            .unwrap_or_else(|e| panic!("[{}] App::open: {e:#}", db.backend));
+        adjust(&mut app);
         let (tx, rx) = std::sync::mpsc::channel();
         let server_app = app.clone();
         let thread = std::thread::Builder::new()
