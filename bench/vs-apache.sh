@@ -13,6 +13,10 @@
 #   REPO=/path/to/repo   a real repository, e.g. a clone of BurntSushi/ripgrep
 #                        or git/git (heads and tags are served); default: one
 #                        generated from the crate sources under ~/.cargo
+#   PACK_CACHE_MAX_AGE=S gitpat's pack cache entry lifetime (default 0: only
+#                        concurrent identical clones share a pack)
+# The "client floor" row is the clients' own share of 8 concurrent clones:
+# 8 concurrent `git index-pack` of the full pack, with no server at all.
 # Both servers run Debian's git (/usr/bin/git, as git-http-backend is), so
 # only the servers differ; the client is $GIT (default /usr/bin/git).
 set -euo pipefail
@@ -76,7 +80,10 @@ export GITPAT_DATA_DIR=$root/gitpat GITPAT_LOG=warn
 token=$("$gitpat" token create --user alice --name bench --scopes read_repository)
 "$gitpat" repo create alice/bench --import "$src" >/dev/null
 gitpat_port=18081
-"$gitpat" serve --listen 127.0.0.1:$gitpat_port >"$root/gitpat.log" 2>&1 &
+# Entries kept 0 s: one clone after another each makes its pack (as
+# Apache's do), while concurrent identical ones share a run.
+GITPAT_PACK_CACHE_MAX_AGE_SECONDS=${PACK_CACHE_MAX_AGE:-0} \
+  "$gitpat" serve --listen 127.0.0.1:$gitpat_port >"$root/gitpat.log" 2>&1 &
 gpid=$!
 echo $gpid >"$root/gitpat.pid"
 for _ in $(seq 100); do curl -s -o /dev/null 127.0.0.1:$gitpat_port/-/liveness && break; sleep 0.1; done
@@ -135,6 +142,20 @@ measure "clone (v0)" '$GIT -c protocol.version=0 clone -q --bare "$URL" c'
 measure "clone (v2)" '$GIT -c protocol.version=2 clone -q --bare "$URL" c'
 measure "8 concurrent clones" 'for i in 1 2 3 4 5 6 7 8; do $GIT clone -q --bare "$URL" c$i & done; wait'
 
+# The clients' own work in 8 concurrent clones, without any server.
+$git -C "$src" pack-objects --revs --all --stdout --delta-base-offset -q </dev/null >"$root/full.pack"
+for _ in $(seq "$runs"); do
+  rm -rf "$root/f"; mkdir -p "$root/f"
+  t0=$EPOCHREALTIME
+  pids=()
+  for i in 1 2 3 4 5 6 7 8; do
+    ($git init -q --bare "$root/f/$i" && $git -C "$root/f/$i" index-pack --stdin <"$root/full.pack" >/dev/null) &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  record "client floor: 8 index-packs" apache "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.4f", b - a }')"
+done
+
 echo "repository: ${REPO:-generated}, $refs refs, $objects objects, $size; $runs runs each, alternating; medians"
 echo "machine: $(nproc) cores, $(uname -sr), git $($git version | cut -d' ' -f3)"
 printf '%-24s %10s %10s %8s %14s\n' operation apache gitpat ratio "gitpat CPU s"
@@ -147,5 +168,9 @@ unit = "per request" if "req/s" in name else ""
 print(f"{name:<24} {ma:10.3f} {mg:10.3f} {mg/ma:8.2f} {mc:14.4f} {unit}")
 PY
 done
+python3 - "${results[client floor: 8 index-packs/apache]}" <<'PY'
+import statistics, sys
+print(f"{'client floor: 8 index-packs':<24} {statistics.median(float(x) for x in sys.argv[1].split()):10.3f}   (no server: what 8 concurrent clones cost the clients)")
+PY
 echo "gitpat peak RSS (server): $(awk '/VmHWM/ { print $2, $3 }' /proc/$gpid/status)"
 echo "(for req/s a higher ratio is better; for times, lower)"

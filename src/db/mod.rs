@@ -106,13 +106,17 @@ pub fn open_pool(url: &str, max_size: u32) -> anyhow::Result<DbPool> {
     let mut conn = establish(url)?;
     migrate(&mut conn)?;
     drop(conn);
-    let url = match Backend::from_url(url)? {
+    let backend = Backend::from_url(url)?;
+    let url = match backend {
         Backend::Sqlite => url.strip_prefix("sqlite://").unwrap_or(url).to_string(),
         Backend::Postgres => url.to_string(),
     };
     let manager = ConnectionManager::<DbConn>::new(url.clone());
     Pool::builder()
         .max_size(max_size)
+        // A `SELECT 1` before each use finds a PostgreSQL connection the
+        // server dropped; an SQLite file cannot drop one.
+        .test_on_check_out(backend == Backend::Postgres)
         .connection_timeout(Duration::from_secs(30))
         .connection_customizer(Box::new(ConnectionSetup))
         .build(manager)

@@ -4,7 +4,9 @@
 //! --write-bitmap-index` packs everything reachable into one pack with a
 //! bitmap (so full clones are served from it) and anything unreachable into
 //! a cruft pack: nothing is pruned, so a push running at the same time never
-//! loses an object it relies on.
+//! loses an object it relies on. Then `git pack-refs --all` packs the refs
+//! pushes left loose, with their peeled ids, so advertisements read them
+//! without opening a tag.
 //!
 //! After a push it runs in the background, at most one run per repository
 //! (a lock file in the repository, so other instances on the same disk
@@ -114,6 +116,15 @@ pub fn run(git: Option<&Path>, repo_dir: &Path) -> Result<Outcome, MaintenanceEr
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(MaintenanceError::Failed(err.trim().chars().take(1000).collect()));
     }
+    let out = super::git_command(git, repo_dir)
+        .args(["pack-refs", "--all"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| MaintenanceError::Failed(format!("cannot run {}: {e}", git.display())))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(MaintenanceError::Failed(err.trim().chars().take(1000).collect()));
+    }
     Ok(Outcome {
         packs_before,
         packs_after: pack_count(repo_dir),
@@ -169,5 +180,61 @@ impl Maintainer {
     /// How many runs are going on now.
     pub fn running(&self) -> usize {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::git::pktline;
+    use crate::git::refs::RefCache;
+    use crate::git::test_fixtures::{self, git};
+    use crate::git::upload_pack::{self, Plan};
+
+    #[test]
+    fn a_repack_writes_a_bitmap_full_clones_use_and_packs_the_refs() {
+        let repo = test_fixtures::tagged_repo(30);
+        let d = repo.path();
+        for i in 0..3 {
+            git(d, &["tag", "-a", "-m", "late", &format!("late-{i}"), "main"]);
+        }
+        let binary = Path::new("/usr/local/bin/git");
+        let binary = if binary.exists() { binary } else { Path::new("git") };
+        run(Some(binary), d).expect("maintenance runs");
+        let packed = std::fs::read_to_string(d.join("packed-refs")).unwrap();
+        assert!(packed.starts_with("# pack-refs with: peeled fully-peeled sorted"));
+        assert!(packed.contains("refs/tags/late-2\n^"), "peeled ids stored");
+        assert!(!d.join("refs/tags/late-2").exists(), "no loose ref left");
+        let bitmaps = std::fs::read_dir(d.join("objects/pack"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "bitmap"))
+            .count();
+        assert_eq!(bitmaps, 1);
+
+        // The pack-objects run of a full clone, as gitpat makes it, takes
+        // the bitmap.
+        let main = git(d, &["rev-parse", "main"]);
+        let mut body = Vec::new();
+        pktline::write_line(&mut body, &format!("want {main} ofs-delta side-band-64k thin-pack include-tag")).unwrap();
+        pktline::write_flush(&mut body);
+        pktline::write_line(&mut body, "done").unwrap();
+        let repo = git2::Repository::open_bare(d).unwrap();
+        let Ok(Plan::Pack { spec, .. }) = upload_pack::plan_v0(&repo, &RefCache::default(), &body) else {
+            panic!("a full clone sends a pack");
+        };
+        let cmd = spec.git_command(false);
+        let trace = d.join("trace2.json");
+        let mut child = crate::git::git_command(binary, d)
+            .args(&cmd.args)
+            .env("GIT_TRACE2_EVENT", &trace)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(cmd.stdin.as_bytes()).unwrap();
+        assert!(child.wait().unwrap().success());
+        let trace = std::fs::read_to_string(trace).unwrap();
+        assert!(trace.contains("opened bitmap file"), "the bitmap is used");
     }
 }

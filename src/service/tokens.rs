@@ -353,10 +353,14 @@ pub fn note_use(
     now: DateTime<Utc>,
 ) -> Result<TokenRow> {
     let throttle = Duration::minutes(i64::from(settings.personal_access_token_last_used_throttle_minutes));
-    if let Err(e) = record_use(conn, &row, ip, now, throttle) {
-        tracing::warn!(token_id = row.id, "cannot record token use: {e}");
+    match record_use(conn, &row, ip, now, throttle) {
+        Ok(false) => Ok(row),
+        Ok(true) => Ok(db::token::find(conn, row.id)?.unwrap_or(row)),
+        Err(e) => {
+            tracing::warn!(token_id = row.id, "cannot record token use: {e}");
+            Ok(db::token::find(conn, row.id)?.unwrap_or(row))
+        }
     }
-    Ok(db::token::find(conn, row.id)?.unwrap_or(row))
 }
 
 /// Authenticates a presented token string without recording its use (the
@@ -419,20 +423,20 @@ fn parse_ips(json: &str) -> Vec<String> {
 
 /// Writes `last_used_at` at most once per `throttle`, and adds a new client
 /// IP to the last five (at most once a minute), without a write when
-/// neither is due.
+/// neither is due; says whether it wrote.
 pub fn record_use(
     conn: &mut DbConn,
     row: &TokenRow,
     ip: Option<&str>,
     now: DateTime<Utc>,
     throttle: Duration,
-) -> Result<()> {
+) -> Result<bool> {
     let now_n = now.naive_utc();
     let stamp_due = row.last_used_at.is_none_or(|t| now_n - t >= throttle);
     if stamp_due {
         db::token::set_last_used_at(conn, row.id, now_n)?;
     }
-    let Some(ip) = ip else { return Ok(()) };
+    let Some(ip) = ip else { return Ok(stamp_due) };
     let mut ips = parse_ips(&row.last_used_ips);
     let known = ips.iter().any(|i| i == ip);
     let ip_due = if known {
@@ -449,5 +453,5 @@ pub fn record_use(
         let json = serde_json::to_string(&ips).map_err(anyhow::Error::from)?;
         db::token::set_last_used_ips(conn, row.id, &json, now_n)?;
     }
-    Ok(())
+    Ok(stamp_due || ip_due)
 }
