@@ -14,6 +14,8 @@
 #                   noisy: percentiles)
 #   TOKENS=, USERS=, PROJECTS=  smaller worlds (defaults 1000000, 100000,
 #                   100000)
+#   KEEP=1          keep the data directory (SQLite: <dir>/data/gitpat.db)
+#                   and the PostgreSQL database, to look at the plans
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 pg_url=
@@ -39,6 +41,10 @@ db_name=gitpat_bench_$$
 server_pid=
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  if [ -n "${KEEP:-}" ]; then
+    echo "kept $root${pg_url:+ and the database $db_name}" >&2
+    return
+  fi
   if [ -n "$pg_url" ]; then
     psql -q "$pg_url" -c "DROP DATABASE IF EXISTS $db_name" >/dev/null 2>&1 || true
   fi

@@ -5,8 +5,10 @@
 //! database connection, the settings, authentication, the scope rule and
 //! Sudo applied before the endpoint's own code).
 //!
-//! Endpoints return a [`Reply`]; lists are paginated here, with GitLab's
-//! headers. Every refusal is an [`ApiError`] in GitLab's JSON shapes.
+//! Endpoints return a [`Reply`]; a list is paged by the database
+//! ([`Ctx::fetch`] over a `db::page::Listing`) and answered here with
+//! GitLab's headers. Every refusal is an [`ApiError`] in GitLab's JSON
+//! shapes.
 
 pub mod auth;
 mod entities;

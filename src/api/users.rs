@@ -58,7 +58,7 @@ pub async fn list(call: ApiCall) -> ApiResult {
         q.username = username;
         if active || blocked {
             // Either narrows what the caller may see; both find none.
-            q.none = (active && blocked) || (blocked && q.blocked == Some(false));
+            q.none = blocked && (active || q.blocked == Some(false));
             q.blocked = Some(blocked);
         }
         q.order = match order_by.as_str() {

@@ -3,8 +3,8 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::page::{contains_pattern, window};
-use super::schema::{lower, project_members as pm, users};
+use super::page::{contains_pattern, folded, window};
+use super::schema::{project_members as pm, users};
 use super::user::User;
 use super::DbConn;
 
@@ -86,15 +86,15 @@ pub struct MemberFilter {
 /// Filters a query on `users` (alone or joined) by a [`MemberFilter`]'s
 /// user conditions: the one place they are written.
 macro_rules! user_conditions {
-    ($q:expr, $f:expr) => {{
-        let mut q = $q;
+    ($q:expr, $f:expr, $conn:expr) => {{
+        let (mut q, conn) = ($q, $conn);
         if let Some(s) = &$f.query {
             let p = contains_pattern(s);
             q = q.filter(
-                lower(users::username)
+                folded(conn, users::username)
                     .like(p.clone())
                     .escape('\\')
-                    .or(lower(users::name).like(p).escape('\\')),
+                    .or(folded(conn, users::name).like(p).escape('\\')),
             );
         }
         if let Some(ids) = &$f.user_ids {
@@ -107,36 +107,34 @@ macro_rules! user_conditions {
 impl MemberFilter {
     /// User `id` if they match the filter's user conditions.
     pub fn user_matching(&self, conn: &mut DbConn, id: i64) -> QueryResult<Option<User>> {
-        let q = user_conditions!(users::table.filter(users::id.eq(id)).into_boxed(), self);
+        let q = user_conditions!(users::table.filter(users::id.eq(id)).into_boxed(), self, &*conn);
         q.select(User::as_select()).first(conn).optional()
     }
 
     fn filtered(
         &self,
+        conn: &DbConn,
     ) -> diesel::dsl::IntoBoxed<'static, diesel::dsl::InnerJoin<pm::table, users::table>, super::MultiBackend> {
         let mut q = pm::table.inner_join(users::table).into_boxed();
         q = q.filter(pm::project_id.eq(self.project_id));
         if let Some(u) = self.except_user {
             q = q.filter(pm::user_id.ne(u));
         }
-        user_conditions!(q, self)
+        user_conditions!(q, self, conn)
     }
 
     /// The matching members from `offset` on, by user id.
     pub fn rows(&self, conn: &mut DbConn, offset: i64, limit: Option<i64>) -> QueryResult<Vec<(User, Member)>> {
         let q = self
-            .filtered()
+            .filtered(conn)
             .select((User::as_select(), Member::as_select()))
             .order_by(pm::user_id.asc());
         window!(q, offset, limit).load(conn)
     }
 
-    pub fn has_row_at(&self, conn: &mut DbConn, n: i64) -> QueryResult<bool> {
-        let found: Vec<i64> = self.filtered().select(pm::user_id).offset(n).limit(1).load(conn)?;
-        Ok(!found.is_empty())
-    }
-
-    pub fn count(&self, conn: &mut DbConn) -> QueryResult<i64> {
-        self.filtered().count().get_result(conn)
+    /// How many members match, counting no further than `limit`.
+    pub fn count_upto(&self, conn: &mut DbConn, limit: i64) -> QueryResult<i64> {
+        let ids: Vec<i64> = self.filtered(conn).select(pm::user_id).limit(limit).load(conn)?;
+        Ok(i64::try_from(ids.len()).unwrap_or(i64::MAX))
     }
 }

@@ -1,14 +1,13 @@
 //! Lists the database filters, sorts and pages itself: a [`Listing`] is
 //! one filtered, ordered query, asked for a window of its rows (`LIMIT` /
-//! `OFFSET`), whether it has a row at some position, and how many rows it
-//! has. [`Listing::page`] puts them together as GitLab counts: the total is
+//! `OFFSET`) and how many rows it has, counted no further than a bound. [`Listing::page`] puts them together as GitLab counts: the total is
 //! told up to [`COUNT_LIMIT`] rows only, so a page of a huge list never
 //! counts it whole.
 //!
-//! [`Binary`] makes a text comparison by code point on both backends
+//! [`binary`] makes a text comparison by code point on both backends
 //! (PostgreSQL's default collation follows the locale; SQLite's `BINARY`
 //! already compares UTF-8 bytes), so that sorts by name are the same on
-//! each.
+//! each; [`folded`] case-folds text for a `LIKE` as each backend needs.
 
 use diesel::backend::Backend;
 use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
@@ -39,11 +38,8 @@ pub trait Listing {
     /// (all of them when `None`).
     fn rows(&self, conn: &mut DbConn, offset: i64, limit: Option<i64>) -> QueryResult<Vec<Self::Row>>;
 
-    /// Whether the list has more than `n` rows (a row at 0-based `n`).
-    fn has_row_at(&self, conn: &mut DbConn, n: i64) -> QueryResult<bool>;
-
-    /// How many rows the list has.
-    fn count(&self, conn: &mut DbConn) -> QueryResult<i64>;
+    /// How many rows the list has, counting no further than `limit`.
+    fn count_upto(&self, conn: &mut DbConn, limit: i64) -> QueryResult<i64>;
 
     /// The id a keyset cursor names a row by.
     fn row_id(row: &Self::Row) -> i64;
@@ -55,7 +51,7 @@ pub trait Listing {
 
     /// `limit` rows from `offset`, whether more follow, and the total as
     /// far as [`COUNT_LIMIT`]: one query when the page shows the list's
-    /// end, else a probe for row `COUNT_LIMIT` and a count only below it.
+    /// end, else a count that stops past `COUNT_LIMIT`.
     fn page(&self, conn: &mut DbConn, offset: i64, limit: i64) -> QueryResult<Page<Self::Row>> {
         let mut rows = self.rows(conn, offset, Some(limit.saturating_add(1)))?;
         let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
@@ -66,10 +62,8 @@ pub trait Listing {
             None
         } else if !more && (shown > 0 || offset == 0) {
             Some(offset + shown)
-        } else if self.has_row_at(conn, COUNT_LIMIT)? {
-            None
         } else {
-            Some(self.count(conn)?)
+            Some(self.count_upto(conn, COUNT_LIMIT + 1)?).filter(|n| *n <= COUNT_LIMIT)
         };
         Ok(Page { rows, total, more })
     }
@@ -106,57 +100,70 @@ macro_rules! order_all {
 }
 pub(crate) use order_all;
 
-/// A text expression compared by code point: `COLLATE "C"` on PostgreSQL,
-/// as it is on SQLite (whose default collation is already bytewise).
+/// A text expression as one backend needs it and the other does not:
+/// PostgreSQL gets `prefix expr suffix`, SQLite `expr` (see [`binary`]
+/// and [`folded`]).
 #[derive(Debug, Clone, Copy)]
-pub struct Binary<E> {
+pub struct OnPostgres<E> {
     expr: E,
-    postgres: bool,
+    wrap: Option<(&'static str, &'static str)>,
 }
 
-impl<E> Binary<E> {
-    pub fn new(conn: &DbConn, expr: E) -> Binary<E> {
-        Binary {
-            expr,
-            postgres: matches!(conn, DbConn::Pg(_)),
-        }
+/// `expr` compared by code point: `COLLATE "C"` on PostgreSQL (whose
+/// default collation follows the locale), as it is on SQLite (whose
+/// default collation is already bytewise).
+pub fn binary<E>(conn: &DbConn, expr: E) -> OnPostgres<E> {
+    OnPostgres {
+        expr,
+        wrap: matches!(conn, DbConn::Pg(_)).then_some(("(", ") COLLATE \"C\"")),
     }
 }
 
-impl<E: Expression> Expression for Binary<E> {
+/// `expr` case-folded for a `LIKE` with a lowercase pattern: `lower(expr)`
+/// on PostgreSQL; on SQLite `expr` itself, as its `LIKE` folds ASCII
+/// letters (and its `lower()` folds no others), at a third of the cost.
+pub fn folded<E>(conn: &DbConn, expr: E) -> OnPostgres<E> {
+    OnPostgres {
+        expr,
+        wrap: matches!(conn, DbConn::Pg(_)).then_some(("lower(", ")")),
+    }
+}
+
+impl<E: Expression> Expression for OnPostgres<E> {
     type SqlType = E::SqlType;
 }
 
-impl<E, DB> QueryFragment<DB> for Binary<E>
+impl<E, DB> QueryFragment<DB> for OnPostgres<E>
 where
     DB: Backend,
     E: QueryFragment<DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        if self.postgres {
-            out.push_sql("(");
-            self.expr.walk_ast(out.reborrow())?;
-            out.push_sql(") COLLATE \"C\"");
-            Ok(())
-        } else {
-            self.expr.walk_ast(out)
+        match self.wrap {
+            Some((prefix, suffix)) => {
+                out.push_sql(prefix);
+                self.expr.walk_ast(out.reborrow())?;
+                out.push_sql(suffix);
+                Ok(())
+            }
+            None => self.expr.walk_ast(out),
         }
     }
 }
 
 /// The SQL depends on the backend: not a static query id.
-impl<E> QueryId for Binary<E> {
+impl<E> QueryId for OnPostgres<E> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<E: ValidGrouping<GB>, GB> ValidGrouping<GB> for Binary<E> {
+impl<E: ValidGrouping<GB>, GB> ValidGrouping<GB> for OnPostgres<E> {
     type IsAggregate = E::IsAggregate;
 }
 
-impl<E: AppearsOnTable<QS>, QS> AppearsOnTable<QS> for Binary<E> {}
+impl<E: AppearsOnTable<QS>, QS> AppearsOnTable<QS> for OnPostgres<E> {}
 
-impl<E: SelectableExpression<QS>, QS> SelectableExpression<QS> for Binary<E> {}
+impl<E: SelectableExpression<QS>, QS> SelectableExpression<QS> for OnPostgres<E> {}
 
 /// A `LIKE` pattern matching text that contains `s` (`%`, `_` and `\`
 /// escaped; use with `.escape('\\')`).
@@ -212,11 +219,8 @@ mod tests {
                 .take(limit.map_or(usize::MAX, |l| l as usize))
                 .collect())
         }
-        fn has_row_at(&self, _: &mut DbConn, n: i64) -> QueryResult<bool> {
-            Ok(n < self.0)
-        }
-        fn count(&self, _: &mut DbConn) -> QueryResult<i64> {
-            Ok(self.0)
+        fn count_upto(&self, _: &mut DbConn, limit: i64) -> QueryResult<i64> {
+            Ok(self.0.min(limit))
         }
         fn row_id(row: &i64) -> i64 {
             *row

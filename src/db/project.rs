@@ -3,7 +3,7 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::page::{contains_pattern, escape_like, order_all, prefix_upper_bound, window, Binary, Listing};
+use super::page::{binary, contains_pattern, escape_like, folded, order_all, prefix_upper_bound, window, Listing};
 use super::schema::{lower, project_members as pm, projects};
 use super::{DbConn, MultiBackend};
 
@@ -71,9 +71,9 @@ fn path_starts_with(
     q: projects::BoxedQuery<'static, MultiBackend>,
     prefix: &str,
 ) -> projects::BoxedQuery<'static, MultiBackend> {
-    let q = q.filter(Binary::new(conn, lower(projects::path)).ge(prefix.to_string()));
+    let q = q.filter(binary(conn, lower(projects::path)).ge(prefix.to_string()));
     match prefix_upper_bound(prefix) {
-        Some(upper) => q.filter(Binary::new(conn, lower(projects::path)).lt(upper)),
+        Some(upper) => q.filter(binary(conn, lower(projects::path)).lt(upper)),
         None => q,
     }
 }
@@ -185,7 +185,7 @@ impl ProjectQuery {
         }
     }
 
-    fn filtered(&self) -> projects::BoxedQuery<'static, MultiBackend> {
+    fn filtered(&self, conn: &DbConn) -> projects::BoxedQuery<'static, MultiBackend> {
         let mut q = projects::table.into_boxed();
         let me = match self.viewer {
             Viewer::User { blocked: true, .. } => None,
@@ -236,10 +236,10 @@ impl ProjectQuery {
         if let Some(s) = &self.search {
             let p = contains_pattern(s);
             q = q.filter(
-                lower(projects::name)
+                folded(conn, projects::name)
                     .like(p.clone())
                     .escape('\\')
-                    .or(lower(projects::path).like(p).escape('\\')),
+                    .or(folded(conn, projects::path).like(p).escape('\\')),
             );
         }
         if let Some(id) = self.id_after {
@@ -256,24 +256,20 @@ impl Listing for ProjectQuery {
     type Row = Project;
 
     fn rows(&self, conn: &mut DbConn, offset: i64, limit: Option<i64>) -> QueryResult<Vec<Project>> {
-        let q = self.filtered().select(Project::as_select());
+        let q = self.filtered(conn).select(Project::as_select());
         let q = match self.order {
             ProjectOrder::Id => order_all!(q, self.desc, projects::id),
-            ProjectOrder::Name => order_all!(q, self.desc, Binary::new(conn, lower(projects::name)), projects::id),
-            ProjectOrder::Path => order_all!(q, self.desc, Binary::new(conn, lower(projects::path)), projects::id),
+            ProjectOrder::Name => order_all!(q, self.desc, binary(conn, lower(projects::name)), projects::id),
+            ProjectOrder::Path => order_all!(q, self.desc, binary(conn, lower(projects::path)), projects::id),
             ProjectOrder::CreatedAt => order_all!(q, self.desc, projects::created_at, projects::id),
             ProjectOrder::LastActivityAt => order_all!(q, self.desc, projects::last_activity_at, projects::id),
         };
         window!(q, offset, limit).load(conn)
     }
 
-    fn has_row_at(&self, conn: &mut DbConn, n: i64) -> QueryResult<bool> {
-        let found: Vec<i64> = self.filtered().select(projects::id).offset(n).limit(1).load(conn)?;
-        Ok(!found.is_empty())
-    }
-
-    fn count(&self, conn: &mut DbConn) -> QueryResult<i64> {
-        self.filtered().count().get_result(conn)
+    fn count_upto(&self, conn: &mut DbConn, limit: i64) -> QueryResult<i64> {
+        let ids: Vec<i64> = self.filtered(conn).select(projects::id).limit(limit).load(conn)?;
+        Ok(i64::try_from(ids.len()).unwrap_or(i64::MAX))
     }
 
     fn row_id(row: &Project) -> i64 {

@@ -4,7 +4,7 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::page::{contains_pattern, order_all, window, Binary, Listing};
+use super::page::{binary, contains_pattern, folded, order_all, window, Listing};
 use super::schema::{lower, personal_access_tokens as pat};
 use super::{DbConn, MultiBackend};
 
@@ -124,7 +124,7 @@ pub struct TokenQuery {
 }
 
 impl TokenQuery {
-    fn filtered(&self) -> pat::BoxedQuery<'static, MultiBackend> {
+    fn filtered(&self, conn: &DbConn) -> pat::BoxedQuery<'static, MultiBackend> {
         let mut q = pat::table.into_boxed();
         if let Some(uid) = self.user_id {
             q = q.filter(pat::user_id.eq(uid));
@@ -166,7 +166,7 @@ impl TokenQuery {
             q = q.filter(pat::expires_at.ge(d));
         }
         if let Some(s) = &self.search {
-            q = q.filter(lower(pat::name).like(contains_pattern(s)).escape('\\'));
+            q = q.filter(folded(conn, pat::name).like(contains_pattern(s)).escape('\\'));
         }
         q
     }
@@ -176,7 +176,7 @@ impl Listing for TokenQuery {
     type Row = TokenRow;
 
     fn rows(&self, conn: &mut DbConn, offset: i64, limit: Option<i64>) -> QueryResult<Vec<TokenRow>> {
-        let q = self.filtered().select(TokenRow::as_select());
+        let q = self.filtered(conn).select(TokenRow::as_select());
         let q = match self.order {
             TokenOrder::Id => order_all!(q, self.desc, pat::id),
             TokenOrder::CreatedAt => order_all!(q, self.desc, pat::created_at).then_order_by(pat::id.asc()),
@@ -186,20 +186,14 @@ impl Listing for TokenQuery {
             TokenOrder::LastUsedAt => {
                 order_all!(q, self.desc, pat::last_used_at.is_null(), pat::last_used_at).then_order_by(pat::id.asc())
             }
-            TokenOrder::Name => {
-                order_all!(q, self.desc, Binary::new(conn, lower(pat::name))).then_order_by(pat::id.asc())
-            }
+            TokenOrder::Name => order_all!(q, self.desc, binary(conn, lower(pat::name))).then_order_by(pat::id.asc()),
         };
         window!(q, offset, limit).load(conn)
     }
 
-    fn has_row_at(&self, conn: &mut DbConn, n: i64) -> QueryResult<bool> {
-        let found: Vec<i64> = self.filtered().select(pat::id).offset(n).limit(1).load(conn)?;
-        Ok(!found.is_empty())
-    }
-
-    fn count(&self, conn: &mut DbConn) -> QueryResult<i64> {
-        self.filtered().count().get_result(conn)
+    fn count_upto(&self, conn: &mut DbConn, limit: i64) -> QueryResult<i64> {
+        let ids: Vec<i64> = self.filtered(conn).select(pat::id).limit(limit).load(conn)?;
+        Ok(i64::try_from(ids.len()).unwrap_or(i64::MAX))
     }
 
     fn row_id(row: &TokenRow) -> i64 {

@@ -3,7 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::page::{contains_pattern, order_all, window, Binary, Listing};
+use super::page::{binary, contains_pattern, folded, order_all, window, Listing};
 use super::schema::{lower, users};
 use super::{DbConn, MultiBackend};
 
@@ -130,7 +130,7 @@ pub struct UserQuery {
 }
 
 impl UserQuery {
-    fn filtered(&self) -> users::BoxedQuery<'static, MultiBackend> {
+    fn filtered(&self, conn: &DbConn) -> users::BoxedQuery<'static, MultiBackend> {
         let mut q = users::table.into_boxed();
         if self.none {
             q = q.filter(users::id.eq_any(Vec::<i64>::new()));
@@ -142,12 +142,12 @@ impl UserQuery {
         }
         if let Some(s) = &self.search {
             let p = contains_pattern(s);
-            let by_name = lower(users::username)
+            let by_name = folded(conn, users::username)
                 .like(p.clone())
                 .escape('\\')
-                .or(lower(users::name).like(p.clone()).escape('\\'));
+                .or(folded(conn, users::name).like(p.clone()).escape('\\'));
             q = if self.search_email {
-                q.filter(by_name.or(lower(users::email).like(p).escape('\\')))
+                q.filter(by_name.or(folded(conn, users::email).like(p).escape('\\')))
             } else {
                 q.filter(by_name)
             };
@@ -169,23 +169,19 @@ impl Listing for UserQuery {
     type Row = User;
 
     fn rows(&self, conn: &mut DbConn, offset: i64, limit: Option<i64>) -> QueryResult<Vec<User>> {
-        let q = self.filtered().select(User::as_select());
+        let q = self.filtered(conn).select(User::as_select());
         let q = match self.order {
             UserOrder::Id => order_all!(q, self.desc, users::id),
-            UserOrder::Name => order_all!(q, self.desc, Binary::new(conn, lower(users::name)), users::id),
-            UserOrder::Username => order_all!(q, self.desc, Binary::new(conn, lower(users::username)), users::id),
+            UserOrder::Name => order_all!(q, self.desc, binary(conn, lower(users::name)), users::id),
+            UserOrder::Username => order_all!(q, self.desc, binary(conn, lower(users::username)), users::id),
             UserOrder::CreatedAt => order_all!(q, self.desc, users::created_at, users::id),
         };
         window!(q, offset, limit).load(conn)
     }
 
-    fn has_row_at(&self, conn: &mut DbConn, n: i64) -> QueryResult<bool> {
-        let found: Vec<i64> = self.filtered().select(users::id).offset(n).limit(1).load(conn)?;
-        Ok(!found.is_empty())
-    }
-
-    fn count(&self, conn: &mut DbConn) -> QueryResult<i64> {
-        self.filtered().count().get_result(conn)
+    fn count_upto(&self, conn: &mut DbConn, limit: i64) -> QueryResult<i64> {
+        let ids: Vec<i64> = self.filtered(conn).select(users::id).limit(limit).load(conn)?;
+        Ok(i64::try_from(ids.len()).unwrap_or(i64::MAX))
     }
 
     fn row_id(row: &User) -> i64 {

@@ -391,13 +391,9 @@ impl Listing for Members {
         Ok(out)
     }
 
-    fn has_row_at(&self, conn: &mut DbConn, n: i64) -> Result<bool, diesel::result::Error> {
-        let skip = i64::from(self.owner(conn)?.is_some());
-        Ok(n < skip || self.filter.has_row_at(conn, n - skip)?)
-    }
-
-    fn count(&self, conn: &mut DbConn) -> Result<i64, diesel::result::Error> {
-        Ok(i64::from(self.owner(conn)?.is_some()) + self.filter.count(conn)?)
+    fn count_upto(&self, conn: &mut DbConn, limit: i64) -> Result<i64, diesel::result::Error> {
+        let owner = i64::from(self.owner(conn)?.is_some());
+        Ok(owner + self.filter.count_upto(conn, limit - owner)?)
     }
 
     fn row_id(row: &(User, Member)) -> i64 {

@@ -142,7 +142,7 @@ fn day(s: &str) -> NaiveDate {
 fn tokens_oracle(all: &[TokenRow], viewer: Option<i64>, enforce: bool, q: &str) -> Vec<i64> {
     let q = query_map(q);
     let today = Utc::now().date_naive();
-    let active = |t: &TokenRow| !t.revoked && !(enforce && t.expires_at.is_some_and(|d| today >= d));
+    let active = |t: &TokenRow| !(t.revoked || (enforce && t.expires_at.is_some_and(|d| today >= d)));
     let owner = viewer.or_else(|| q.get("user_id").map(|u| u.parse().expect("user_id")));
     let search = q.get("search").map(|s| s.to_lowercase());
     let mut rows: Vec<&TokenRow> = all
@@ -396,8 +396,7 @@ fn world(srv: &TestServer) -> World {
         srv.token(who, &["read_api"], None);
     }
     let rows = db::token::list(&mut srv.conn(), None).expect("tokens");
-    let mut i = 0;
-    for t in rows.iter().filter(|t| !auth_tokens.contains(&t.id)) {
+    for (i, t) in rows.iter().filter(|t| !auth_tokens.contains(&t.id)).enumerate() {
         let name = NAMES[i % NAMES.len()];
         let expires = ["NULL", "'2031-01-01'", "'2032-06-01'", "'2031-01-01'", "'2020-01-01'"][i % 5];
         let used = ["NULL", "'2030-05-01 10:00:00'", "'2030-05-02 10:00:00'"][i % 3];
@@ -412,7 +411,6 @@ fn world(srv: &TestServer) -> World {
                 t.id
             ),
         );
-        i += 1;
     }
     World {
         root: (root.id, rt),
@@ -519,7 +517,7 @@ fn token_lists_page_in_sql_as_they_filtered_and_sorted_in_memory() {
                     .iter()
                     .filter(|t| t.user_id == w.kilo.0 && t.impersonation)
                     .filter(|t| {
-                        let active = !t.revoked && !(enforce && t.expires_at.is_some_and(|d| today >= d));
+                        let active = !(t.revoked || (enforce && t.expires_at.is_some_and(|d| today >= d)));
                         match state {
                             "state=active" => active,
                             "state=inactive" => !active,

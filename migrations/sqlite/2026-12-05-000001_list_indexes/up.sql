@@ -11,6 +11,12 @@ CREATE INDEX personal_access_tokens_created_at ON personal_access_tokens (create
 CREATE INDEX personal_access_tokens_expires_at ON personal_access_tokens ((expires_at IS NULL), expires_at);
 CREATE INDEX personal_access_tokens_last_used_at ON personal_access_tokens ((last_used_at IS NULL), last_used_at);
 CREATE INDEX personal_access_tokens_name_lower ON personal_access_tokens (lower(name));
+-- Token sorts break ties by id ascending in both directions: descending
+-- needs an index of its own, or the planner sorts the whole table.
+CREATE INDEX personal_access_tokens_created_at_desc ON personal_access_tokens (created_at DESC, id);
+CREATE INDEX personal_access_tokens_expires_at_desc ON personal_access_tokens ((expires_at IS NULL) DESC, expires_at DESC, id);
+CREATE INDEX personal_access_tokens_last_used_at_desc ON personal_access_tokens ((last_used_at IS NULL) DESC, last_used_at DESC, id);
+CREATE INDEX personal_access_tokens_name_lower_desc ON personal_access_tokens (lower(name) DESC, id);
 
 CREATE INDEX projects_owner ON projects (owner_id);
 CREATE INDEX projects_created_at ON projects (created_at);
