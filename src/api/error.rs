@@ -14,6 +14,7 @@
 //! | `NotFound(t)` | 404 | `{"message":"404 t Not Found"}` (`"404 Not Found"` when `t` is empty) |
 //! | `NoRoute` | 404 | `{"error":"404 Not Found"}` |
 //! | `MethodNotAllowed` | 405 | `{"message":"405 Method Not Allowed"}` |
+//! | `KeysetUnavailable` | 405 | `{"error":"Keyset pagination is not yet available for this type of request"}` |
 //! | `Conflict(m)` | 409 | `{"message":"m"}` |
 //! | `PayloadTooLarge` | 413 | `{"message":"413 Request Entity Too Large"}` |
 //! | `UnsupportedMediaType` | 415 | `{"message":"415 Unsupported Media Type"}` |
@@ -58,6 +59,9 @@ pub enum ApiError {
     NoRoute,
     #[error("405 Method Not Allowed")]
     MethodNotAllowed,
+    /// `pagination=keyset` on a list (or in an order) that has none.
+    #[error("405 keyset pagination is not available")]
+    KeysetUnavailable,
     #[error("409 {0}")]
     Conflict(String),
     #[error("413 Request Entity Too Large")]
@@ -112,6 +116,9 @@ impl ApiError {
             ApiError::NotFound(t) => json!({ "message": format!("404 {t} Not Found") }),
             ApiError::NoRoute => json!({ "error": "404 Not Found" }),
             ApiError::MethodNotAllowed => json!({ "message": "405 Method Not Allowed" }),
+            ApiError::KeysetUnavailable => {
+                json!({ "error": "Keyset pagination is not yet available for this type of request" })
+            }
             ApiError::Conflict(m) | ApiError::Unprocessable(m) => json!({ "message": m }),
             ApiError::PayloadTooLarge => json!({ "message": "413 Request Entity Too Large" }),
             ApiError::UnsupportedMediaType => json!({ "message": "415 Unsupported Media Type" }),
@@ -132,7 +139,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::NoRoute => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed | ApiError::KeysetUnavailable => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -5,8 +5,10 @@
 //! database connection, the settings, authentication, the scope rule and
 //! Sudo applied before the endpoint's own code).
 //!
-//! Endpoints return a [`Reply`]; lists are paginated here, with GitLab's
-//! headers. Every refusal is an [`ApiError`] in GitLab's JSON shapes.
+//! Endpoints return a [`Reply`]; a list is paged by the database
+//! ([`Ctx::fetch`] over a `db::page::Listing`) and answered here with
+//! GitLab's headers. Every refusal is an [`ApiError`] in GitLab's JSON
+//! shapes.
 
 pub mod auth;
 mod entities;
@@ -28,12 +30,13 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use crate::app::App;
+use crate::db::page::Listing;
 use crate::db::DbConn;
 use crate::settings::Settings;
 pub use auth::Policy;
 use auth::{Caller, Credentials};
 pub use error::ApiError;
-use pagination::{Pagination, RequestUrl};
+use pagination::{KeysetOrder, PageInfo, Paging, RequestUrl};
 use params::{Params, MAX_BODY};
 
 pub type ApiResult = Result<HttpResponse, ApiError>;
@@ -131,23 +134,13 @@ async fn method_not_allowed() -> ApiResult {
     Err(ApiError::MethodNotAllowed)
 }
 
-/// `o` for an ascending sort, reversed for a descending one.
-pub fn directed(o: std::cmp::Ordering, desc: bool) -> std::cmp::Ordering {
-    if desc {
-        o.reverse()
-    } else {
-        o
-    }
-}
-
 /// What an endpoint answers.
 pub enum Reply {
     Json(StatusCode, Value),
-    /// A list, paginated from the whole: the page and the total count.
+    /// One page of a list, and what its headers say.
     Page {
         items: Vec<Value>,
-        total: i64,
-        pagination: Pagination,
+        info: PageInfo,
     },
     /// No body (204).
     Empty(StatusCode),
@@ -164,6 +157,11 @@ impl Reply {
 
     pub fn no_content() -> Result<Reply, ApiError> {
         Ok(Reply::Empty(StatusCode::NO_CONTENT))
+    }
+
+    /// A page ([`Ctx::fetch`]) of rows made JSON.
+    pub fn page(items: Vec<Value>, info: PageInfo) -> Result<Reply, ApiError> {
+        Ok(Reply::Page { items, info })
     }
 }
 
@@ -302,16 +300,30 @@ impl Ctx<'_> {
         self.now.date_naive()
     }
 
-    /// One page of `items`, each made JSON by `f`.
-    pub fn page<T>(&self, items: Vec<T>, f: impl Fn(&T) -> Value) -> Result<Reply, ApiError> {
-        let pagination = Pagination::from_params(self.params)?;
-        let total = i64::try_from(items.len()).unwrap_or(i64::MAX);
-        let items = pagination.slice(items).iter().map(f).collect();
-        Ok(Reply::Page {
-            items,
-            total,
-            pagination,
-        })
+    /// The page of `list` the request asks for (`page`/`per_page`, or
+    /// `pagination=keyset` where `keyset` allows it), paged by the
+    /// database, and what its headers say.
+    pub fn fetch<L: Listing>(&mut self, list: &L, keyset: KeysetOrder) -> Result<(Vec<L::Row>, PageInfo), ApiError> {
+        match Paging::from_params(self.params, keyset)? {
+            Paging::Offset(pagination) => {
+                let page = list.page(self.conn, pagination.offset(), pagination.limit())?;
+                Ok((
+                    page.rows,
+                    PageInfo::Offset {
+                        pagination,
+                        total: page.total,
+                        more: page.more,
+                    },
+                ))
+            }
+            Paging::Keyset(keyset) => {
+                let mut rows = list.rows(self.conn, 0, Some(keyset.per_page + 1))?;
+                let more = rows.len() > usize::try_from(keyset.per_page).unwrap_or(usize::MAX);
+                rows.truncate(usize::try_from(keyset.per_page).unwrap_or(usize::MAX));
+                let next_after = if more { rows.last().map(L::row_id) } else { None };
+                Ok((rows, PageInfo::Keyset { keyset, next_after }))
+            }
+        }
     }
 }
 
@@ -389,13 +401,9 @@ impl ApiCall {
         Ok(match reply {
             Reply::Json(status, v) => HttpResponse::build(status).json(v),
             Reply::Empty(status) => HttpResponse::build(status).finish(),
-            Reply::Page {
-                items,
-                total,
-                pagination,
-            } => {
+            Reply::Page { items, info } => {
                 let mut r = HttpResponse::Ok();
-                for (k, v) in pagination.headers(total, &url) {
+                for (k, v) in info.headers(&url) {
                     r.insert_header((k, v));
                 }
                 r.json(Value::Array(items))

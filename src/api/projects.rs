@@ -1,11 +1,13 @@
 //! Projects (hosted repositories) and their members.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use super::pagination::KeysetOrder;
 use super::{entities, ApiCall, ApiError, ApiResult, Ctx, Policy, Reply};
-use crate::db::{self, member::Member, project::Project, user::User};
+use crate::db::project::{Project, ProjectOrder, ProjectQuery};
+use crate::db::{self, member::Member, user::User};
 use crate::error::Error;
 use crate::git::store::RepoPath;
 use crate::service::access::{self, Role, VISIBILITIES};
@@ -103,11 +105,7 @@ fn check_path_segment(path: &str) -> Result<(), ApiError> {
 /// Whether another project (not `except`) in namespace `ns` has `name`:
 /// GitLab keeps names unique within a namespace, as it does paths.
 fn name_taken(cx: &mut Ctx, ns: &str, name: &str, except: Option<i64>) -> Result<bool, ApiError> {
-    Ok(db::project::list(cx.conn)?.iter().any(|p| {
-        Some(p.id) != except
-            && p.name == name
-            && p.path.rsplit_once('/').is_some_and(|(n, _)| n.eq_ignore_ascii_case(ns))
-    }))
+    Ok(db::project::name_taken_in(cx.conn, ns, name, except)?)
 }
 
 /// The user whose namespace `namespace_id` names (an id or a username).
@@ -210,53 +208,40 @@ pub async fn list(call: ApiCall) -> ApiResult {
         let starred = p.bool("starred")?.unwrap_or(false);
         let archived = p.bool("archived")?.unwrap_or(false);
         p.bool("simple")?;
+        let id_after = p.int("id_after")?;
+        let id_before = p.int("id_before")?;
         let me = cx.caller.as_ref().map(|c| c.user.clone());
-        let member_of: HashMap<i64, i32> = match &me {
-            Some(u) => db::member::list_for_user(cx.conn, u.id)?
-                .into_iter()
-                .filter(|m| m.active_on(cx.now.date_naive()))
-                .map(|m| (m.project_id, m.access_level))
-                .collect(),
-            None => HashMap::new(),
+        let q = ProjectQuery {
+            owned,
+            membership,
+            min_access_level: min_level.map(|r| r as i32),
+            visibility,
+            search,
+            none: starred || archived,
+            id_after,
+            id_before,
+            order: match order_by.as_str() {
+                "id" => ProjectOrder::Id,
+                "name" => ProjectOrder::Name,
+                "path" => ProjectOrder::Path,
+                "updated_at" | "last_activity_at" => ProjectOrder::LastActivityAt,
+                _ => ProjectOrder::CreatedAt,
+            },
+            desc,
+            ..ProjectQuery::visible_to(repos::viewer(me.as_ref()), cx.today())
         };
-        let my_id = me.as_ref().map(|u| u.id);
-        let mine = |pr: &Project| my_id == Some(pr.owner_id) || member_of.contains_key(&pr.id);
-        // The caller's level in a project, as `min_access_level` reads it
-        // (GitLab counts an admin's own memberships only).
-        let level = |pr: &Project| {
-            if my_id == Some(pr.owner_id) {
-                Some(Role::Owner as i32)
-            } else {
-                member_of.get(&pr.id).copied()
-            }
+        let keyset = match q.order {
+            ProjectOrder::Id => KeysetOrder::ById { desc },
+            _ => KeysetOrder::Unsupported,
         };
-        let mut found: Vec<Project> = repos::visible_to(cx.conn, me.as_ref(), cx.now.date_naive())?
-            .into_iter()
-            .filter(|pr| !owned || my_id == Some(pr.owner_id))
-            .filter(|pr| !membership || mine(pr))
-            .filter(|pr| visibility.as_deref().is_none_or(|v| pr.visibility == v))
-            .filter(|pr| {
-                search
-                    .as_ref()
-                    .is_none_or(|s| pr.name.to_lowercase().contains(s) || pr.path.to_lowercase().contains(s))
-            })
-            .filter(|pr| min_level.is_none_or(|min| level(pr).is_some_and(|l| l >= min as i32)))
-            .filter(|_| !starred && !archived)
+        let (rows, info) = cx.fetch(&q, keyset)?;
+        let owner_ids: Vec<i64> = rows.iter().map(|pr| pr.owner_id).collect();
+        let owners = db::user::by_ids(cx.conn, &owner_ids)?;
+        let items = rows
+            .iter()
+            .map(|pr| entities::project(pr, owners.get(&pr.owner_id), cx.base))
             .collect();
-        found.sort_by(|a, b| {
-            let o = match order_by.as_str() {
-                "name" => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
-                "path" => a.path.to_lowercase().cmp(&b.path.to_lowercase()),
-                "updated_at" | "last_activity_at" => a.last_activity_at.cmp(&b.last_activity_at),
-                "created_at" => a.created_at.cmp(&b.created_at),
-                _ => std::cmp::Ordering::Equal,
-            }
-            .then(a.id.cmp(&b.id));
-            super::directed(o, desc)
-        });
-        let owners: HashMap<i64, User> = db::user::list(cx.conn)?.into_iter().map(|u| (u.id, u)).collect();
-        let base = cx.base.to_string();
-        cx.page(found, |pr| entities::project(pr, owners.get(&pr.owner_id), &base))
+        Reply::page(items, info)
     })
     .await
 }
@@ -335,32 +320,6 @@ pub async fn delete(call: ApiCall) -> ApiResult {
     .await
 }
 
-/// The member entries of a project: its owner (access level 50, since
-/// the project was made), then every member by user id.
-fn entries(cx: &mut Ctx, project: &Project) -> Result<Vec<(User, Member)>, ApiError> {
-    let users: HashMap<i64, User> = db::user::list(cx.conn)?.into_iter().map(|u| (u.id, u)).collect();
-    let mut out = Vec::new();
-    if let Some(o) = users.get(&project.owner_id) {
-        let owner = Member {
-            project_id: project.id,
-            user_id: o.id,
-            access_level: Role::Owner as i32,
-            created_at: project.created_at,
-            expires_at: None,
-        };
-        out.push((o.clone(), owner));
-    }
-    for m in db::member::list(cx.conn, project.id)? {
-        if m.user_id == project.owner_id {
-            continue;
-        }
-        if let Some(u) = users.get(&m.user_id) {
-            out.push((u.clone(), m));
-        }
-    }
-    Ok(out)
-}
-
 /// `GET /projects/:id/members` (and `/members/all`: gitpat has no groups
 /// to inherit from, so they are the same), with GitLab's `query` (a
 /// username or name fragment) and `user_ids` filters.
@@ -369,17 +328,10 @@ pub async fn members(call: ApiCall) -> ApiResult {
         let project = visible(cx)?;
         let query = cx.params.str("query")?.map(|q| q.to_lowercase());
         let ids = cx.params.int_list("user_ids")?;
-        let all: Vec<_> = entries(cx, &project)?
-            .into_iter()
-            .filter(|(u, _)| {
-                query
-                    .as_ref()
-                    .is_none_or(|q| u.username.to_lowercase().contains(q) || u.name.to_lowercase().contains(q))
-            })
-            .filter(|(u, _)| ids.as_ref().is_none_or(|ids| ids.contains(&u.id)))
-            .collect();
-        let base = cx.base.to_string();
-        cx.page(all, |(u, m)| entities::member(u, m, &base))
+        let list = repos::Members::of(&project, query, ids);
+        let (rows, info) = cx.fetch(&list, KeysetOrder::Unsupported)?;
+        let items = rows.iter().map(|(u, m)| entities::member(u, m, cx.base)).collect();
+        Reply::page(items, info)
     })
     .await
 }
@@ -387,10 +339,7 @@ pub async fn members(call: ApiCall) -> ApiResult {
 /// `{user_id}`'s entry in the project, or 404 Member Not Found.
 fn entry(cx: &mut Ctx, project: &Project) -> Result<(User, Member), ApiError> {
     let uid = cx.id("user_id", MEMBER_NOT_FOUND)?;
-    entries(cx, project)?
-        .into_iter()
-        .find(|(u, _)| u.id == uid)
-        .ok_or_else(|| ApiError::not_found(MEMBER_NOT_FOUND))
+    repos::member_entry(cx.conn, project, uid)?.ok_or_else(|| ApiError::not_found(MEMBER_NOT_FOUND))
 }
 
 pub async fn member(call: ApiCall) -> ApiResult {

@@ -1,10 +1,10 @@
 //! Personal access tokens and impersonation tokens (spec section 4).
 
-use std::cmp::Ordering;
-
+use super::pagination::KeysetOrder;
 use super::{entities, users, ApiCall, ApiError, ApiResult, Ctx, Policy, Reply};
 use crate::auth::token;
-use crate::db::{self, token::TokenRow, user::User};
+use crate::db::token::{TokenOrder, TokenQuery, TokenRow};
+use crate::db::{self, user::User};
 use crate::service::tokens::{self as svc, NewTokenRequest};
 
 const PAT_NOT_FOUND: &str = "Personal Access Token";
@@ -23,33 +23,20 @@ const SORTS: [&str; 10] = [
     "name_desc",
 ];
 
-/// Ascending with the absent last; the reverse puts them first (as SQL's
-/// default NULLS LAST / NULLS FIRST do).
-fn cmp_opt<T: Ord>(a: &Option<T>, b: &Option<T>) -> Ordering {
-    match (a, b) {
-        (Some(x), Some(y)) => x.cmp(y),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => Ordering::Equal,
-    }
-}
-
-fn sort_tokens(rows: &mut [TokenRow], sort: &str) {
+/// A `sort` value as the order it names.
+fn token_order(sort: &str) -> (TokenOrder, bool) {
     let (key, desc) = sort
         .rsplit_once('_')
         .map(|(k, d)| (k, d == "desc"))
         .unwrap_or(("id", false));
-    rows.sort_by(|a, b| {
-        let o = match key {
-            "created" => a.created_at.cmp(&b.created_at),
-            "expires" => cmp_opt(&a.expires_at, &b.expires_at),
-            "last_used" => cmp_opt(&a.last_used_at, &b.last_used_at),
-            "name" => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
-            "id" => a.id.cmp(&b.id),
-            _ => Ordering::Equal,
-        };
-        super::directed(o, desc).then(a.id.cmp(&b.id))
-    });
+    let order = match key {
+        "created" => TokenOrder::CreatedAt,
+        "expires" => TokenOrder::ExpiresAt,
+        "last_used" => TokenOrder::LastUsedAt,
+        "name" => TokenOrder::Name,
+        _ => TokenOrder::Id,
+    };
+    (order, desc)
 }
 
 pub async fn list(call: ApiCall) -> ApiResult {
@@ -59,7 +46,6 @@ pub async fn list(call: ApiCall) -> ApiResult {
         if !me.is_admin() && user_id.is_some_and(|u| u != me.user.id) {
             return Err(ApiError::Unauthorized);
         }
-        let owner = if me.is_admin() { user_id } else { Some(me.user.id) };
         if let (true, Some(uid)) = (me.is_admin(), user_id) {
             if db::user::find(cx.conn, uid)?.is_none() {
                 return Err(ApiError::not_found("User"));
@@ -67,43 +53,35 @@ pub async fn list(call: ApiCall) -> ApiResult {
         }
         // Admins see impersonation tokens too; users only their own PATs
         // (GitLab's finder adds `impersonation: false` for non-admins).
-        let impersonation_too = me.is_admin();
+        let mut q = if me.is_admin() {
+            TokenQuery {
+                user_id,
+                ..TokenQuery::default()
+            }
+        } else {
+            svc::manageable_by_owner(me.user.id)
+        };
         let p = cx.params;
-        let revoked = p.bool("revoked")?;
+        q.revoked = p.bool("revoked")?;
         let state = p.one_of("state", &["active", "inactive"])?;
-        let created_before = p.datetime("created_before")?;
-        let created_after = p.datetime("created_after")?;
-        let last_used_before = p.datetime("last_used_before")?;
-        let last_used_after = p.datetime("last_used_after")?;
-        let expires_before = p.date("expires_before")?;
-        let expires_after = p.date("expires_after")?;
-        let search = p.str("search")?.map(|s| s.to_lowercase());
-        let sort = p.one_of("sort", &SORTS)?;
-        let today = cx.today();
-        let enforce = cx.settings.enforce_personal_access_token_expiration;
-        let mut rows: Vec<TokenRow> = db::token::list(cx.conn, owner)?
-            .into_iter()
-            .filter(|t| impersonation_too || !t.impersonation)
-            .filter(|t| revoked.is_none_or(|r| t.revoked == r))
-            .filter(|t| {
-                state
-                    .as_deref()
-                    .is_none_or(|s| svc::is_active(t, today, enforce) == (s == "active"))
-            })
-            // GitLab's bounds: inclusive, but for `expires_before`.
-            .filter(|t| created_before.is_none_or(|d| t.created_at.and_utc() <= d))
-            .filter(|t| created_after.is_none_or(|d| t.created_at.and_utc() >= d))
-            .filter(|t| last_used_before.is_none_or(|d| t.last_used_at.is_some_and(|u| u.and_utc() <= d)))
-            .filter(|t| last_used_after.is_none_or(|d| t.last_used_at.is_some_and(|u| u.and_utc() >= d)))
-            .filter(|t| expires_before.is_none_or(|d| t.expires_at.is_some_and(|e| e < d)))
-            .filter(|t| expires_after.is_none_or(|d| t.expires_at.is_some_and(|e| e >= d)))
-            .filter(|t| search.as_ref().is_none_or(|s| t.name.to_lowercase().contains(s)))
-            .collect();
-        if let Some(s) = sort.as_deref() {
-            sort_tokens(&mut rows, s);
+        q.state = state.map(|s| svc::state_filter(s == "active", &cx.settings, cx.today()));
+        // GitLab's bounds: inclusive, but for `expires_before`.
+        q.created_before = p.datetime("created_before")?.map(|d| d.naive_utc());
+        q.created_after = p.datetime("created_after")?.map(|d| d.naive_utc());
+        q.last_used_before = p.datetime("last_used_before")?.map(|d| d.naive_utc());
+        q.last_used_after = p.datetime("last_used_after")?.map(|d| d.naive_utc());
+        q.expires_before = p.date("expires_before")?;
+        q.expires_after = p.date("expires_after")?;
+        q.search = p.str("search")?.map(|s| s.to_lowercase());
+        if let Some(sort) = p.one_of("sort", &SORTS)? {
+            (q.order, q.desc) = token_order(&sort);
         }
-        let settings = cx.settings.clone();
-        cx.page(rows, |t| entities::token(t, &settings, today))
+        let (rows, info) = cx.fetch(&q, KeysetOrder::Unsupported)?;
+        let items = rows
+            .iter()
+            .map(|t| entities::token(t, &cx.settings, cx.today()))
+            .collect();
+        Reply::page(items, info)
     })
     .await
 }
@@ -278,19 +256,18 @@ pub async fn impersonation_list(call: ApiCall) -> ApiResult {
     call.run(Policy::Api, |cx| {
         let user = admin_target(cx)?;
         let state = cx.params.one_of("state", &["all", "active", "inactive"])?;
-        let today = cx.today();
-        let enforce = cx.settings.enforce_personal_access_token_expiration;
-        let rows: Vec<TokenRow> = db::token::list(cx.conn, Some(user.id))?
-            .into_iter()
-            .filter(|t| t.impersonation)
-            .filter(|t| match state.as_deref() {
-                Some("active") => svc::is_active(t, today, enforce),
-                Some("inactive") => !svc::is_active(t, today, enforce),
-                _ => true,
-            })
+        let mut q = svc::impersonation_tokens(user.id);
+        q.state = match state.as_deref() {
+            Some("active") => Some(svc::state_filter(true, &cx.settings, cx.today())),
+            Some("inactive") => Some(svc::state_filter(false, &cx.settings, cx.today())),
+            _ => None,
+        };
+        let (rows, info) = cx.fetch(&q, KeysetOrder::Unsupported)?;
+        let items = rows
+            .iter()
+            .map(|t| entities::token(t, &cx.settings, cx.today()))
             .collect();
-        let settings = cx.settings.clone();
-        cx.page(rows, |t| entities::token(t, &settings, today))
+        Reply::page(items, info)
     })
     .await
 }
@@ -330,44 +307,13 @@ pub async fn impersonation_revoke(call: ApiCall) -> ApiResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{Duration, NaiveDate};
-
-    fn row(id: i64, name: &str, expires: Option<NaiveDate>) -> TokenRow {
-        let t = chrono::DateTime::UNIX_EPOCH.naive_utc() + Duration::days(id);
-        TokenRow {
-            id,
-            user_id: 1,
-            name: name.into(),
-            description: None,
-            scopes: "api".into(),
-            token_digest: String::new(),
-            created_at: t,
-            expires_at: expires,
-            revoked: false,
-            last_used_at: None,
-            last_used_ips: "[]".into(),
-            ips_updated_at: None,
-            impersonation: false,
-            previous_token_id: None,
-            expire_notification_delivered: false,
-            after_expiry_notification_delivered: false,
-        }
-    }
 
     #[test]
-    fn sorts() {
-        let d = |n| NaiveDate::from_ymd_opt(2030, 1, n);
-        let mut rows = vec![row(1, "b", d(3)), row(2, "A", None), row(3, "c", d(1))];
-        let ids = |rows: &[TokenRow]| rows.iter().map(|r| r.id).collect::<Vec<_>>();
-        sort_tokens(&mut rows, "expires_asc");
-        assert_eq!(ids(&rows), vec![3, 1, 2]);
-        sort_tokens(&mut rows, "expires_desc");
-        assert_eq!(ids(&rows), vec![2, 1, 3]);
-        sort_tokens(&mut rows, "name_asc");
-        assert_eq!(ids(&rows), vec![2, 1, 3]);
-        sort_tokens(&mut rows, "created_desc");
-        assert_eq!(ids(&rows), vec![3, 2, 1]);
-        sort_tokens(&mut rows, "last_used_asc");
-        assert_eq!(ids(&rows), vec![1, 2, 3]);
+    fn sorts_name_their_orders() {
+        assert_eq!(token_order("id_asc"), (TokenOrder::Id, false));
+        assert_eq!(token_order("expires_desc"), (TokenOrder::ExpiresAt, true));
+        assert_eq!(token_order("last_used_asc"), (TokenOrder::LastUsedAt, false));
+        assert_eq!(token_order("name_desc"), (TokenOrder::Name, true));
+        assert_eq!(token_order("created_asc"), (TokenOrder::CreatedAt, false));
     }
 }

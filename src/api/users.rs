@@ -2,9 +2,10 @@
 
 use serde_json::json;
 
+use super::pagination::KeysetOrder;
 use super::{entities, ApiCall, ApiError, ApiResult, Ctx, Policy, Reply};
 use crate::auth::password;
-use crate::db::{self, user::User};
+use crate::db::{self, user::User, user::UserOrder};
 use crate::error::Error;
 use crate::service::users::{self, NewUserRequest, UserUpdate};
 
@@ -37,35 +38,48 @@ pub async fn show(call: ApiCall) -> ApiResult {
     .await
 }
 
+/// `GET /users`: GitLab's filters and orders, offset pages or, by id,
+/// keyset pages.
 pub async fn list(call: ApiCall) -> ApiResult {
     call.run(Policy::ReadUser, |cx| {
-        let username = cx.params.str("username")?;
-        let search = cx.params.str("search")?;
-        let active = cx.params.bool("active")?.unwrap_or(false);
-        let blocked = cx.params.bool("blocked")?.unwrap_or(false);
-        let order_by = cx
-            .params
+        let p = cx.params;
+        let username = p.str("username")?;
+        let search = p.str("search")?;
+        let active = p.bool("active")?.unwrap_or(false);
+        let blocked = p.bool("blocked")?.unwrap_or(false);
+        let order_by = p
             .one_of("order_by", &["id", "name", "username", "created_at", "updated_at"])?
             .unwrap_or_else(|| "id".into());
-        let desc = cx.params.one_of("sort", &["asc", "desc"])?.is_none_or(|s| s == "desc");
+        let desc = p.one_of("sort", &["asc", "desc"])?.is_none_or(|s| s == "desc");
+        let id_after = p.int("id_after")?;
+        let id_before = p.int("id_before")?;
         let admin = cx.caller.as_ref().is_some_and(|c| c.is_admin());
-        let mut found: Vec<User> = users::search(cx.conn, search.as_deref(), admin)?
-            .into_iter()
-            .filter(|u| username.as_ref().is_none_or(|n| u.username.eq_ignore_ascii_case(n)))
-            .filter(|u| !active || !u.is_blocked())
-            .filter(|u| !blocked || u.is_blocked())
+        let mut q = users::query(search.as_deref(), admin);
+        q.username = username;
+        if active || blocked {
+            // Either narrows what the caller may see; both find none.
+            q.none = blocked && (active || q.blocked == Some(false));
+            q.blocked = Some(blocked);
+        }
+        q.order = match order_by.as_str() {
+            "name" => UserOrder::Name,
+            "username" => UserOrder::Username,
+            "created_at" | "updated_at" => UserOrder::CreatedAt,
+            _ => UserOrder::Id,
+        };
+        q.desc = desc;
+        q.id_after = id_after;
+        q.id_before = id_before;
+        let keyset = match q.order {
+            UserOrder::Id => KeysetOrder::ById { desc },
+            _ => KeysetOrder::Unsupported,
+        };
+        let (rows, info) = cx.fetch(&q, keyset)?;
+        let items = rows
+            .iter()
+            .map(|u| entities::user(u, full_view(cx, u), cx.base))
             .collect();
-        found.sort_by(|a, b| {
-            let o = match order_by.as_str() {
-                "name" => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
-                "username" => a.username.to_lowercase().cmp(&b.username.to_lowercase()),
-                "created_at" | "updated_at" => a.created_at.cmp(&b.created_at),
-                _ => std::cmp::Ordering::Equal,
-            }
-            .then(a.id.cmp(&b.id));
-            super::directed(o, desc)
-        });
-        cx.page(found, |u| entities::user(u, full_view(cx, u), cx.base))
+        Reply::page(items, info)
     })
     .await
 }

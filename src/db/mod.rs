@@ -5,6 +5,7 @@
 pub mod auth_failure;
 pub mod member;
 pub mod notification;
+pub mod page;
 pub mod project;
 pub mod schema;
 pub mod session;

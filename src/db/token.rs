@@ -4,8 +4,9 @@
 use chrono::{NaiveDate, NaiveDateTime};
 use diesel::prelude::*;
 
-use super::schema::personal_access_tokens as pat;
-use super::DbConn;
+use super::page::{binary, contains_pattern, folded, order_all, window, Listing};
+use super::schema::{lower, personal_access_tokens as pat};
+use super::{DbConn, MultiBackend};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = pat)]
@@ -70,12 +71,134 @@ pub fn find_successor(conn: &mut DbConn, id: i64) -> QueryResult<Option<TokenRow
         .optional()
 }
 
+/// Every token (of `user_id`, if given), in id order.
 pub fn list(conn: &mut DbConn, user_id: Option<i64>) -> QueryResult<Vec<TokenRow>> {
-    let mut q = pat::table.select(TokenRow::as_select()).order(pat::id).into_boxed();
-    if let Some(uid) = user_id {
-        q = q.filter(pat::user_id.eq(uid));
+    TokenQuery {
+        user_id,
+        ..TokenQuery::default()
     }
-    q.load(conn)
+    .all(conn)
+}
+
+/// What a token list is ordered by. Ties are broken by id, ascending; a
+/// missing date sorts after every date ascending, before them descending.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TokenOrder {
+    #[default]
+    Id,
+    CreatedAt,
+    ExpiresAt,
+    LastUsedAt,
+    /// Case-insensitively.
+    Name,
+}
+
+/// Whether a token is active on `today`: not revoked and, while expiry is
+/// enforced, not expired (`service::tokens::is_active` in SQL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveOn {
+    pub active: bool,
+    pub today: NaiveDate,
+    pub enforce_expiry: bool,
+}
+
+/// A list of tokens, filtered and ordered in SQL. Bounds are GitLab's:
+/// inclusive but for `expires_before`; a bound on a missing date matches
+/// nothing.
+#[derive(Debug, Clone, Default)]
+pub struct TokenQuery {
+    pub user_id: Option<i64>,
+    pub impersonation: Option<bool>,
+    pub revoked: Option<bool>,
+    pub state: Option<ActiveOn>,
+    pub created_before: Option<NaiveDateTime>,
+    pub created_after: Option<NaiveDateTime>,
+    pub last_used_before: Option<NaiveDateTime>,
+    pub last_used_after: Option<NaiveDateTime>,
+    pub expires_before: Option<NaiveDate>,
+    pub expires_after: Option<NaiveDate>,
+    /// Lowercase text the name contains.
+    pub search: Option<String>,
+    pub order: TokenOrder,
+    pub desc: bool,
+}
+
+impl TokenQuery {
+    fn filtered(&self, conn: &DbConn) -> pat::BoxedQuery<'static, MultiBackend> {
+        let mut q = pat::table.into_boxed();
+        if let Some(uid) = self.user_id {
+            q = q.filter(pat::user_id.eq(uid));
+        }
+        if let Some(i) = self.impersonation {
+            q = q.filter(pat::impersonation.eq(i));
+        }
+        if let Some(r) = self.revoked {
+            q = q.filter(pat::revoked.eq(r));
+        }
+        if let Some(s) = self.state {
+            if s.active {
+                q = q.filter(pat::revoked.eq(false));
+                if s.enforce_expiry {
+                    q = q.filter(pat::expires_at.is_null().or(pat::expires_at.gt(s.today)));
+                }
+            } else if s.enforce_expiry {
+                q = q.filter(pat::revoked.eq(true).or(pat::expires_at.le(s.today)));
+            } else {
+                q = q.filter(pat::revoked.eq(true));
+            }
+        }
+        if let Some(d) = self.created_before {
+            q = q.filter(pat::created_at.le(d));
+        }
+        if let Some(d) = self.created_after {
+            q = q.filter(pat::created_at.ge(d));
+        }
+        if let Some(d) = self.last_used_before {
+            q = q.filter(pat::last_used_at.le(d));
+        }
+        if let Some(d) = self.last_used_after {
+            q = q.filter(pat::last_used_at.ge(d));
+        }
+        if let Some(d) = self.expires_before {
+            q = q.filter(pat::expires_at.lt(d));
+        }
+        if let Some(d) = self.expires_after {
+            q = q.filter(pat::expires_at.ge(d));
+        }
+        if let Some(s) = &self.search {
+            q = q.filter(folded(conn, pat::name).like(contains_pattern(s)).escape('\\'));
+        }
+        q
+    }
+}
+
+impl Listing for TokenQuery {
+    type Row = TokenRow;
+
+    fn rows(&self, conn: &mut DbConn, offset: i64, limit: Option<i64>) -> QueryResult<Vec<TokenRow>> {
+        let q = self.filtered(conn).select(TokenRow::as_select());
+        let q = match self.order {
+            TokenOrder::Id => order_all!(q, self.desc, pat::id),
+            TokenOrder::CreatedAt => order_all!(q, self.desc, pat::created_at).then_order_by(pat::id.asc()),
+            TokenOrder::ExpiresAt => {
+                order_all!(q, self.desc, pat::expires_at.is_null(), pat::expires_at).then_order_by(pat::id.asc())
+            }
+            TokenOrder::LastUsedAt => {
+                order_all!(q, self.desc, pat::last_used_at.is_null(), pat::last_used_at).then_order_by(pat::id.asc())
+            }
+            TokenOrder::Name => order_all!(q, self.desc, binary(conn, lower(pat::name))).then_order_by(pat::id.asc()),
+        };
+        window!(q, offset, limit).load(conn)
+    }
+
+    fn count_upto(&self, conn: &mut DbConn, limit: i64) -> QueryResult<i64> {
+        let ids: Vec<i64> = self.filtered(conn).select(pat::id).limit(limit).load(conn)?;
+        Ok(i64::try_from(ids.len()).unwrap_or(i64::MAX))
+    }
+
+    fn row_id(row: &TokenRow) -> i64 {
+        row.id
+    }
 }
 
 pub fn revoke(conn: &mut DbConn, id: i64) -> QueryResult<usize> {

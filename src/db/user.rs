@@ -3,8 +3,9 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::page::{binary, contains_pattern, folded, order_all, window, Listing};
 use super::schema::{lower, users};
-use super::DbConn;
+use super::{DbConn, MultiBackend};
 
 /// `Debug` leaves out the password hash and the TOTP secret.
 #[derive(Clone, Queryable, Selectable, Identifiable)]
@@ -84,6 +85,108 @@ pub fn find_by_email(conn: &mut DbConn, email: &str) -> QueryResult<Option<User>
 
 pub fn list(conn: &mut DbConn) -> QueryResult<Vec<User>> {
     users::table.order(users::id).select(User::as_select()).load(conn)
+}
+
+/// The users of `ids`, by id (ids with no user left out).
+pub fn by_ids(conn: &mut DbConn, ids: &[i64]) -> QueryResult<std::collections::HashMap<i64, User>> {
+    let found: Vec<User> = users::table
+        .filter(users::id.eq_any(ids))
+        .select(User::as_select())
+        .load(conn)?;
+    Ok(found.into_iter().map(|u| (u.id, u)).collect())
+}
+
+/// What a user list is ordered by; `id` breaks ties, in the same direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UserOrder {
+    #[default]
+    Id,
+    /// Case-insensitively.
+    Name,
+    /// Case-insensitively.
+    Username,
+    CreatedAt,
+}
+
+/// A list of users, filtered and ordered in SQL.
+#[derive(Debug, Clone, Default)]
+pub struct UserQuery {
+    /// Only users whose state is (`Some(true)`) or is not (`Some(false)`)
+    /// blocked.
+    pub blocked: Option<bool>,
+    /// Matches none (contradictory filters).
+    pub none: bool,
+    /// Lowercase text that the username or the name (or, with
+    /// `search_email`, the e-mail) contains.
+    pub search: Option<String>,
+    pub search_email: bool,
+    /// The username, case-insensitively.
+    pub username: Option<String>,
+    /// Ids above / below (keyset cursors).
+    pub id_after: Option<i64>,
+    pub id_before: Option<i64>,
+    pub order: UserOrder,
+    pub desc: bool,
+}
+
+impl UserQuery {
+    fn filtered(&self, conn: &DbConn) -> users::BoxedQuery<'static, MultiBackend> {
+        let mut q = users::table.into_boxed();
+        if self.none {
+            q = q.filter(users::id.eq_any(Vec::<i64>::new()));
+        }
+        match self.blocked {
+            Some(true) => q = q.filter(users::state.eq(STATE_BLOCKED)),
+            Some(false) => q = q.filter(users::state.ne(STATE_BLOCKED)),
+            None => {}
+        }
+        if let Some(s) = &self.search {
+            let p = contains_pattern(s);
+            let by_name = folded(conn, users::username)
+                .like(p.clone())
+                .escape('\\')
+                .or(folded(conn, users::name).like(p.clone()).escape('\\'));
+            q = if self.search_email {
+                q.filter(by_name.or(folded(conn, users::email).like(p).escape('\\')))
+            } else {
+                q.filter(by_name)
+            };
+        }
+        if let Some(u) = &self.username {
+            q = q.filter(lower(users::username).eq(u.to_ascii_lowercase()));
+        }
+        if let Some(id) = self.id_after {
+            q = q.filter(users::id.gt(id));
+        }
+        if let Some(id) = self.id_before {
+            q = q.filter(users::id.lt(id));
+        }
+        q
+    }
+}
+
+impl Listing for UserQuery {
+    type Row = User;
+
+    fn rows(&self, conn: &mut DbConn, offset: i64, limit: Option<i64>) -> QueryResult<Vec<User>> {
+        let q = self.filtered(conn).select(User::as_select());
+        let q = match self.order {
+            UserOrder::Id => order_all!(q, self.desc, users::id),
+            UserOrder::Name => order_all!(q, self.desc, binary(conn, lower(users::name)), users::id),
+            UserOrder::Username => order_all!(q, self.desc, binary(conn, lower(users::username)), users::id),
+            UserOrder::CreatedAt => order_all!(q, self.desc, users::created_at, users::id),
+        };
+        window!(q, offset, limit).load(conn)
+    }
+
+    fn count_upto(&self, conn: &mut DbConn, limit: i64) -> QueryResult<i64> {
+        let ids: Vec<i64> = self.filtered(conn).select(users::id).limit(limit).load(conn)?;
+        Ok(i64::try_from(ids.len()).unwrap_or(i64::MAX))
+    }
+
+    fn row_id(row: &User) -> i64 {
+        row.id
+    }
 }
 
 pub fn count(conn: &mut DbConn) -> QueryResult<i64> {

@@ -6,7 +6,10 @@ use std::path::Path;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-use crate::db::{self, member::Member, project::NewProject, project::Project, user::User, DbConn};
+use crate::db::member::{Member, MemberFilter};
+use crate::db::page::Listing;
+use crate::db::project::{NewProject, Project, ProjectQuery, Viewer};
+use crate::db::{self, user::User, DbConn};
 use crate::error::{Error, Result};
 use crate::git::maintenance::{self, MaintenanceError};
 use crate::git::store::{is_valid_branch_name, RepoPath, RepoStore};
@@ -287,42 +290,127 @@ pub fn gc(conn: &mut DbConn, store: &RepoStore, path: &str) -> Result<maintenanc
     })
 }
 
+/// Who `user` (none: anonymous) is to the project lists' visibility rule.
+pub fn viewer(user: Option<&User>) -> Viewer {
+    match user {
+        None => Viewer::Anonymous,
+        Some(u) => Viewer::User {
+            id: u.id,
+            is_admin: u.is_admin,
+            blocked: u.is_blocked(),
+        },
+    }
+}
+
 /// The projects `user` (none: anonymous) may see, in id order: the rule
-/// of [`crate::service::access::access`]'s `see` (admins all; public to anyone; internal
-/// to the signed-in; private to the owner and members), with one query
-/// for the memberships.
+/// of [`crate::service::access::access`]'s `see` (admins all; public to
+/// anyone; internal to the signed-in; private to the owner and members),
+/// in SQL ([`ProjectQuery`]).
 pub fn visible_to(conn: &mut DbConn, user: Option<&User>, today: NaiveDate) -> Result<Vec<Project>> {
-    let member_of: std::collections::HashSet<i64> = match user {
-        Some(u) => db::member::list_for_user(conn, u.id)?
-            .into_iter()
-            .filter(|m| m.active_on(today) && Role::from_level(m.access_level).is_some())
-            .map(|m| m.project_id)
-            .collect(),
-        None => Default::default(),
-    };
+    Ok(ProjectQuery::visible_to(viewer(user), today).all(conn)?)
+}
+
+/// Every repository with its owner's username, in id order (the CLI's list).
+pub fn list(conn: &mut DbConn) -> Result<Vec<RepoView>> {
+    let owners: std::collections::HashMap<i64, String> =
+        db::user::list(conn)?.into_iter().map(|u| (u.id, u.username)).collect();
     Ok(db::project::list(conn)?
-        .into_iter()
-        .filter(|p| match user {
-            None => p.visibility == "public",
-            Some(u) if u.is_blocked() => false,
-            Some(u) => u.is_admin || p.visibility != "private" || p.owner_id == u.id || member_of.contains(&p.id),
-        })
+        .iter()
+        .map(|p| RepoView::new(p, owners.get(&p.owner_id).map(String::as_str).unwrap_or_default()))
         .collect())
 }
 
-pub fn list(conn: &mut DbConn) -> Result<Vec<RepoView>> {
-    let owners = db::user::list(conn)?;
-    let name_of = |id: i64| {
-        owners
-            .iter()
-            .find(|u| u.id == id)
-            .map(|u| u.username.clone())
-            .unwrap_or_default()
+/// A project's member list: its owner (access level 50, since the
+/// project was made), then every other member by user id, each whose user
+/// matches the filter.
+#[derive(Debug, Clone)]
+pub struct Members {
+    owner: Member,
+    filter: MemberFilter,
+}
+
+impl Members {
+    /// `query`: lowercase text the username or name contains.
+    pub fn of(project: &Project, query: Option<String>, user_ids: Option<Vec<i64>>) -> Members {
+        Members {
+            owner: owner_entry(project),
+            filter: MemberFilter {
+                project_id: project.id,
+                except_user: Some(project.owner_id),
+                query,
+                user_ids,
+            },
+        }
+    }
+
+    fn owner(&self, conn: &mut DbConn) -> Result<Option<(User, Member)>, diesel::result::Error> {
+        Ok(self
+            .filter
+            .user_matching(conn, self.owner.user_id)?
+            .map(|u| (u, self.owner.clone())))
+    }
+}
+
+/// The owner's entry in the member list.
+fn owner_entry(project: &Project) -> Member {
+    Member {
+        project_id: project.id,
+        user_id: project.owner_id,
+        access_level: Role::Owner as i32,
+        created_at: project.created_at,
+        expires_at: None,
+    }
+}
+
+impl Listing for Members {
+    type Row = (User, Member);
+
+    fn rows(
+        &self,
+        conn: &mut DbConn,
+        offset: i64,
+        limit: Option<i64>,
+    ) -> Result<Vec<(User, Member)>, diesel::result::Error> {
+        let mut out = Vec::new();
+        let mut offset = offset;
+        let mut limit = limit;
+        if let Some(owner) = self.owner(conn)? {
+            if offset == 0 {
+                if limit == Some(0) {
+                    return Ok(out);
+                }
+                out.push(owner);
+                limit = limit.map(|l| l - 1);
+            } else {
+                offset -= 1;
+            }
+        }
+        if limit != Some(0) {
+            out.extend(self.filter.rows(conn, offset, limit)?);
+        }
+        Ok(out)
+    }
+
+    fn count_upto(&self, conn: &mut DbConn, limit: i64) -> Result<i64, diesel::result::Error> {
+        let owner = i64::from(self.owner(conn)?.is_some());
+        Ok(owner + self.filter.count_upto(conn, limit - owner)?)
+    }
+
+    fn row_id(row: &(User, Member)) -> i64 {
+        row.0.id
+    }
+}
+
+/// User `user_id`'s entry in `project`'s member list (the owner's, as in
+/// [`Members`], or their membership), if any.
+pub fn member_entry(conn: &mut DbConn, project: &Project, user_id: i64) -> Result<Option<(User, Member)>> {
+    let Some(user) = db::user::find(conn, user_id)? else {
+        return Ok(None);
     };
-    Ok(db::project::list(conn)?
-        .iter()
-        .map(|p| RepoView::new(p, &name_of(p.owner_id)))
-        .collect())
+    if user_id == project.owner_id {
+        return Ok(Some((user, owner_entry(project))));
+    }
+    Ok(db::member::find(conn, project.id, user_id)?.map(|m| (user, m)))
 }
 
 pub fn add_member(conn: &mut DbConn, path: &str, username: &str, role: &str, now: DateTime<Utc>) -> Result<()> {

@@ -6,7 +6,9 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::auth::token::{self, PlainToken, Scope, SecretKey};
-use crate::db::{self, token::NewToken, token::TokenRow, user::User, DbConn};
+use crate::db::page::Listing;
+use crate::db::token::{ActiveOn, NewToken, TokenQuery, TokenRow};
+use crate::db::{self, user::User, DbConn};
 use crate::error::{Error, Result};
 use crate::settings::Settings;
 
@@ -183,10 +185,16 @@ pub fn owner_may_manage(user_id: i64, t: &TokenRow) -> bool {
 
 /// The personal (not impersonation) tokens of `user_id`.
 pub fn personal_of(conn: &mut DbConn, user_id: i64) -> Result<Vec<TokenRow>> {
-    Ok(db::token::list(conn, Some(user_id))?
-        .into_iter()
-        .filter(|t| owner_may_manage(user_id, t))
-        .collect())
+    Ok(manageable_by_owner(user_id).all(conn)?)
+}
+
+/// The tokens [`owner_may_manage`] lets `user_id` manage, in id order.
+pub fn manageable_by_owner(user_id: i64) -> TokenQuery {
+    TokenQuery {
+        user_id: Some(user_id),
+        impersonation: Some(false),
+        ..TokenQuery::default()
+    }
 }
 
 /// Token `id` if its owner `user_id` may manage it ([`owner_may_manage`]);
@@ -209,10 +217,26 @@ pub fn get_impersonation(conn: &mut DbConn, user_id: i64, id: i64) -> Result<Tok
 
 /// The impersonation tokens of `user_id`.
 pub fn impersonation_of(conn: &mut DbConn, user_id: i64) -> Result<Vec<TokenRow>> {
-    Ok(db::token::list(conn, Some(user_id))?
-        .into_iter()
-        .filter(|t| t.impersonation)
-        .collect())
+    Ok(impersonation_tokens(user_id).all(conn)?)
+}
+
+/// The impersonation tokens of `user_id`, in id order.
+pub fn impersonation_tokens(user_id: i64) -> TokenQuery {
+    TokenQuery {
+        user_id: Some(user_id),
+        impersonation: Some(true),
+        ..TokenQuery::default()
+    }
+}
+
+/// The `state` filter of a token list: active or not as [`is_active`]
+/// judges on `today`.
+pub fn state_filter(active: bool, settings: &Settings, today: NaiveDate) -> ActiveOn {
+    ActiveOn {
+        active,
+        today,
+        enforce_expiry: settings.enforce_personal_access_token_expiration,
+    }
 }
 
 /// Finds a token by its secret (for `token revoke --token`).

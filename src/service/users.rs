@@ -6,7 +6,8 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use crate::auth::{password, totp};
-use crate::db::{self, user::NewUser, user::User, DbConn};
+use crate::db::page::Listing;
+use crate::db::{self, user::NewUser, user::User, user::UserQuery, DbConn};
 use crate::error::{Error, Result};
 
 /// The user entity as the API and `user list --json` show it.
@@ -203,11 +204,7 @@ pub fn update_hashed(conn: &mut DbConn, id: i64, req: &UserUpdate, hash: Option<
             }
             // Repositories live under the username: a rename would orphan them.
             let prefix = format!("{}/", user.username.to_lowercase());
-            if !u.eq_ignore_ascii_case(&user.username)
-                && db::project::list(conn)?
-                    .iter()
-                    .any(|p| p.path.to_lowercase().starts_with(&prefix))
-            {
+            if !u.eq_ignore_ascii_case(&user.username) && db::project::exists_under(conn, &prefix)? {
                 return Err(Error::Invalid(format!(
                     "{} has repositories under their namespace; renaming a user with repositories is not supported",
                     user.username
@@ -242,22 +239,22 @@ pub fn update_hashed(conn: &mut DbConn, id: i64, req: &UserUpdate, hash: Option<
 }
 
 /// The users `search` (any part of the username or name, and for an
-/// administrator of the e-mail too) finds, in id order, as GitLab's
-/// UsersFinder: only administrators search e-mails (others would learn
-/// hidden ones a letter at a time) and see blocked users.
+/// administrator of the e-mail too) finds, as GitLab's UsersFinder: only
+/// administrators search e-mails (others would learn hidden ones a letter
+/// at a time) and see blocked users. In id order; the API adds its
+/// filters and order to it.
+pub fn query(search: Option<&str>, by_admin: bool) -> UserQuery {
+    UserQuery {
+        blocked: (!by_admin).then_some(false),
+        search: search.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()),
+        search_email: by_admin,
+        ..UserQuery::default()
+    }
+}
+
+/// Every user [`query`] finds, in id order.
 pub fn search(conn: &mut DbConn, search: Option<&str>, by_admin: bool) -> Result<Vec<User>> {
-    let search = search.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
-    Ok(db::user::list(conn)?
-        .into_iter()
-        .filter(|u| by_admin || !u.is_blocked())
-        .filter(|u| {
-            search.as_ref().is_none_or(|s| {
-                u.username.to_lowercase().contains(s)
-                    || u.name.to_lowercase().contains(s)
-                    || (by_admin && u.email.to_lowercase().contains(s))
-            })
-        })
-        .collect())
+    Ok(query(search, by_admin).all(conn)?)
 }
 
 pub fn get(conn: &mut DbConn, username: &str) -> Result<User> {

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod api_paging;
 mod api_projects;
 mod api_settings;
 mod api_tokens;

@@ -1,0 +1,14 @@
+DROP INDEX projects_path_lower_c;
+DROP INDEX projects_name_lower_c;
+DROP INDEX projects_last_activity_at;
+DROP INDEX projects_created_at;
+DROP INDEX projects_owner;
+DROP INDEX personal_access_tokens_name_lower_c;
+DROP INDEX personal_access_tokens_last_used_at;
+DROP INDEX personal_access_tokens_expires_at;
+DROP INDEX personal_access_tokens_created_at;
+DROP INDEX personal_access_tokens_user;
+CREATE INDEX personal_access_tokens_user ON personal_access_tokens (user_id);
+DROP INDEX users_created_at;
+DROP INDEX users_username_lower_c;
+DROP INDEX users_name_lower_c;
