@@ -80,6 +80,18 @@ pub fn list(conn: &mut DbConn, user_id: Option<i64>) -> QueryResult<Vec<TokenRow
     .all(conn)
 }
 
+/// Tokens not revoked whose expiry falls from `from` to `to` (both
+/// included), by id: what the daily expiry checks look at.
+pub fn live_expiring_between(conn: &mut DbConn, from: NaiveDate, to: NaiveDate) -> QueryResult<Vec<TokenRow>> {
+    pat::table
+        .filter(pat::revoked.eq(false))
+        .filter(pat::expires_at.ge(from))
+        .filter(pat::expires_at.le(to))
+        .order(pat::id.asc())
+        .select(TokenRow::as_select())
+        .load(conn)
+}
+
 /// What a token list is ordered by. Ties are broken by id, ascending; a
 /// missing date sorts after every date ascending, before them descending.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -215,7 +215,11 @@ mod tests {
         // the bitmap.
         let main = git(d, &["rev-parse", "main"]);
         let mut body = Vec::new();
-        pktline::write_line(&mut body, &format!("want {main} ofs-delta side-band-64k thin-pack include-tag")).unwrap();
+        pktline::write_line(
+            &mut body,
+            &format!("want {main} ofs-delta side-band-64k thin-pack include-tag"),
+        )
+        .unwrap();
         pktline::write_flush(&mut body);
         pktline::write_line(&mut body, "done").unwrap();
         let repo = git2::Repository::open_bare(d).unwrap();

@@ -419,7 +419,8 @@ impl Reader {
         let mut file = tokio::fs::File::from_std(self.file.try_clone()?);
         file.seek(io::SeekFrom::Start(0)).await?;
         let mut pos: u64 = 0;
-        let mut buf = vec![0u8; 64 * 1024];
+        // One side-band packet's worth at a time.
+        let mut buf = vec![0u8; crate::git::pktline::MAX_SIDEBAND_DATA];
         loop {
             if !self.drain_messages(&mut send).await {
                 return Ok(());

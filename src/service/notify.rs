@@ -75,16 +75,21 @@ pub fn queue_family_revoked(conn: &mut DbConn, token_id: i64, ip: Option<&str>, 
     Ok(())
 }
 
-fn live_tokens(conn: &mut DbConn) -> Result<Vec<(TokenRow, User)>> {
-    let users = db::user::list(conn)?;
-    Ok(db::token::list(conn, None)?
-        .into_iter()
-        .filter(|t| !t.revoked)
-        .filter_map(|t| {
-            let u = users.iter().find(|u| u.id == t.user_id)?.clone();
-            (!u.is_blocked()).then_some((t, u))
-        })
-        .collect())
+/// Live tokens (not revoked, their owner not blocked) expiring from `from`
+/// to `to`; the owners are looked up for those tokens only.
+fn live_tokens(conn: &mut DbConn, from: NaiveDate, to: NaiveDate) -> Result<Vec<(TokenRow, User)>> {
+    let mut owners: std::collections::HashMap<i64, Option<User>> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for t in db::token::live_expiring_between(conn, from, to)? {
+        let owner = match owners.entry(t.user_id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(db::user::find(conn, t.user_id)?),
+        };
+        if let Some(u) = owner.as_ref().filter(|u| !u.is_blocked()) {
+            out.push((t, u.clone()));
+        }
+    }
+    Ok(out)
 }
 
 /// The expiring check as of `at`: each live token whose expiry is within
@@ -98,7 +103,12 @@ pub fn check_expiring(conn: &mut DbConn, settings: &Settings, at: DateTime<Utc>)
     let mut days = settings.token_expiry_notify_days.clone();
     days.sort_unstable();
     let mut queued = 0;
-    for (t, _) in live_tokens(conn)? {
+    let widest = days.last().copied().unwrap_or(0);
+    for (t, _) in live_tokens(
+        conn,
+        today + Duration::days(1),
+        today + Duration::days(i64::from(widest)),
+    )? {
         let Some(expires) = t.expires_at else { continue };
         let left = (expires - today).num_days();
         if left <= 0 {
@@ -121,7 +131,7 @@ pub fn check_expired(conn: &mut DbConn, settings: &Settings, at: DateTime<Utc>) 
     }
     let today = at.date_naive();
     let mut queued = 0;
-    for (t, _) in live_tokens(conn)? {
+    for (t, _) in live_tokens(conn, today - Duration::days(1), today)? {
         if t.expires_at
             .is_some_and(|d| d <= today && d >= today - Duration::days(1))
             && db::notification::queue(conn, t.id, EXPIRED, None, at.naive_utc())?
