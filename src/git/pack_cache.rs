@@ -116,6 +116,17 @@ pub struct Producer {
     entry: Arc<Entry>,
     file: tokio::fs::File,
     cache: Arc<PackCache>,
+    finished: bool,
+}
+
+impl Drop for Producer {
+    /// A run dropped unfinished (its task gone) fails, so that its readers
+    /// and later clients do not wait for it for ever.
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cache.fail(&self.entry);
+        }
+    }
 }
 
 impl Drop for Reader {
@@ -215,6 +226,12 @@ impl PackCache {
         // touching its successor's.
         let n = self.serial.fetch_add(1, Ordering::Relaxed);
         let path = self.config.dir.join(format!("{}-{n}.pack", hex::encode(key)));
+        // Full even after the old entries went (runs still being made):
+        // this request packs without the cache.
+        let held: u64 = entries.values().map(|e| e.progress().len).sum();
+        if held >= self.config.max_bytes {
+            return Err(io::Error::other("the pack cache is full"));
+        }
         let out = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -249,6 +266,7 @@ impl PackCache {
                 entry,
                 file: tokio::fs::File::from_std(out),
                 cache: self.clone(),
+                finished: false,
             }),
         })
     }
@@ -368,6 +386,7 @@ impl Producer {
     /// complete only once the file is flushed; then it stays for later
     /// clients even if nobody reads it now.
     pub async fn finish(mut self, ok: bool) {
+        self.finished = true;
         let flushed = ok && self.file.flush().await.is_ok();
         if !flushed {
             self.cache.fail(&self.entry);
@@ -574,6 +593,34 @@ mod tests {
         assert_eq!(cache.len(), 0);
         producer.finish(false).await;
         assert!(cache.join([3; 32]).unwrap().producer.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_producer_dropped_unfinished_fails_its_readers() {
+        let (_d, cache) = cache(Duration::from_secs(60), 1 << 30);
+        let j = cache.join([7; 32]).unwrap();
+        let mut producer = j.producer.unwrap();
+        assert!(producer.write(b"PACK").await);
+        let reader = tokio::spawn(read_all(j.reader));
+        drop(producer);
+        let read = tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .expect("not left waiting");
+        assert!(matches!(read.unwrap(), Err(CacheError::Failed)));
+        assert!(cache.join([7; 32]).unwrap().producer.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_full_cache_is_passed_by() {
+        let (_d, cache) = cache(Duration::from_secs(60), 4);
+        let j = cache.join([8; 32]).unwrap();
+        let mut producer = j.producer.unwrap();
+        assert!(producer.write(b"PACK and more").await);
+        assert!(
+            cache.join([9; 32]).is_err(),
+            "a run still being made fills it: pack without the cache"
+        );
+        producer.finish(true).await;
     }
 
     #[tokio::test]

@@ -38,6 +38,8 @@ use crate::git::advertise::{AdvertiseError, AdvertisedRef};
 const SYMREF_MAX_DEPTH: usize = 5;
 /// A chain of tags longer than this is not peeled.
 const TAG_MAX_DEPTH: usize = 64;
+/// A loose ref file is an id or `ref: <name>`: more than this is broken.
+const MAX_LOOSE_REF: u64 = 4096;
 
 /// A repository's refs: the list advertisements are made from (HEAD first,
 /// then by name bytes) and the ids a want may name directly.
@@ -58,6 +60,21 @@ impl Refs {
         tips.sort();
         tips.dedup();
         Refs { list, tips }
+    }
+
+    /// The ref named `name`: a binary search, the list being sorted by name
+    /// after HEAD.
+    pub fn find(&self, name: &str) -> Option<&AdvertisedRef> {
+        if name == "HEAD" {
+            return self.list.first().filter(|r| r.name() == "HEAD");
+        }
+        let rest = match self.list.first() {
+            Some(r) if r.name() == "HEAD" => &self.list[1..],
+            _ => &self.list[..],
+        };
+        rest.binary_search_by(|r| r.name().as_bytes().cmp(name.as_bytes()))
+            .ok()
+            .map(|i| &rest[i])
     }
 
     /// Memory held, roughly: what the cache counts against its cap.
@@ -224,8 +241,8 @@ fn corrupt(msg: &str) -> AdvertiseError {
     AdvertiseError::Git(git2::Error::from_str(msg))
 }
 
-/// Reads the loose refs under `<dir>/refs` into `refs` (over packed ones),
-/// stamping each directory before listing it.
+/// Reads the loose refs under `<dir>/refs` into `refs`, stamping each
+/// directory before listing it.
 fn read_loose(dir: &Path, refs: &mut BTreeMap<String, Value>, stamps: &mut Vec<Stamp>) -> io::Result<()> {
     let mut pending = vec![String::from("refs")];
     while let Some(rel) = pending.pop() {
@@ -248,13 +265,16 @@ fn read_loose(dir: &Path, refs: &mut BTreeMap<String, Value>, stamps: &mut Vec<S
             let Some(file) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
+            // As git's loose_fill_ref_dir: hidden files and lock files
+            // (a ref being written) are not refs.
+            if file.starts_with('.') || file.ends_with(".lock") {
+                continue;
+            }
             let name = format!("{rel}/{file}");
-            let is_dir = match entry.file_type() {
-                Ok(t) if t.is_symlink() => entry.path().is_dir(),
-                Ok(t) => t.is_dir(),
-                Err(_) => continue,
-            };
-            if is_dir {
+            // The entry itself, never what a symbolic link points at: a
+            // link is not followed out of the repository or round a loop.
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
                 pending.push(name);
                 continue;
             }
@@ -262,37 +282,63 @@ fn read_loose(dir: &Path, refs: &mut BTreeMap<String, Value>, stamps: &mut Vec<S
                 refs.insert(name, Value::Broken);
                 continue;
             }
-            let content = match std::fs::read(entry.path()) {
-                Ok(c) => c,
-                // Deleted since the listing: it is gone.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+            let value = if kind.is_symlink() {
+                // git reads a link to `refs/...` as a symbolic ref.
+                match std::fs::read_link(entry.path()) {
+                    Ok(t) => match t.to_str() {
+                        Some(t) if t.starts_with("refs/") => Value::Symbolic(t.to_string()),
+                        _ => Value::Broken,
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
+            } else if kind.is_file() {
+                match read_small(&entry.path()) {
+                    // A broken loose ref hides the packed one, as in git.
+                    Ok(c) => parse_loose(&c).unwrap_or(Value::Broken),
+                    // Deleted since the listing: it is gone.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                // A FIFO or device under refs/ is no ref.
+                Value::Broken
             };
-            // A broken loose ref hides the packed one, as in git.
-            refs.insert(name, parse_loose(&content).unwrap_or(Value::Broken));
+            refs.insert(name, value);
         }
     }
     Ok(())
 }
 
-/// The peeled id of the tag `oid`: the first object that is not a tag.
-/// `None` when the chain cannot be followed.
+/// The peeled id of the tag `oid`: the first object that is not a tag,
+/// as each tag's own `type` line says (as git peels: that object is not
+/// read). `None` when the chain cannot be followed.
 fn peel_tag(odb: &Odb<'_>, oid: Oid) -> Option<Oid> {
-    let mut target = tag_target(odb, oid)?;
+    let mut tag = oid;
     for _ in 0..TAG_MAX_DEPTH {
-        match odb.read_header(target).ok()?.1 {
-            ObjectType::Tag => target = tag_target(odb, target)?,
-            _ => return Some(target),
+        let (target, is_tag) = tag_target(odb, tag)?;
+        if !is_tag {
+            return Some(target);
         }
+        tag = target;
     }
     None
 }
 
-/// The `object` line of a tag object.
-fn tag_target(odb: &Odb<'_>, tag: Oid) -> Option<Oid> {
+/// The `object` line of a tag object, and whether its `type` is a tag.
+fn tag_target(odb: &Odb<'_>, tag: Oid) -> Option<(Oid, bool)> {
     let obj = odb.read(tag).ok()?;
-    let first = obj.data().split(|&b| b == b'\n').next()?;
-    parse_hex(std::str::from_utf8(first).ok()?.strip_prefix("object ")?)
+    let mut lines = obj.data().split(|&b| b == b'\n');
+    let target = parse_hex(std::str::from_utf8(lines.next()?).ok()?.strip_prefix("object ")?)?;
+    let kind = std::str::from_utf8(lines.next()?).ok()?.strip_prefix("type ")?;
+    Some((target, kind == "tag"))
+}
+
+/// A loose ref file, read no further than any ref could need.
+fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    File::open(path)?.take(MAX_LOOSE_REF).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// A direct ref's peeled id: from `packed-refs` when it says, else from
@@ -311,7 +357,8 @@ fn peeled_of(odb: &Odb<'_>, oid: Oid, peel: Peel) -> Option<Oid> {
 /// direct value.
 fn follow<'a>(refs: &'a BTreeMap<String, Value>, first: &'a str) -> Option<(&'a str, Option<(Oid, Peel)>)> {
     let mut target = first;
-    for _ in 0..SYMREF_MAX_DEPTH {
+    // The symbolic ref itself was git's first read of its five.
+    for _ in 1..SYMREF_MAX_DEPTH {
         match refs.get(target) {
             None => return Some((target, None)),
             Some(Value::Direct { oid, peel }) => return Some((target, Some((*oid, *peel)))),
@@ -387,13 +434,20 @@ impl Raw {
         let io_err = |what: &str, e: io::Error| corrupt(&format!("cannot read {what}: {e}"));
         let mut stamps = Vec::new();
         let head = read_stamped(&dir.join("HEAD"), &mut stamps).map_err(|e| io_err("HEAD", e))?;
+        // Loose refs first, as git reads them: `pack-refs` writes the new
+        // packed-refs before it deletes the loose files, so a ref is in one
+        // or the other whenever each is read.
         let mut refs = BTreeMap::new();
+        read_loose(dir, &mut refs, &mut stamps).map_err(|e| io_err("the loose refs", e))?;
         if let Some(packed) =
             read_stamped(&dir.join("packed-refs"), &mut stamps).map_err(|e| io_err("packed-refs", e))?
         {
-            parse_packed(&packed, &mut refs)?;
+            let mut packed_refs = BTreeMap::new();
+            parse_packed(&packed, &mut packed_refs)?;
+            for (name, value) in packed_refs {
+                refs.entry(name).or_insert(value);
+            }
         }
-        read_loose(dir, &mut refs, &mut stamps).map_err(|e| io_err("the loose refs", e))?;
         Ok(Raw {
             head: head.as_deref().and_then(parse_loose),
             refs,
@@ -598,6 +652,39 @@ mod tests {
         let v1_commit = repo.revparse_single("v1^{}").unwrap().id();
         assert!(refs.tips.contains(&v1) && refs.tips.contains(&v1_commit));
         assert!(refs.tips.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+    }
+
+    #[test]
+    fn find_looks_each_ref_up_by_name() {
+        let repo = test_fixtures::tagged_repo(12);
+        let refs = read(repo.path()).unwrap();
+        for r in &refs.list {
+            assert_eq!(refs.find(r.name()), Some(r), "{}", r.name());
+        }
+        assert_eq!(refs.find("refs/tags/a0013"), None);
+        assert_eq!(refs.find("refs/heads"), None);
+    }
+
+    #[test]
+    fn lock_files_hidden_files_and_links_out_are_not_refs() {
+        let repo = test_fixtures::tagged_repo(2);
+        let d = repo.path();
+        let main = git(d, &["rev-parse", "main"]);
+        std::fs::write(d.join("refs/heads/main.lock"), format!("{main}\n")).unwrap();
+        std::fs::write(d.join("refs/heads/.hidden"), format!("{main}\n")).unwrap();
+        std::os::unix::fs::symlink("..", d.join("refs/heads/loop")).unwrap();
+        std::os::unix::fs::symlink("refs/heads/main", d.join("refs/heads/linked")).unwrap();
+        let refs = read(d).unwrap();
+        let names = names(&refs);
+        assert!(
+            !names.iter().any(|n| n.ends_with(".lock") || n.contains("/.")),
+            "{names:?}"
+        );
+        assert!(matches!(refs.find("refs/heads/loop"), Some(AdvertisedRef::Direct { oid, .. }) if oid.is_zero()));
+        assert!(
+            matches!(refs.find("refs/heads/linked"), Some(AdvertisedRef::Symbolic { target, .. }) if target == "refs/heads/main"),
+            "a link to refs/ is a symbolic ref, as git reads it"
+        );
     }
 
     #[test]

@@ -176,7 +176,7 @@ fn fetch(repo: &Repository, cache: &RefCache, cmd: &CommandRequest, filter_ok: b
     // want-ref: the ref must exist; its object joins the wants.
     let mut wanted_refs = Vec::new();
     for name in &req.want_refs {
-        match refs.list.iter().find(|r| r.name() == name && name.starts_with("refs/")) {
+        match refs.find(name).filter(|_| name.starts_with("refs/")) {
             Some(r) => match r.oid() {
                 Some(oid) => wanted_refs.push((oid, name.clone())),
                 None => return Ok(err_reply(&format!("upload-pack: unknown ref {name}"))),
