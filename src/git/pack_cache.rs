@@ -15,8 +15,10 @@
 //! last reader left, is dropped from the index and its file removed; its
 //! readers get an error, never a short pack. Entries expire after
 //! `max_age`, and the oldest complete ones are dropped while the cache holds
-//! more than `max_bytes`. The index lives in memory: files left by an
-//! earlier process are removed at start.
+//! more than `max_bytes`. The index lives in memory, one per process; each
+//! process names its files with a tag of its own (instances may share the
+//! data folder), and files no process uses any more are removed at start
+//! and by [`PackCache::purge`] once an hour old.
 
 use std::collections::HashMap;
 use std::io;
@@ -82,6 +84,8 @@ pub struct PackCacheConfig {
 pub struct PackCache {
     config: PackCacheConfig,
     entries: Mutex<HashMap<Key, Arc<Entry>>>,
+    /// This process's part of each file name.
+    tag: String,
     serial: AtomicU64,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
@@ -149,17 +153,44 @@ pub enum CacheError {
 impl PackCache {
     /// Makes the cache folder, emptied of what an earlier process left.
     pub fn open(config: PackCacheConfig) -> io::Result<Arc<PackCache>> {
-        if config.dir.exists() {
-            std::fs::remove_dir_all(&config.dir)?;
-        }
         std::fs::create_dir_all(&config.dir)?;
-        Ok(Arc::new(PackCache {
+        let mut tag = [0u8; 6];
+        getrandom::fill(&mut tag).map_err(|e| io::Error::other(format!("no randomness: {e}")))?;
+        let cache = Arc::new(PackCache {
+            // Files of this process carry its own tag: instances sharing a
+            // data folder never write each other's files.
+            tag: format!("{}-{}", std::process::id(), hex::encode(tag)),
             config,
             entries: Mutex::new(HashMap::new()),
             serial: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
-        }))
+        });
+        cache.sweep_leftovers();
+        Ok(cache)
+    }
+
+    /// Removes files no process still uses: older than an hour (or twice
+    /// the entries' lifetime) and not in this process's index. Another
+    /// live instance's files are younger: its entries expire first.
+    fn sweep_leftovers(&self) {
+        let keep = self.config.max_age.saturating_mul(2).max(Duration::from_secs(3600));
+        let ours: std::collections::HashSet<PathBuf> = self.lock().values().map(|e| e.path.clone()).collect();
+        let Ok(dir) = std::fs::read_dir(&self.config.dir) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let path = entry.path();
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > keep);
+            if old && !ours.contains(&path) {
+                remove_file(&path);
+            }
+        }
     }
 
     /// 10% of the space free where `dir` is (or would be), for the default
@@ -225,18 +256,17 @@ impl PackCache {
         // A name of its own: a failed run's file is removed without
         // touching its successor's.
         let n = self.serial.fetch_add(1, Ordering::Relaxed);
-        let path = self.config.dir.join(format!("{}-{n}.pack", hex::encode(key)));
+        let path = self
+            .config
+            .dir
+            .join(format!("{}-{}-{n}.pack", hex::encode(key), self.tag));
         // Full even after the old entries went (runs still being made):
         // this request packs without the cache.
         let held: u64 = entries.values().map(|e| e.progress().len).sum();
         if held >= self.config.max_bytes {
             return Err(io::Error::other("the pack cache is full"));
         }
-        let out = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
+        let out = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
         let file = std::fs::File::open(&path)?;
         let (progress, _) = watch::channel(Progress {
             len: 0,
@@ -303,8 +333,11 @@ impl PackCache {
 
     /// Drops what has expired: called now and then by the server.
     pub fn purge(&self) {
-        let mut entries = self.lock();
-        self.drop_expired(&mut entries);
+        {
+            let mut entries = self.lock();
+            self.drop_expired(&mut entries);
+        }
+        self.sweep_leftovers();
     }
 
     /// Ends a run that did not complete: out of the index, file removed.
@@ -608,6 +641,32 @@ mod tests {
             .expect("not left waiting");
         assert!(matches!(read.unwrap(), Err(CacheError::Failed)));
         assert!(cache.join([7; 32]).unwrap().producer.is_some());
+    }
+
+    #[test]
+    fn leftovers_of_dead_processes_go_and_live_files_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let packs = dir.path().join("packs");
+        std::fs::create_dir_all(&packs).unwrap();
+        let old = packs.join("aa-1-0.pack");
+        let young = packs.join("bb-2-0.pack");
+        std::fs::write(&old, "x").unwrap();
+        std::fs::write(&young, "y").unwrap();
+        let past = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+        let config = PackCacheConfig {
+            dir: packs.clone(),
+            max_age: Duration::from_secs(60),
+            max_bytes: 1 << 30,
+        };
+        let _cache = PackCache::open(config).unwrap();
+        assert!(!old.exists(), "a dead process's file is removed");
+        assert!(young.exists(), "another instance's recent file is left alone");
     }
 
     #[tokio::test]
