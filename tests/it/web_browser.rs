@@ -338,7 +338,8 @@ fn a_user_enrols_2fa_in_the_page_and_its_recovery_codes_work_once() {
     b.fill("#field-disable_password", PASSWORD);
     b.click_and_confirm("button.danger");
     b.wait_for_path("/-/user_settings/two_factor_auth");
-    assert!(b.exists("div.qr svg"), "not back to enrolment:\n{}", b.source());
+    // The same path as before the click: wait for the new page's QR code.
+    b.wait_for("div.qr svg");
     let dir = tmp();
     gits()[0].ok(
         dir.path(),
@@ -376,7 +377,8 @@ fn a_user_changes_their_password_and_signs_in_again_with_it() {
     b.fill("#field-new_password", "short");
     b.fill("#field-password_confirmation", "short");
     b.click("form.stack button[type=submit]");
-    assert!(b.exists("#field-new_password-error"), "a short password accepted");
+    // `text` waits for the answer's page; `exists` would look at the old one.
+    assert_contains(&b.text("#field-new_password-error"), "too short", "a short password");
     b.fill("#field-current_password", PASSWORD);
     b.fill("#field-new_password", "a brand new password");
     b.fill("#field-password_confirmation", "a brand new password");

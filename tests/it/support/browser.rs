@@ -111,6 +111,12 @@ impl Browser {
             .unwrap_or_else(|e| panic!("no element {css} on {}: {e}\n{}", self.path(), self.source()))
     }
 
+    /// Waits until an element `css` is on the page (after a click, the
+    /// answer's page: [`Browser::exists`] would look at the old one).
+    pub fn wait_for(&self, css: &str) {
+        self.find(css);
+    }
+
     pub fn exists(&self, css: &str) -> bool {
         self.rt
             .block_on(self.c().find_all(Locator::Css(css)))
