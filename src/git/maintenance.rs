@@ -107,28 +107,30 @@ pub fn run(git: Option<&Path>, repo_dir: &Path) -> Result<Outcome, MaintenanceEr
     let git = git.ok_or(MaintenanceError::NoGit)?;
     let _lock = Lock::take(repo_dir)?;
     let packs_before = pack_count(repo_dir);
-    let out = super::git_command(git, repo_dir)
-        .args(["repack", "-d", "-l", "--cruft", "--write-bitmap-index", "-q"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| MaintenanceError::Failed(format!("cannot run {}: {e}", git.display())))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(MaintenanceError::Failed(err.trim().chars().take(1000).collect()));
-    }
-    let out = super::git_command(git, repo_dir)
-        .args(["pack-refs", "--all"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| MaintenanceError::Failed(format!("cannot run {}: {e}", git.display())))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(MaintenanceError::Failed(err.trim().chars().take(1000).collect()));
-    }
+    git_step(
+        git,
+        repo_dir,
+        &["repack", "-d", "-l", "--cruft", "--write-bitmap-index", "-q"],
+    )?;
+    git_step(git, repo_dir, &["pack-refs", "--all"])?;
     Ok(Outcome {
         packs_before,
         packs_after: pack_count(repo_dir),
     })
+}
+
+/// Runs one git command of the maintenance; its stderr is the error.
+fn git_step(git: &Path, repo_dir: &Path, args: &[&str]) -> Result<(), MaintenanceError> {
+    let out = super::git_command(git, repo_dir)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| MaintenanceError::Failed(format!("cannot run {}: {e}", git.display())))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(MaintenanceError::Failed(err.trim().chars().take(1000).collect()));
+    }
+    Ok(())
 }
 
 /// Background maintenance for one process: which repositories are being

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use git2::Oid;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::{broadcast, watch, Notify};
@@ -202,7 +203,7 @@ impl PackCache {
 
     /// The key of one `pack-objects` run for the repository at `git_dir`.
     /// `--progress`/`-q` are left out: they do not change the pack.
-    pub fn key(git_dir: &Path, refs: &Refs, shallow: &[git2::Oid], cmd: &PackObjectsCommand) -> Key {
+    pub fn key(git_dir: &Path, refs: &Refs, shallow: &[Oid], cmd: &PackObjectsCommand) -> Key {
         let mut h = Sha256::new();
         let mut field = |bytes: &[u8]| {
             h.update((bytes.len() as u64).to_le_bytes());
@@ -211,8 +212,8 @@ impl PackCache {
         field(git_dir.as_os_str().as_encoded_bytes());
         for r in &refs.list {
             field(r.name().as_bytes());
-            field(r.oid().map(|o| o.as_bytes().to_vec()).unwrap_or_default().as_slice());
-            field(r.peeled().map(|o| o.as_bytes().to_vec()).unwrap_or_default().as_slice());
+            field(r.oid().as_ref().map_or(&[][..], Oid::as_bytes));
+            field(r.peeled().as_ref().map_or(&[][..], Oid::as_bytes));
         }
         field(b"shallow");
         for s in shallow {
