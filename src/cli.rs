@@ -42,19 +42,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server.
-    Serve {
-        /// Address to listen on [default: 127.0.0.1:8080].
-        #[arg(long, env = "GITPAT_LISTEN")]
-        listen: Option<String>,
-        /// What makes packs for fetches: auto (git when on PATH), git or
-        /// libgit2 [default: auto].
-        #[arg(long, env = "GITPAT_PACK_ENGINE")]
-        pack_engine: Option<String>,
-        /// The URL clients reach gitpat at (`https://git.example.com`), for
-        /// the URLs the API answers [default: as each request addressed us].
-        #[arg(long, env = "GITPAT_EXTERNAL_URL")]
-        external_url: Option<String>,
-    },
+    Serve(ServeArgs),
+    /// Certificates for https.
+    #[command(subcommand)]
+    Tls(TlsCmd),
     /// Manage users.
     #[command(subcommand)]
     User(UserCmd),
@@ -70,6 +61,48 @@ pub enum Command {
     /// Token notices by mail (serve sends them by itself).
     #[command(subcommand)]
     Notify(NotifyCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "GITPAT_LISTEN")]
+    listen: Option<String>,
+    /// What makes packs for fetches: auto (git when on PATH), git or
+    /// libgit2 [default: auto].
+    #[arg(long, env = "GITPAT_PACK_ENGINE")]
+    pack_engine: Option<String>,
+    /// The URL clients reach gitpat at (`https://git.example.com`), for
+    /// the URLs the API answers [default: as each request addressed us].
+    #[arg(long, env = "GITPAT_EXTERNAL_URL")]
+    external_url: Option<String>,
+    /// Serve https with this certificate chain (PEM; read again on SIGHUP).
+    #[arg(long, env = "GITPAT_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "GITPAT_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// A second address, plain HTTP, that redirects every request to https.
+    #[arg(long, env = "GITPAT_LISTEN_HTTP")]
+    listen_http: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCmd {
+    /// Write a private CA and a certificate for HOST signed by it, for a
+    /// quick start (clients must be told to trust the CA).
+    SelfSigned {
+        /// A name or IP address clients use (repeat for more).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        /// The folder to write cert.pem, key.pem and ca.pem in
+        /// [default: <data-dir>/tls].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -295,26 +328,31 @@ fn json(out: &mut impl Write, v: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let flags = match &cli.command {
+        Command::Serve(a) => Some(a),
+        _ => None,
+    };
     let overrides = Overrides {
         data_dir: cli.data_dir,
         database_url: cli.database_url,
-        listen: match &cli.command {
-            Command::Serve { listen, .. } => listen.clone(),
-            _ => None,
-        },
-        pack_engine: match &cli.command {
-            Command::Serve { pack_engine, .. } => pack_engine.clone(),
-            _ => None,
-        },
-        external_url: match &cli.command {
-            Command::Serve { external_url, .. } => external_url.clone(),
-            _ => None,
-        },
+        listen: flags.and_then(|a| a.listen.clone()),
+        pack_engine: flags.and_then(|a| a.pack_engine.clone()),
+        external_url: flags.and_then(|a| a.external_url.clone()),
         secret_key_file: cli.secret_key_file,
+        tls_cert: flags.and_then(|a| a.tls_cert.clone()),
+        tls_key: flags.and_then(|a| a.tls_key.clone()),
+        listen_http: flags.and_then(|a| a.listen_http.clone()),
+        log_format: std::env::var("GITPAT_LOG_FORMAT").ok().filter(|v| !v.trim().is_empty()),
     };
     let config = Config::load(cli.config.as_deref(), overrides)?;
-    if let Command::Serve { .. } = cli.command {
-        return serve(config);
+    crate::logging::init(config.log_format);
+    match cli.command {
+        Command::Serve(_) => return serve(config),
+        Command::Tls(TlsCmd::SelfSigned { hosts, out, days }) => {
+            let dir = out.unwrap_or_else(|| config.data_dir.join("tls"));
+            return tls_self_signed(&dir, &hosts, days, &mut std::io::stdout().lock());
+        }
+        _ => {}
     }
     let mut pool_config = config;
     pool_config.db_pool_size = 1;
@@ -324,7 +362,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let now = service::now();
     match cli.command {
-        Command::Serve { .. } => unreachable!("handled above"),
+        Command::Serve(_) | Command::Tls(_) => unreachable!("handled above"),
         Command::User(cmd) => match cmd {
             UserCmd::Create {
                 username,
@@ -538,7 +576,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn site_of(app: &App) -> service::notify::Site {
     let from = crate::mail::from_address(&app.config.mail, app.config.external_url.as_deref());
-    service::notify::Site::new(app.config.external_url.as_deref(), from)
+    service::notify::Site::new(Some(&app.config.base_url()), from)
 }
 
 fn notify(app: &App, conn: &mut db::DbConn, cmd: NotifyCmd, out: &mut impl Write) -> anyhow::Result<()> {
@@ -670,13 +708,94 @@ async fn purge_pack_cache(cache: std::sync::Arc<crate::git::pack_cache::PackCach
     }
 }
 
+fn tls_self_signed(dir: &std::path::Path, hosts: &[String], days: u32, out: &mut impl Write) -> anyhow::Result<()> {
+    if days == 0 {
+        bail!("--days must be at least 1");
+    }
+    let made = crate::tls::self_signed(dir, hosts, service::now().date_naive(), days)?;
+    let host = hosts.first().map(String::as_str).unwrap_or("localhost");
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    writeln!(
+        out,
+        "wrote {cert} (the certificate for {names}, valid until {until}) and {key} (its key)\n\
+         serve https with:\n  gitpat serve --tls-cert {cert} --tls-key {key}\n\
+         clients must trust {ca}, the CA that signed it (its key was not kept):\n  \
+         git -c http.sslCAInfo={ca} clone https://{host}:8080/<namespace>/<project>.git\n  \
+         git config --global http.https://{host}:8080/.sslCAInfo {ca}\n  \
+         curl --cacert {ca} https://{host}:8080/-/liveness",
+        cert = made.cert.display(),
+        key = made.key.display(),
+        ca = made.ca.display(),
+        names = hosts.join(", "),
+        until = made.not_after,
+    )?;
+    Ok(())
+}
+
+/// Stops the server on SIGTERM or SIGINT: no new connections, the requests
+/// in flight finish (up to `shutdown_timeout_seconds`), then `serve`
+/// returns and the process exits 0. A second signal stops at once.
+async fn stop_on_signal(handle: actix_server::ServerHandle, timeout: std::time::Duration) {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot watch SIGTERM and SIGINT: stop the server with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(
+        "{name}: stopping; requests in flight have {} s to finish",
+        timeout.as_secs()
+    );
+    let stop = handle.stop(true);
+    tokio::select! {
+        _ = stop => tracing::info!("stopped"),
+        _ = term.recv() => { tracing::warn!("SIGTERM again: stopping now"); handle.stop(false).await }
+        _ = int.recv() => { tracing::warn!("SIGINT again: stopping now"); handle.stop(false).await }
+    }
+}
+
+/// Reads the certificate and key again on each SIGHUP; a pair that does
+/// not load leaves the one in use.
+async fn reload_tls_on_sighup(store: std::sync::Arc<crate::tls::CertStore>) {
+    use actix_web::rt::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot watch SIGHUP: the certificate is read at start only");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let store = store.clone();
+        match actix_web::web::block(move || store.reload()).await {
+            Ok(Ok(loaded)) => tracing::info!("SIGHUP: now serving {loaded}"),
+            Ok(Err(e)) => tracing::error!("SIGHUP: {e}; still serving the certificate loaded before"),
+            Err(e) => tracing::error!("SIGHUP: the reload did not run: {e}"),
+        }
+    }
+}
+
 fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen.clone();
+    let listen_http = config.listen_http.clone();
+    let metrics_listen = config.metrics_listen.clone();
     tracing::info!(
         "data directory {}, database {}",
         config.data_dir.display(),
         db::redact_url(&config.database_url)
     );
+    let tls = match &config.tls {
+        Some(files) => {
+            let (store, loaded) = crate::tls::CertStore::open(files)?;
+            tracing::info!("https with {loaded} from {}", files.cert.display());
+            Some(store)
+        }
+        None => None,
+    };
     let app = App::open(config)?.with_pack_cache()?;
     tracing::info!("pack engine: {}", app.engine.name());
     match &app.config.pack_cache {
@@ -698,16 +817,36 @@ fn serve(config: Config) -> anyhow::Result<()> {
             );
         }
     }
+    let shutdown_timeout = app.config.shutdown_timeout;
+    let scheme = app.config.scheme();
     actix_web::rt::System::new().block_on(async move {
         actix_web::rt::spawn(sweep_hourly(app.clone()));
         actix_web::rt::spawn(notify_loop(app.clone()));
         if let Some(cache) = app.pack_cache.clone() {
             actix_web::rt::spawn(purge_pack_cache(cache));
         }
-        let (server, addrs) = crate::http::bind(app, &listen)?;
-        for a in &addrs {
-            tracing::info!("gitpat listening on http://{a}");
+        if let Some(store) = tls.clone() {
+            actix_web::rt::spawn(reload_tls_on_sighup(store));
         }
-        server.await.context("the server stopped with an error")
+        let running = crate::http::server::start(
+            app,
+            crate::http::server::Listen {
+                main: &listen,
+                tls,
+                redirect: listen_http.as_deref(),
+                metrics: metrics_listen.as_deref(),
+            },
+        )?;
+        for a in &running.main {
+            tracing::info!("gitpat listening on {scheme}://{a}");
+        }
+        for a in &running.redirect {
+            tracing::info!("redirecting http://{a} to https");
+        }
+        for a in &running.metrics {
+            tracing::info!("metrics on http://{a}/-/metrics");
+        }
+        actix_web::rt::spawn(stop_on_signal(running.server.handle(), shutdown_timeout));
+        running.server.await.context("the server stopped with an error")
     })
 }

@@ -35,7 +35,55 @@ pub struct Config {
     pub mail: MailConfig,
     /// The pack cache of `serve` (`None`: off).
     pub pack_cache: Option<crate::git::pack_cache::PackCacheConfig>,
+    /// https on `listen` with this certificate (`None`: plain HTTP).
+    pub tls: Option<TlsConfig>,
+    /// A second address, plain HTTP, that only redirects to https.
+    pub listen_http: Option<String>,
+    /// `Strict-Transport-Security: max-age=...` on https answers (0: none).
+    pub hsts_max_age_seconds: u64,
+    /// How long a stopping server waits for the requests in flight.
+    pub shutdown_timeout: std::time::Duration,
+    pub log_format: LogFormat,
+    /// Who may read `/-/metrics` on the main listener.
+    pub metrics_allowlist: Vec<crate::net::Cidr>,
+    /// A listener of its own for `/-/metrics` (and the health checks),
+    /// open to anyone who reaches it.
+    pub metrics_listen: Option<String>,
 }
+
+/// The certificate chain and private key files (PEM) of https; both are
+/// read again on SIGHUP.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One line of text per event.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<LogFormat> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => anyhow::bail!("log_format must be text or json, not {other:?}"),
+        }
+    }
+}
+
+/// GitLab's HSTS default (two years).
+pub const DEFAULT_HSTS_MAX_AGE_SECONDS: u64 = 63_072_000;
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS: u64 = 60;
+/// GitLab's monitoring allowlist default: the loopback addresses.
+pub const DEFAULT_METRICS_ALLOWLIST: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 
 /// How a mail leaves: SMTP, the local sendmail, `.eml` files in a folder
 /// (development), or not at all.
@@ -120,6 +168,16 @@ pub struct FileConfig {
     pub mail_from: Option<String>,
     /// The folder of `mail = "file"`.
     pub mail_dir: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub listen_http: Option<String>,
+    pub hsts_max_age_seconds: Option<u64>,
+    pub shutdown_timeout_seconds: Option<u64>,
+    /// `text` (default) or `json`.
+    pub log_format: Option<String>,
+    /// CIDR blocks allowed to read `/-/metrics` (default: loopback).
+    pub metrics_allowlist: Option<Vec<String>>,
+    pub metrics_listen: Option<String>,
 }
 
 /// The mail settings of the file, with `GITPAT_*` variables over them.
@@ -266,6 +324,10 @@ pub struct Overrides {
     pub secret_key_file: Option<PathBuf>,
     pub pack_engine: Option<String>,
     pub external_url: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub listen_http: Option<String>,
+    pub log_format: Option<String>,
 }
 
 /// An external URL as the API builds links from it: `http(s)://host...`
@@ -324,7 +386,40 @@ impl Config {
             Some(u) => Some(external_url(&u)?),
             None => None,
         };
+        let tls = match (o.tls_cert.or(f.tls_cert), o.tls_key.or(f.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsConfig { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => anyhow::bail!("tls_cert is set but tls_key is not: https needs both"),
+            (None, Some(_)) => anyhow::bail!("tls_key is set but tls_cert is not: https needs both"),
+        };
+        let listen_http = o.listen_http.or(f.listen_http).filter(|l| !l.trim().is_empty());
+        if listen_http.is_some() && tls.is_none() {
+            anyhow::bail!("listen_http redirects to https: it needs tls_cert and tls_key");
+        }
+        let log_format = match o.log_format.or(f.log_format) {
+            Some(v) => v.parse()?,
+            None => LogFormat::Text,
+        };
+        let metrics_allowlist = match f.metrics_allowlist {
+            Some(list) => list,
+            None => DEFAULT_METRICS_ALLOWLIST.iter().map(|s| s.to_string()).collect(),
+        }
+        .iter()
+        .map(|c| {
+            crate::net::Cidr::parse(c)
+                .ok_or_else(|| anyhow::anyhow!("metrics_allowlist: {c:?} is not an address or CIDR block"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Config {
+            tls,
+            listen_http,
+            hsts_max_age_seconds: f.hsts_max_age_seconds.unwrap_or(DEFAULT_HSTS_MAX_AGE_SECONDS),
+            shutdown_timeout: std::time::Duration::from_secs(
+                f.shutdown_timeout_seconds.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT_SECONDS),
+            ),
+            log_format,
+            metrics_allowlist,
+            metrics_listen: f.metrics_listen.filter(|l| !l.trim().is_empty()),
             mail,
             pack_cache,
             data_dir,
@@ -336,6 +431,24 @@ impl Config {
             body_idle_timeout: std::time::Duration::from_secs(body_idle_timeout_seconds),
             external_url,
         })
+    }
+
+    /// The scheme gitpat is served with.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The URL of this instance where no request names one (mail): the
+    /// external URL, else the scheme and the listen address.
+    pub fn base_url(&self) -> String {
+        match &self.external_url {
+            Some(u) => u.clone(),
+            None => format!("{}://{}", self.scheme(), self.listen),
+        }
     }
 
     pub fn repositories_dir(&self) -> PathBuf {

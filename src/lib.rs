@@ -11,6 +11,7 @@ pub mod error;
 pub mod fsutil;
 pub mod git;
 pub mod http;
+pub mod logging;
 pub mod mail;
 pub mod net;
 pub mod redact;
@@ -18,4 +19,5 @@ pub mod service;
 pub mod settings;
 #[cfg(test)]
 mod test_alloc;
+pub mod tls;
 pub mod web;

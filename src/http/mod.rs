@@ -5,12 +5,12 @@ pub mod body;
 pub mod git;
 pub mod pack_out;
 pub mod receive;
+pub mod server;
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
-use actix_web::dev::{Server, Service};
-use actix_web::{web, App as ActixApp, HttpMessage, HttpResponse, HttpServer};
+use actix_web::dev::Server;
+use actix_web::{web, HttpMessage, HttpResponse};
 use anyhow::Context;
 use diesel::connection::SimpleConnection;
 
@@ -18,12 +18,18 @@ use crate::app::App;
 
 /// Every route, in one place; anything else is a plain-text 404.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/-/liveness", web::get().to(liveness))
-        .route("/-/readiness", web::get().to(readiness))
+    cfg.configure(configure_monitoring)
         .configure(crate::api::configure)
         .configure(git::configure)
         .configure(crate::web::configure)
         .default_service(web::to(not_found));
+}
+
+/// The health checks (and the metrics), also served alone on
+/// `metrics_listen`.
+pub fn configure_monitoring(cfg: &mut web::ServiceConfig) {
+    cfg.route("/-/liveness", web::get().to(liveness))
+        .route("/-/readiness", web::get().to(readiness));
 }
 
 /// Who made a request, for its log line: filled in by the Git routes and
@@ -65,7 +71,7 @@ impl WhoSlot {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = who;
     }
 
-    fn get(&self) -> Who {
+    pub(crate) fn get(&self) -> Who {
         *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -83,41 +89,17 @@ pub async fn not_found() -> HttpResponse {
         .body("404 Not Found: there is nothing at this address\n")
 }
 
-/// Binds the server (use port 0 for a free one) and returns it with the
-/// addresses it listens on; await the server to run it.
+/// Binds a plain-HTTP server on `listen` (port 0 for a free one) and
+/// returns it with the addresses it listens on; await the server to run it.
 pub fn bind(app: App, listen: &str) -> anyhow::Result<(Server, Vec<SocketAddr>)> {
-    let data = web::Data::new(app);
-    let server = HttpServer::new(move || {
-        ActixApp::new()
-            .app_data(data.clone())
-            .wrap_fn(|req, srv| {
-                let start = Instant::now();
-                // The path and query only: an absolute- or authority-form
-                // target's scheme and authority (userinfo included) are
-                // never printed.
-                let target = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("*");
-                let line = format!("{} {}", req.method(), crate::redact::url(target, false));
-                let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-                let who = WhoSlot::default();
-                req.extensions_mut().insert(who.clone());
-                let fut = srv.call(req);
-                async move {
-                    let res = fut.await;
-                    let status = match &res {
-                        Ok(r) => r.status().as_u16(),
-                        Err(e) => e.as_response_error().status_code().as_u16(),
-                    };
-                    let who = who.get();
-                    tracing::info!(target: "gitpat::http", "{peer} \"{line}\" {status} {:.1}ms{who}", start.elapsed().as_secs_f64() * 1e3);
-                    res
-                }
-            })
-            .configure(configure)
-    })
-    .bind(listen)
-    .with_context(|| format!("cannot listen on {listen}"))?;
-    let addrs = server.addrs();
-    Ok((server.run(), addrs))
+    let l = server::start(
+        app,
+        server::Listen {
+            main: listen,
+            ..Default::default()
+        },
+    )?;
+    Ok((l.server, l.main))
 }
 
 /// 200 while the process serves requests.

@@ -180,10 +180,12 @@ async fn with_conn<T: Send + 'static>(
 }
 
 fn cookie_secure(app: &App) -> bool {
-    app.config
-        .external_url
-        .as_deref()
-        .is_some_and(|u| u.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")))
+    app.config.tls.is_some()
+        || app
+            .config
+            .external_url
+            .as_deref()
+            .is_some_and(|u| u.get(..8).is_some_and(|s| s.eq_ignore_ascii_case("https://")))
 }
 
 /// The session cookie: `HttpOnly`, `SameSite=Lax`, `Secure` behind https.

@@ -23,7 +23,7 @@ fn base_url(app: &App, req: &HttpRequest) -> String {
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("localhost");
-    format!("http://{host}")
+    format!("{}://{host}", app.config.scheme())
 }
 
 pub async fn list(app: web::Data<App>, req: HttpRequest) -> HttpResponse {

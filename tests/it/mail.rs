@@ -212,74 +212,12 @@ fn a_notice_is_retried_once_the_smtp_server_is_back() {
     assert_eq!(sink.messages().len(), 5);
 }
 
-/// A test CA and a certificate for 127.0.0.1 signed by it (openssl).
-fn test_ca(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=gitpat test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-    (dir.join("ca.crt"), dir.join("server.crt"), dir.join("server.key"))
-}
-
 #[test]
 fn starttls_to_a_server_of_a_trusted_ca_and_not_to_another() {
     let g = Gitpat::new(crate::support::TestDb::sqlite());
     expiry_world(&g);
     let certs = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = test_ca(certs.path());
+    let (ca, cert, key) = crate::support::tls::test_ca(certs.path());
     let sink = SmtpSink::start(Some((&cert, &key)));
     let mut env = mail_env(sink.port);
     env.retain(|(k, _)| *k != "GITPAT_SMTP_TLS");
@@ -695,7 +633,7 @@ fn implicit_tls_and_smtp_auth_with_the_password_from_the_environment_or_a_file()
     let g = Gitpat::new(crate::support::TestDb::sqlite());
     expiry_world(&g);
     let certs = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = test_ca(certs.path());
+    let (ca, cert, key) = crate::support::tls::test_ca(certs.path());
     let sink = SmtpSink::start_with(
         Some((&cert, &key)),
         &["--implicit-tls", "--user", "gitpat", "--password", "pa55 word"],

@@ -22,5 +22,7 @@ mod mail;
 mod models;
 mod platform;
 mod python_gitlab;
+mod serve_ops;
+mod serve_tls;
 mod web_browser;
 mod web_forms;

@@ -15,6 +15,7 @@ pub mod repo;
 pub mod serve;
 pub mod server;
 pub mod smtp;
+pub mod tls;
 pub mod web;
 
 pub const PG_ENV: &str = "GITPAT_TEST_DATABASE_URL";

@@ -50,15 +50,12 @@ impl Server {
         };
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            const MARK: &str = "gitpat listening on http://";
+            const MARK: &str = "gitpat listening on ";
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(i) = line.find(MARK) {
-                    let addr = line[i + MARK.len()..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
+                    let rest = &line[i + MARK.len()..];
+                    let addr = address_at(&rest[rest.find("://").map_or(0, |i| i + 3)..]);
                     let _ = tx.send(addr);
                 }
                 let mut l = log.lock().unwrap();
@@ -86,6 +83,41 @@ impl Server {
         self.addr.expect("started")
     }
 
+    /// The address of the log's line that holds `before` then `ADDR` (as
+    /// `redirecting http://` or `metrics on http://`).
+    pub fn logged_addr(&self, before: &str) -> SocketAddr {
+        assert!(
+            self.wait_for_log(before),
+            "[{}] no {before:?} in the log:\n{}",
+            self.backend,
+            self.log()
+        );
+        let log = self.log();
+        let i = log.find(before).expect("found") + before.len();
+        let addr = address_at(&log[i..]);
+        addr.parse()
+            .unwrap_or_else(|_| panic!("[{}] bad address {addr:?} after {before:?}", self.backend))
+    }
+
+    /// Sends `signal` (`libc::SIGTERM`, ...) to the server.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) with our own child's pid and a signal number.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill {pid}");
+    }
+
+    /// Waits up to `limit` for the server to exit; its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
@@ -108,6 +140,14 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `host:port` that `text` starts with (the log may be JSON, so the
+/// address ends at the first character no address has).
+fn address_at(text: &str) -> String {
+    text.chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
+        .collect()
 }
 
 /// A process's peak resident memory (`VmHWM`), in KiB.

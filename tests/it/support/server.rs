@@ -87,6 +87,13 @@ impl TestServer {
                 max_age,
                 max_bytes: 1 << 30,
             }),
+            tls: None,
+            listen_http: None,
+            hsts_max_age_seconds: 0,
+            shutdown_timeout: Duration::from_secs(5),
+            log_format: Default::default(),
+            metrics_allowlist: vec![gitpat::net::Cidr::parse("127.0.0.0/8").expect("a CIDR block")],
+            metrics_listen: None,
         };
         let mut app = App::open(config)
             .and_then(App::with_pack_cache)

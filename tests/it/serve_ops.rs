@@ -1,0 +1,204 @@
+//! Running `gitpat serve` for real: graceful shutdown on SIGTERM (a push
+//! in flight finishes, a push cut by the deadline leaves nothing, the
+//! process exits 0) and the JSON log.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::repo::{assert_contains, commit, server_ref, tmp};
+use crate::support::serve::Server;
+use crate::support::server::{basic, gits, pkt, Git};
+use crate::support::{Gitpat, TestDb};
+
+/// A server whose `alice/app` holds one commit on main, a clone of it
+/// with one more commit, and the pack of that commit.
+struct InFlight {
+    g: Gitpat,
+    server: Server,
+    token: String,
+    old: String,
+    new: String,
+    pack: Vec<u8>,
+    _work: tempfile::TempDir,
+}
+
+fn in_flight(config: &str) -> InFlight {
+    let g = Gitpat::new(TestDb::sqlite());
+    g.ok(&["user", "create", "alice", "--email", "alice@example.com"]);
+    let token = g
+        .ok(&[
+            "token",
+            "create",
+            "--user",
+            "alice",
+            "--name",
+            "ops",
+            "--scopes",
+            "write_repository",
+        ])
+        .trim()
+        .to_string();
+    let work = tmp();
+    let file = work.path().join("gitpat.toml");
+    std::fs::write(&file, config).expect("write the config");
+    let file = file.display().to_string();
+    let server = Server::start_with(&g, &["--config", &file]);
+    let git = &gits()[0];
+    git.ok(work.path(), &["init", "-q", "src"]);
+    let src = work.path().join("src");
+    let old = commit(git, &src, "a.txt", "one", "one");
+    let url = format!("http://alice:{token}@{}/alice/app.git", server.addr());
+    git.ok(&src, &["push", "-q", &url, "HEAD:refs/heads/main"]);
+    // Enough content that the pack is more than a few packets.
+    let big: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
+    let new = commit(git, &src, "b.txt", &big, "two");
+    let pack = git.run_with(
+        &src,
+        &["pack-objects", "--stdout", "--revs", "-q"],
+        &[],
+        Some(format!("{new}\n^{old}\n").as_bytes()),
+    );
+    assert!(pack.status.success(), "pack-objects");
+    InFlight {
+        g,
+        server,
+        token,
+        old,
+        new,
+        pack: pack.stdout,
+        _work: work,
+    }
+}
+
+impl InFlight {
+    /// Opens a receive-pack POST and sends all of it but its last `keep`
+    /// bytes.
+    fn start_push(&self, keep: usize) -> (TcpStream, Vec<u8>) {
+        let mut body = pkt(format!("{} {} refs/heads/main\0report-status\n", self.old, self.new).as_bytes());
+        body.extend_from_slice(b"0000");
+        body.extend_from_slice(&self.pack);
+        let head = format!(
+            "POST /alice/app.git/git-receive-pack HTTP/1.1\r\nHost: gitpat\r\nAuthorization: {}\r\n\
+             Content-Type: application/x-git-receive-pack-request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            basic("alice", &self.token),
+            body.len()
+        );
+        let mut c = TcpStream::connect(self.server.addr()).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+        c.write_all(head.as_bytes()).expect("write the head");
+        let split = body.len() - keep;
+        c.write_all(&body[..split]).expect("write the body");
+        c.flush().expect("flush");
+        (c, body[split..].to_vec())
+    }
+
+    fn repo(&self) -> std::path::PathBuf {
+        self.g.repos_dir().join("alice").join("app.git")
+    }
+}
+
+/// The quarantine folders a push leaves while it runs.
+fn incoming(repo: &Path) -> Vec<String> {
+    std::fs::read_dir(repo.join("objects"))
+        .expect("objects/")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("incoming-"))
+        .collect()
+}
+
+#[test]
+fn sigterm_lets_a_push_in_flight_finish_then_exits_zero() {
+    let mut p = in_flight("");
+    let (mut c, rest) = p.start_push(100);
+    // The server has the push (its quarantine exists) before it is told
+    // to stop.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while incoming(&p.repo()).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !incoming(&p.repo()).is_empty(),
+        "the push never started: {}",
+        p.server.log()
+    );
+    p.server.signal(libc::SIGTERM);
+    assert!(p.server.wait_for_log("SIGTERM: stopping"), "{}", p.server.log());
+    // No new connections are taken.
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = TcpStream::connect_timeout(&p.server.addr(), Duration::from_secs(2));
+    assert!(refused.is_err(), "a stopping server accepted a connection");
+
+    c.write_all(&rest).expect("the rest of the pack");
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_contains(&answer, "unpack ok", "the report");
+    assert_contains(&answer, "ok refs/heads/main", "the report");
+
+    let status = p.server.wait_exit(Duration::from_secs(30)).expect("the server exits");
+    assert!(status.success(), "exit status {status}: {}", p.server.log());
+    assert_eq!(
+        server_ref(&p.repo(), "refs/heads/main").as_deref(),
+        Some(p.new.as_str())
+    );
+}
+
+#[test]
+fn a_push_cut_by_the_shutdown_deadline_leaves_nothing() {
+    let mut p = in_flight("shutdown_timeout_seconds = 1\n");
+    let (_c, _rest) = p.start_push(100);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while incoming(&p.repo()).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!incoming(&p.repo()).is_empty(), "the push never started");
+    p.server.signal(libc::SIGTERM);
+    // The client never sends the rest: the deadline ends the push.
+    let status = p
+        .server
+        .wait_exit(Duration::from_secs(20))
+        .expect("the server exits by its deadline");
+    assert!(status.success(), "exit status {status}: {}", p.server.log());
+    assert_eq!(
+        server_ref(&p.repo(), "refs/heads/main").as_deref(),
+        Some(p.old.as_str())
+    );
+    let git = Git::new("/usr/bin/git".into());
+    let out = git.run(&p.repo(), &["cat-file", "-e", &p.new]);
+    assert!(!out.status.success(), "the cut push's commit is in the repository");
+    assert_eq!(incoming(&p.repo()), Vec::<String>::new(), "a quarantine was left");
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_request_fields() {
+    let g = Gitpat::new(TestDb::sqlite());
+    let server = Server::start_with_env(&g, &[], &[("GITPAT_LOG_FORMAT", "json".to_string())]);
+    let mut c = TcpStream::connect(server.addr()).expect("connect");
+    c.write_all(
+        b"GET /api/v4/version?private_token=glpat-secretsecretsecret1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .expect("write");
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    assert!(server.wait_for_log("/api/v4/version"), "{}", server.log());
+    let log = server.log();
+    assert!(!log.contains("secretsecret"), "a credential in the log:\n{log}");
+    let mut request = None;
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+        if v["path"].as_str().is_some_and(|p| p.starts_with("/api/v4/version")) {
+            request = Some(v);
+        }
+    }
+    let request = request.expect("the request's line");
+    assert_eq!(request["method"], "GET", "{request}");
+    assert_eq!(request["status"], 401, "{request}");
+    assert_eq!(request["peer"], "127.0.0.1", "{request}");
+    assert!(request["duration_ms"].is_number(), "{request}");
+    assert_eq!(request["level"], "INFO", "{request}");
+}
