@@ -70,6 +70,20 @@ pub enum Command {
     /// Token notices by mail (serve sends them by itself).
     #[command(subcommand)]
     Notify(NotifyCmd),
+    /// Back up the database, the repositories and the secret key, or restore
+    /// them into an empty data directory.
+    #[command(subcommand)]
+    Backup(BackupCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCmd {
+    /// Write a consistent backup into DIR (empty or new), the server
+    /// running or not.
+    Create { dir: PathBuf },
+    /// Restore the backup in DIR into an empty data directory (and, for
+    /// PostgreSQL, an empty database).
+    Restore { dir: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -316,6 +330,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Serve { .. } = cli.command {
         return serve(config);
     }
+    if let Command::Backup(cmd) = &cli.command {
+        return backup(&config, cmd);
+    }
     let mut pool_config = config;
     pool_config.db_pool_size = 1;
     let app = App::open(pool_config)?;
@@ -324,7 +341,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let now = service::now();
     match cli.command {
-        Command::Serve { .. } => unreachable!("handled above"),
+        Command::Serve { .. } | Command::Backup(_) => unreachable!("handled above"),
         Command::User(cmd) => match cmd {
             UserCmd::Create {
                 username,
@@ -531,6 +548,47 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Settings::store(conn, &key, &value)?;
             }
         },
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `backup create` and `backup restore`: before `App::open`, which would
+/// make the data directory a restore needs empty.
+fn backup(config: &Config, cmd: &BackupCmd) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        BackupCmd::Create { dir } => {
+            let c = crate::backup::create(config, dir)?;
+            writeln!(
+                out,
+                "backed up the {} database, {} repositories ({} empty) and the secret key into {}",
+                c.kind.name(),
+                c.repositories,
+                c.empty,
+                dir.display()
+            )?;
+            for p in &c.missing {
+                writeln!(out, "{p}: its folder was gone (deleted during the backup): kept empty")?;
+            }
+            for p in &c.left_out {
+                writeln!(
+                    out,
+                    "{p}: left out, it has no row in the database snapshot (made since)"
+                )?;
+            }
+        }
+        BackupCmd::Restore { dir } => {
+            let r = crate::backup::restore(config, dir)?;
+            writeln!(
+                out,
+                "restored the {} database, {} repositories and the secret key of {} into {}",
+                r.kind.name(),
+                r.repositories,
+                r.created_at,
+                config.data_dir.display()
+            )?;
+        }
     }
     out.flush()?;
     Ok(())

@@ -4,6 +4,7 @@
 //! nothing of HTTP or the database.
 
 pub mod advertise;
+pub mod bundle;
 pub mod intake;
 pub mod maintenance;
 pub mod negotiate;
