@@ -306,6 +306,8 @@ pub struct Created {
 /// Writes a backup of the instance `config` names into `dir` (empty, or
 /// made here), while it runs.
 pub fn create(config: &Config, dir: &Path) -> Result<Created> {
+    // Absolute: git writes the bundles from inside each repository.
+    let dir = &std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
     let made = match std::fs::symlink_metadata(dir) {
         Ok(m) if !m.is_dir() => return Err(BackupError::NotADir(dir.to_path_buf())),
         Ok(_) => {
@@ -801,6 +803,8 @@ impl Undo {
 /// Restores the backup in `dir` into the instance `config` names, which
 /// must hold nothing yet.
 pub fn restore(config: &Config, dir: &Path) -> Result<Restored> {
+    // Absolute: git reads the bundles from inside each repository.
+    let dir = &std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
     let manifest = read_manifest(dir)?;
     verify(dir, &manifest)?;
     let backend = Backend::from_url(&config.database_url)?;

@@ -303,6 +303,10 @@ fn a_backup_taken_during_pushes_restores_every_acknowledged_ref() {
             r.ok(&["token", "list"]).contains("pushes"),
             "{ctx} the token is not listed"
         );
+        // The ids go on from where they were (PostgreSQL's sequences too).
+        r.ok(&["user", "create", "bob", "--email", "bob@example.com"]);
+        r.ok(&["token", "create", "--user", "bob", "--name", "t", "--scopes", "api"]);
+        r.ok(&["repo", "create", "bob/new"]);
         // Nothing of the restore's staging stayed.
         let names: Vec<String> = std::fs::read_dir(&r.data_dir)
             .unwrap()
@@ -421,7 +425,37 @@ fn backups_refuse_what_they_would_overwrite_or_cannot_trust() {
             assert!(!other.data_dir.exists(), "{ctx}");
         }
 
-        // After all that, the real one goes through (nothing was left).
+        // A bundle that matches its checksum but is no bundle: the restore
+        // fails halfway, into a data directory that was there, empty, and
+        // takes back all it wrote.
+        let broken = root.path().join("broken");
+        copy_tree(&good, &broken);
+        let junk = b"# v2 git bundle\nnot really\n";
+        std::fs::write(broken.join("repositories/alice/r.bundle"), junk).unwrap();
+        let sha = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(junk))
+        };
+        edit_manifest(&broken, |m| {
+            for f in m["files"].as_array_mut().unwrap() {
+                if f["path"] == "repositories/alice/r.bundle" {
+                    f["sha256"] = sha.clone().into();
+                    f["size"] = junk.len().into();
+                }
+            }
+        });
+        std::fs::create_dir_all(&r.data_dir).unwrap();
+        let err = r.fails(&["backup", "restore", &s(&broken)]);
+        assert!(err.contains("cannot restore the repository alice/r"), "{ctx} {err}");
+        assert_eq!(
+            std::fs::read_dir(&r.data_dir).unwrap().count(),
+            0,
+            "{ctx} the failed restore left {:?}",
+            files_under(&r.data_dir)
+        );
+
+        // After all that, the real one goes through (nothing was left), into
+        // the empty data directory.
         r.ok(&["backup", "restore", &s(&good)]);
         let restored = r.repos_dir().join("alice/r.git");
         assert_eq!(bare_git(&git, &restored, &["rev-parse", "refs/heads/main"]), c, "{ctx}");
@@ -439,4 +473,39 @@ fn backups_refuse_what_they_would_overwrite_or_cannot_trust() {
             assert!(!again.data_dir.exists(), "{ctx}");
         }
     }
+}
+
+#[test]
+fn backups_work_with_relative_paths() {
+    // The default data directory (./gitpat-data) is relative, and git runs
+    // in each repository's folder.
+    let g = Gitpat::new(TestDb::sqlite());
+    let git = gits().into_iter().next().expect("a git");
+    let cwd = tmp();
+    let src = cwd.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    git.ok(&src, &["init", "-q", "."]);
+    let c = commit(&git, &src, "README", "hello\n", "first");
+    let run = |data: &str, args: &[&str]| {
+        let out = g
+            .command()
+            .current_dir(cwd.path())
+            .env("GITPAT_DATA_DIR", data)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gitpat {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run("data", &["user", "create", "alice", "--email", "alice@example.com"]);
+    run("data", &["repo", "create", "alice/r", "--import", "src"]);
+    run("data", &["repo", "gc", "alice/r"]);
+    run("data", &["backup", "create", "bk"]);
+    assert!(cwd.path().join("bk/repositories/alice/r.bundle").is_file());
+    run("data2", &["backup", "restore", "bk"]);
+    let restored = cwd.path().join("data2/repositories/alice/r.git");
+    assert_eq!(bare_git(&git, &restored, &["rev-parse", "refs/heads/main"]), c);
 }
