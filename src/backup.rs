@@ -778,6 +778,31 @@ fn check_pg_empty(url: &str) -> Result<()> {
     Ok(())
 }
 
+/// `PRAGMA quick_check` of a SQLite file, opened read-only and immutable.
+fn check_sqlite(path: &Path) -> anyhow::Result<()> {
+    #[derive(QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        quick_check: String,
+    }
+    let mut conn = diesel::SqliteConnection::establish(&sqlite_read_only_uri(path)?)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let rows: Vec<Check> = diesel::sql_query("PRAGMA quick_check")
+        .load(&mut conn)
+        .with_context(|| format!("{} is no SQLite database", path.display()))?;
+    match rows.first() {
+        Some(c) if rows.len() == 1 && c.quick_check == "ok" => Ok(()),
+        _ => anyhow::bail!(
+            "{} fails SQLite's quick_check: {}",
+            path.display(),
+            rows.iter()
+                .map(|c| c.quick_check.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    }
+}
+
 /// What a restore wrote so far, removed again if it fails.
 struct Undo {
     paths: Vec<PathBuf>,
@@ -858,16 +883,29 @@ pub fn restore(config: &Config, dir: &Path) -> Result<Restored> {
         }
         Backend::Postgres => None,
     };
+    let db_file = dir.join(&manifest.database.file);
     let pg_restore = match backend {
         Backend::Postgres => {
             let t = tool(
                 "pg_restore",
                 "PostgreSQL restores need the PostgreSQL client tools (pg_restore, of the dump's major version or newer)",
             )?;
+            // The dump's table of contents read, the database untouched.
+            let mut list = std::process::Command::new(&t);
+            list.arg("--list")
+                .arg(&db_file)
+                .env("LC_ALL", "C")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null());
+            run_tool(list, "pg_restore --list")
+                .map_err(|e| bad(dir, format!("its database is unreadable: {e:#}")))?;
             check_pg_empty(&config.database_url)?;
             Some(t)
         }
-        Backend::Sqlite => None,
+        Backend::Sqlite => {
+            check_sqlite(&db_file).map_err(|e| bad(dir, format!("its database is unreadable: {e:#}")))?;
+            None
+        }
     };
 
     crate::fsutil::create_private_dir(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
@@ -922,7 +960,7 @@ pub fn restore(config: &Config, dir: &Path) -> Result<Restored> {
             // empty as it was, and the files are undone.
             let mut cmd = pg_tool(pg_restore, &config.database_url);
             cmd.args(["--no-owner", "--no-acl", "--single-transaction", "--exit-on-error"])
-                .arg(dir.join(&manifest.database.file));
+                .arg(&db_file);
             run_tool(cmd, "pg_restore")?;
         }
         Ok(())

@@ -335,6 +335,24 @@ fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(&p, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
 }
 
+/// Replaces a file of the backup `dir` and its size and checksum in the
+/// manifest: a forged backup, which checksums cannot tell.
+fn forge(dir: &Path, file: &str, content: &[u8]) {
+    std::fs::write(dir.join(file), content).unwrap();
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(content))
+    };
+    edit_manifest(dir, |m| {
+        for f in m["files"].as_array_mut().unwrap() {
+            if f["path"] == file {
+                f["sha256"] = sha.clone().into();
+                f["size"] = content.len().into();
+            }
+        }
+    });
+}
+
 #[test]
 fn backups_refuse_what_they_would_overwrite_or_cannot_trust() {
     for g in Gitpat::each() {
@@ -425,25 +443,23 @@ fn backups_refuse_what_they_would_overwrite_or_cannot_trust() {
             assert!(!other.data_dir.exists(), "{ctx}");
         }
 
+        // A database file that matches its checksum but is none: refused
+        // before anything is written.
+        let forged = root.path().join("forged");
+        copy_tree(&good, &forged);
+        let db_file = if b == "sqlite" {
+            "database.sqlite"
+        } else {
+            "database.pgdump"
+        };
+        forge(&forged, db_file, b"not a database at all\n");
+        refused(&forged, "its database is unreadable");
         // A bundle that matches its checksum but is no bundle: the restore
         // fails halfway, into a data directory that was there, empty, and
         // takes back all it wrote.
         let broken = root.path().join("broken");
         copy_tree(&good, &broken);
-        let junk = b"# v2 git bundle\nnot really\n";
-        std::fs::write(broken.join("repositories/alice/r.bundle"), junk).unwrap();
-        let sha = {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(junk))
-        };
-        edit_manifest(&broken, |m| {
-            for f in m["files"].as_array_mut().unwrap() {
-                if f["path"] == "repositories/alice/r.bundle" {
-                    f["sha256"] = sha.clone().into();
-                    f["size"] = junk.len().into();
-                }
-            }
-        });
+        forge(&broken, "repositories/alice/r.bundle", b"# v2 git bundle\nnot really\n");
         std::fs::create_dir_all(&r.data_dir).unwrap();
         let err = r.fails(&["backup", "restore", &s(&broken)]);
         assert!(err.contains("cannot restore the repository alice/r"), "{ctx} {err}");
