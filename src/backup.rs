@@ -897,8 +897,7 @@ pub fn restore(config: &Config, dir: &Path) -> Result<Restored> {
                 .env("LC_ALL", "C")
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null());
-            run_tool(list, "pg_restore --list")
-                .map_err(|e| bad(dir, format!("its database is unreadable: {e:#}")))?;
+            run_tool(list, "pg_restore --list").map_err(|e| bad(dir, format!("its database is unreadable: {e:#}")))?;
             check_pg_empty(&config.database_url)?;
             Some(t)
         }

@@ -582,10 +582,10 @@ fn backup(config: &Config, cmd: &BackupCmd) -> anyhow::Result<()> {
             let r = crate::backup::restore(config, dir)?;
             writeln!(
                 out,
-                "restored the {} database, {} repositories and the secret key of {} into {}",
+                "restored the backup of {}: the {} database, {} repositories and the secret key, into {}",
+                r.created_at,
                 r.kind.name(),
                 r.repositories,
-                r.created_at,
                 config.data_dir.display()
             )?;
         }

@@ -216,7 +216,17 @@ fn a_backup_taken_during_pushes_restores_every_acknowledged_ref() {
         // Restored into a new data directory and database.
         let r = fresh_like(&g);
         let out = r.ok(&["backup", "restore", dir.to_str().unwrap()]);
-        assert!(out.starts_with("restored the "), "{ctx} {out}");
+        assert!(
+            out.starts_with(&format!(
+                "restored the backup of {}: the ",
+                manifest["created_at"].as_str().unwrap()
+            )) && out.ends_with(&format!(
+                "database, {} repositories and the secret key, into {}\n",
+                4 + EXTRA,
+                r.data_dir.display()
+            )),
+            "{ctx} {out}"
+        );
         assert_eq!(
             std::fs::metadata(r.data_dir.join("secret_key"))
                 .unwrap()
