@@ -61,6 +61,20 @@ pub enum Command {
     /// Token notices by mail (serve sends them by itself).
     #[command(subcommand)]
     Notify(NotifyCmd),
+    /// Back up the database, the repositories and the secret key, or restore
+    /// them into an empty data directory.
+    #[command(subcommand)]
+    Backup(BackupCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCmd {
+    /// Write a consistent backup into DIR (empty or new), the server
+    /// running or not.
+    Create { dir: PathBuf },
+    /// Restore the backup in DIR into an empty data directory (and, for
+    /// PostgreSQL, an empty database).
+    Restore { dir: PathBuf },
 }
 
 #[derive(Debug, Args)]
@@ -352,6 +366,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let dir = out.unwrap_or_else(|| config.data_dir.join("tls"));
             return tls_self_signed(&dir, &hosts, days, &mut std::io::stdout().lock());
         }
+        Command::Backup(cmd) => return backup(&config, &cmd),
         _ => {}
     }
     let mut pool_config = config;
@@ -362,7 +377,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let now = service::now();
     match cli.command {
-        Command::Serve(_) | Command::Tls(_) => unreachable!("handled above"),
+        Command::Serve(_) | Command::Tls(_) | Command::Backup(_) => unreachable!("handled above"),
         Command::User(cmd) => match cmd {
             UserCmd::Create {
                 username,
@@ -569,6 +584,47 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 Settings::store(conn, &key, &value)?;
             }
         },
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `backup create` and `backup restore`: before `App::open`, which would
+/// make the data directory a restore needs empty.
+fn backup(config: &Config, cmd: &BackupCmd) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        BackupCmd::Create { dir } => {
+            let c = crate::backup::create(config, dir)?;
+            writeln!(
+                out,
+                "backed up the {} database, {} repositories ({} empty) and the secret key into {}",
+                c.kind.name(),
+                c.repositories,
+                c.empty,
+                dir.display()
+            )?;
+            for p in &c.missing {
+                writeln!(out, "{p}: its folder was gone (deleted during the backup): kept empty")?;
+            }
+            for p in &c.left_out {
+                writeln!(
+                    out,
+                    "{p}: left out, it has no row in the database snapshot (made since)"
+                )?;
+            }
+        }
+        BackupCmd::Restore { dir } => {
+            let r = crate::backup::restore(config, dir)?;
+            writeln!(
+                out,
+                "restored the backup of {}: the {} database, {} repositories and the secret key, into {}",
+                r.created_at,
+                r.kind.name(),
+                r.repositories,
+                config.data_dir.display()
+            )?;
+        }
     }
     out.flush()?;
     Ok(())

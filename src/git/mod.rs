@@ -4,6 +4,7 @@
 //! nothing of HTTP or the database.
 
 pub mod advertise;
+pub mod bundle;
 pub mod intake;
 pub mod maintenance;
 pub mod negotiate;
@@ -42,6 +43,9 @@ pub fn git_command(binary: &std::path::Path, git_dir: &std::path::Path) -> std::
     ] {
         cmd.env_remove(var);
     }
-    cmd.env("GIT_DIR", git_dir).current_dir(git_dir);
+    // Absolute: git reads a relative GIT_DIR from the folder it starts in,
+    // which is `git_dir` itself (the default data directory is relative).
+    let git_dir = std::path::absolute(git_dir).unwrap_or_else(|_| git_dir.to_path_buf());
+    cmd.env("GIT_DIR", &git_dir).current_dir(&git_dir);
     cmd
 }

@@ -8,6 +8,7 @@ mod api_projects;
 mod api_settings;
 mod api_tokens;
 mod api_users;
+mod backup;
 mod cli;
 mod fixtures;
 mod git_auth;
