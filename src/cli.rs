@@ -697,7 +697,7 @@ async fn notify_loop(app: App) {
     loop {
         every.tick().await;
         let (app, mailer) = (app.clone(), mailer.clone());
-        let done = actix_web::web::block(move || -> crate::error::Result<_> {
+        let done = crate::metrics::block(move || -> crate::error::Result<_> {
             let settings = app.settings();
             let now = service::now();
             service::notify::run_due_checks(&mut *app.conn()?, &settings, now)?;
@@ -730,7 +730,7 @@ async fn sweep_hourly(app: App) {
     loop {
         every.tick().await;
         let app = app.clone();
-        let swept = actix_web::web::block(move || -> anyhow::Result<_> {
+        let swept = crate::metrics::block(move || -> anyhow::Result<_> {
             let mut conn = app.conn()?;
             Ok(service::repos::sweep(
                 &mut conn,
@@ -760,7 +760,7 @@ async fn purge_pack_cache(cache: std::sync::Arc<crate::git::pack_cache::PackCach
     loop {
         every.tick().await;
         let cache = cache.clone();
-        let _ = actix_web::web::block(move || cache.purge()).await;
+        let _ = crate::metrics::block(move || cache.purge()).await;
     }
 }
 
@@ -827,7 +827,7 @@ async fn reload_tls_on_sighup(store: std::sync::Arc<crate::tls::CertStore>) {
     };
     while hup.recv().await.is_some() {
         let store = store.clone();
-        match actix_web::web::block(move || store.reload()).await {
+        match crate::metrics::block(move || store.reload()).await {
             Ok(Ok(loaded)) => tracing::info!("SIGHUP: now serving {loaded}"),
             Ok(Err(e)) => tracing::error!("SIGHUP: {e}; still serving the certificate loaded before"),
             Err(e) => tracing::error!("SIGHUP: the reload did not run: {e}"),

@@ -14,6 +14,7 @@ pub mod git;
 pub mod http;
 pub mod logging;
 pub mod mail;
+pub mod metrics;
 pub mod net;
 pub mod redact;
 pub mod service;

@@ -170,6 +170,9 @@ pub fn authenticate(
         // GitLab's answer to a blocked user's valid token.
         AuthOutcome::Rejected(Rejection::UserBlocked) => return Err(ApiError::Forbidden(Some(BLOCKED.into()))),
         AuthOutcome::Rejected(why) => {
+            if matches!(why, Rejection::Unknown) {
+                crate::metrics::get().auth(crate::metrics::AuthResult::TokenUnknown);
+            }
             tracing::debug!(?why, "API token refused");
             failed(conn, settings, ip, now)?;
             return Err(ApiError::Unauthorized);

@@ -359,7 +359,7 @@ impl ApiCall {
             who,
         } = self;
         let base = url.base.clone();
-        let reply = web::block(move || -> Result<Reply, ApiError> {
+        let reply = crate::metrics::block(move || -> Result<Reply, ApiError> {
             let mut conn = app.conn()?;
             let conn: &mut DbConn = &mut conn;
             let settings = app.settings();

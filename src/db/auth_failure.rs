@@ -78,3 +78,8 @@ pub fn clear(conn: &mut DbConn, key: &str, now: NaiveDateTime) -> QueryResult<us
     )
     .execute(conn)
 }
+
+/// How many keys (clients and accounts) are locked at `now`.
+pub fn locked_count(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<i64> {
+    f::table.filter(f::locked_until.gt(now)).count().get_result(conn)
+}

@@ -147,13 +147,17 @@ pub struct BodyStream {
     gzip: bool,
 }
 
-/// Starts reading `payload` under `limits`.
+/// Starts reading `payload` (a push's body, counted in the metrics as it
+/// arrives) under `limits`.
 pub fn body_stream(req: &HttpRequest, mut payload: web::Payload, limits: PaceLimits) -> BodyStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(8);
     actix_web::rt::spawn(async move {
         let mut pace = Pace::new(limits, Instant::now());
         while let Some(item) = next_paced(&mut payload, &mut pace).await.transpose() {
             let failed = item.is_err();
+            if let Ok(bytes) = &item {
+                crate::metrics::get().git_bytes_in(crate::metrics::GitOperation::Push, bytes.len() as u64);
+            }
             if tx.send(item).await.is_err() || failed {
                 return;
             }

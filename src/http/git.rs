@@ -21,6 +21,7 @@ use crate::git::pack_cache::Key as PackKey;
 use crate::git::receive_pack;
 use crate::git::upload_pack::{self, Plan};
 use crate::git::upload_pack_v2;
+use crate::metrics::GitOperation;
 use crate::service::git_http::{self, Creds, Denied, GitRequest, Grant, Operation};
 use crate::settings::Settings;
 
@@ -101,7 +102,7 @@ pub(super) async fn grant(app: &App, req: &HttpRequest, op: Operation) -> Result
     };
     let app2 = app.clone();
     let s = settings.clone();
-    let outcome = web::block(move || -> Result<Result<Grant, Denied>, Error> {
+    let outcome = crate::metrics::block(move || -> Result<Result<Grant, Denied>, Error> {
         git_http::grant(crate::service::Conns::Pool(&app2.pool), &app2.key, &s, &request)
     })
     .await;
@@ -182,7 +183,7 @@ async fn info_refs(app: web::Data<App>, req: HttpRequest, q: web::Query<InfoRefs
             Err(e) => internal(e),
         };
     }
-    let body = web::block(move || -> anyhow::Result<Vec<u8>> {
+    let body = crate::metrics::block(move || -> anyhow::Result<Vec<u8>> {
         let (refs, shallow) = match &granted.grant.project {
             Some(_) => {
                 let dir = app.store.path_of(&granted.grant.path);
@@ -281,6 +282,7 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: we
         Err(body::ReadError::Busy) => return text(StatusCode::SERVICE_UNAVAILABLE, BUSY),
     };
     let gzip = body::gzipped(&req);
+    let request_bytes = raw.len() as u64;
     let git_dir = app.store.path_of(&granted.grant.path);
     let filter = matches!(app.engine, PackEngine::Git { .. });
     let v2 = upload_pack_v2::wants_v2(git_protocol(&req));
@@ -288,7 +290,7 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: we
     let path = granted.grant.path.clone();
     let budget = app.upload_budget.clone();
     let planner = app.clone();
-    let plan = web::block(move || -> anyhow::Result<Result<(Plan, Option<PackKey>), Refused>> {
+    let plan = crate::metrics::block(move || -> anyhow::Result<Result<(Plan, Option<PackKey>), Refused>> {
         // The request's share of the budget is given back once it is planned.
         let mut held = held;
         let buf = if gzip {
@@ -346,8 +348,22 @@ async fn upload_pack_post(app: web::Data<App>, req: HttpRequest, mut payload: we
             spec,
             side_band,
             progress,
-        } => resp.streaming(pack_out::stream(
-            &app, git_dir, *spec, key, preamble, side_band, progress,
-        )),
+        } => {
+            use futures::StreamExt;
+            let op = if spec.req.haves.is_empty() {
+                GitOperation::Clone
+            } else {
+                GitOperation::Fetch
+            };
+            let metrics = crate::metrics::get();
+            metrics.git_operation(op);
+            metrics.git_bytes_in(op, request_bytes);
+            let stream = pack_out::stream(&app, git_dir, *spec, key, preamble, side_band, progress);
+            resp.streaming(stream.inspect(move |chunk| {
+                if let Ok(bytes) = chunk {
+                    metrics.git_bytes_out(op, bytes.len() as u64);
+                }
+            }))
+        }
     }
 }

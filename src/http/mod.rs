@@ -29,7 +29,56 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// `metrics_listen`.
 pub fn configure_monitoring(cfg: &mut web::ServiceConfig) {
     cfg.route("/-/liveness", web::get().to(liveness))
-        .route("/-/readiness", web::get().to(readiness));
+        .route("/-/readiness", web::get().to(readiness))
+        .route("/-/metrics", web::get().to(metrics));
+}
+
+/// Marks the app of the `metrics_listen` listener, whose `/-/metrics`
+/// answers anyone who reaches it.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsListener;
+
+/// `/-/metrics`: on the main listener only to `metrics_allowlist`
+/// (others get the 404 of a path that is not there, as GitLab's
+/// monitoring allowlist answers); on `metrics_listen`, to anyone.
+async fn metrics(app: web::Data<App>, req: actix_web::HttpRequest) -> HttpResponse {
+    if req.app_data::<web::Data<MetricsListener>>().is_none() {
+        let ip = client_ip(&req, &app.settings());
+        if !ip.is_some_and(|ip| app.config.metrics_allowlist.iter().any(|c| c.contains(ip))) {
+            return not_found().await;
+        }
+    }
+    let app = app.into_inner();
+    // The pool's state always; the bans when a connection comes within a
+    // second (a scrape still answers, with the last count, when the pool
+    // is exhausted: that is when it matters).
+    let read = crate::metrics::block(move || {
+        let state = app.pool.state();
+        let bans = app
+            .pool
+            .get_timeout(std::time::Duration::from_secs(1))
+            .map_err(anyhow::Error::from)
+            .and_then(|mut conn| {
+                crate::db::auth_failure::locked_count(&mut conn, crate::service::now().naive_utc())
+                    .map_err(anyhow::Error::from)
+            });
+        let bans = match bans {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!("metrics: the bans were not counted: {e:#}");
+                None
+            }
+        };
+        (bans, state.connections - state.idle_connections, state.idle_connections)
+    })
+    .await;
+    let (bans, in_use, idle) = match read {
+        Ok(r) => r,
+        Err(_) => return HttpResponse::ServiceUnavailable().finish(),
+    };
+    HttpResponse::Ok()
+        .content_type(crate::metrics::CONTENT_TYPE)
+        .body(crate::metrics::get().render(bans, i64::from(in_use), i64::from(idle)))
 }
 
 /// Who made a request, for its log line: filled in by the Git routes and
@@ -111,7 +160,7 @@ async fn liveness() -> HttpResponse {
 /// reachable; 503 otherwise.
 async fn readiness(app: web::Data<App>) -> HttpResponse {
     let app = app.into_inner();
-    let check = web::block(move || -> anyhow::Result<()> {
+    let check = crate::metrics::block(move || -> anyhow::Result<()> {
         let mut conn = app.pool.get().context("no database connection")?;
         conn.batch_execute("SELECT 1").context("database query failed")?;
         Ok(())

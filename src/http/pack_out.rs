@@ -77,7 +77,9 @@ pub fn stream(
             ));
         }
         (PackEngine::Libgit2, _, _) => {
-            actix_web::rt::task::spawn_blocking(move || run_packbuilder(&git_dir, &spec, events_tx));
+            actix_web::rt::spawn(crate::metrics::block(move || {
+                run_packbuilder(&git_dir, &spec, events_tx)
+            }));
         }
     }
     let (tx, rx) = mpsc::channel::<Bytes>(16);
@@ -101,11 +103,16 @@ async fn run_cached(
     let joined = match cache.join(key) {
         Ok(j) => j,
         Err(e) => {
+            crate::metrics::get().pack_cache(crate::metrics::CacheResult::Bypass);
             tracing::warn!("pack cache unusable, packing without it: {e}");
             run_pack_objects(binary, git_dir, command, Sink::Client(events)).await;
             return;
         }
     };
+    crate::metrics::get().pack_cache(match joined.producer {
+        Some(_) => crate::metrics::CacheResult::Miss,
+        None => crate::metrics::CacheResult::Hit,
+    });
     if let Some(producer) = joined.producer {
         let abandoned = producer.abandoned();
         actix_web::rt::spawn(run_pack_objects(

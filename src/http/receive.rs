@@ -75,9 +75,14 @@ pub async fn receive_pack_post(app: web::Data<App>, req: HttpRequest, payload: w
     let body = body_stream(&req, payload, limits);
     let app = app.into_inner();
     match push(&app, granted, body).await {
-        Ok(bytes) => no_cache(&mut HttpResponse::Ok())
-            .content_type("application/x-git-receive-pack-result")
-            .body(bytes),
+        Ok(bytes) => {
+            let metrics = crate::metrics::get();
+            metrics.git_operation(crate::metrics::GitOperation::Push);
+            metrics.git_bytes_out(crate::metrics::GitOperation::Push, bytes.len() as u64);
+            no_cache(&mut HttpResponse::Ok())
+                .content_type("application/x-git-receive-pack-result")
+                .body(bytes)
+        }
         Err(PushError::Protocol(e)) => text(StatusCode::BAD_REQUEST, &e.to_string()),
         Err(PushError::Internal(e)) => internal(format!("{e:#}")),
     }
@@ -97,7 +102,7 @@ impl<E: Into<anyhow::Error>> From<E> for PushError {
 /// Runs blocking work on the blocking pool, its panics and errors as
 /// [`PushError::Internal`].
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> Result<T, PushError> {
-    Ok(web::block(f).await??)
+    Ok(crate::metrics::block(f).await??)
 }
 
 /// Where the push goes and what it may do there (step 3).
@@ -136,7 +141,7 @@ async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStre
             (request, Pending::Async(reader.into_inner()))
         }
         PackEngine::Libgit2 => {
-            let (request, reader) = web::block(move || {
+            let (request, reader) = crate::metrics::block(move || {
                 let mut reader = crate::git::pkt_reader::PktReader::new(body.into_read());
                 receive_pack::read_request(&mut reader).map(|r| (r, reader.into_inner()))
             })

@@ -118,6 +118,7 @@ pub fn start(app: App, listen: Listen<'_>) -> anyhow::Result<Listening> {
             let make_app = move || {
                 ActixApp::new()
                     .app_data(data.clone())
+                    .app_data(web::Data::new(super::MetricsListener))
                     .configure(super::configure_monitoring)
                     .default_service(web::to(super::not_found))
             };
@@ -230,6 +231,7 @@ where
     let target = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("*");
     let target = crate::redact::url(target, false);
     let method = req.method().to_string();
+    let path = req.path().to_string();
     let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
     let who = WhoSlot::default();
     req.extensions_mut().insert(who.clone());
@@ -241,7 +243,9 @@ where
             Err(e) => e.as_response_error().status_code().as_u16(),
         };
         let who = who.get();
-        let ms = start.elapsed().as_secs_f64() * 1e3;
+        let elapsed = start.elapsed().as_secs_f64();
+        crate::metrics::get().request(&path, status, elapsed);
+        let ms = elapsed * 1e3;
         match crate::logging::format() {
             LogFormat::Text => {
                 tracing::info!(target: "gitpat::http", "{peer} \"{method} {target}\" {status} {ms:.1}ms{who}")

@@ -19,6 +19,7 @@ use crate::auth::token::{self, Scope, SecretKey};
 use crate::db::{self, project::Project, token::TokenRow, user::User, DbConn};
 use crate::error::{Error, Result};
 use crate::git::store::RepoPath;
+use crate::metrics::AuthResult;
 use crate::service::access;
 use crate::service::bans;
 use crate::service::tokens::{self, AuthOutcome};
@@ -143,12 +144,18 @@ pub fn grant(
                 password::verify_dummy(&c.password);
             }
             conn = db.get()?;
+            crate::metrics::get().auth(AuthResult::PasswordWrong);
             Err(denied_access())
         }
         Step::Password { user, hash } => {
             drop(conn);
             let right = matches!(&req.creds, Creds::Basic(c) if password::verify(&c.password, &hash));
             conn = db.get()?;
+            crate::metrics::get().auth(if right {
+                AuthResult::PasswordOk
+            } else {
+                AuthResult::PasswordWrong
+            });
             if !right {
                 bans::password_failed(&mut conn, settings, &user.username, req.now)?;
                 Err(denied_access())
@@ -209,7 +216,10 @@ fn authenticate(
 ) -> Result<Step> {
     let refused = |banned: Option<DateTime<Utc>>| {
         Step::Done(Err(match banned {
-            Some(until) => Denied::Forbidden(bans::banned_message(until).into()),
+            Some(until) => {
+                crate::metrics::get().auth(AuthResult::Banned);
+                Denied::Forbidden(bans::banned_message(until).into())
+            }
             None => denied_access(),
         }))
     };
@@ -242,12 +252,14 @@ fn authenticate(
     // Where passwords are refused, they are refused unchecked: the same
     // answer, right password or wrong.
     if !settings.password_authentication_enabled_for_git || user.as_ref().is_some_and(|u| u.two_factor_enabled) {
+        crate::metrics::get().auth(AuthResult::PasswordRefused);
         return Ok(Step::Done(Err(Denied::NoChallenge(TOKEN_REQUIRED.into()))));
     }
     let Some((user, hash)) = user.and_then(|u| u.password_hash.clone().map(|h| (u, h))) else {
         return Ok(Step::Dummy);
     };
     if let Some(until) = bans::account_locked(conn, &user.username, req.now)? {
+        crate::metrics::get().auth(AuthResult::AccountLocked);
         return Ok(Step::Done(Err(Denied::NoChallenge(bans::locked_message(until).into()))));
     }
     Ok(Step::Password { user, hash })

@@ -242,6 +242,7 @@ pub fn deliver(
         drop(conn);
         let mail = render(&n, &t, &u, site, settings, now.date_naive())?;
         let sent = mailer.send(&site.from, &mail);
+        crate::metrics::get().mail(sent.is_ok());
         let mut conn = db.get()?;
         match sent {
             Ok(()) => {

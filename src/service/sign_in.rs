@@ -13,6 +13,7 @@ use crate::auth::password;
 use crate::auth::token::SecretKey;
 use crate::db::{self, user::User};
 use crate::error::Result;
+use crate::metrics::AuthResult;
 use crate::service::{bans, two_factor, Conns};
 use crate::settings::Settings;
 
@@ -46,6 +47,7 @@ pub fn with_password(
     let mut conn = db.get()?;
     if let Some(ip) = ip {
         if let Some(until) = bans::client_banned(&mut conn, settings, ip, now)? {
+            crate::metrics::get().auth(AuthResult::Banned);
             return Ok(Outcome::Refused(bans::banned_message(until)));
         }
     }
@@ -58,6 +60,7 @@ pub fn with_password(
     // names no one under the login itself: the answers are the same.
     let account = user.as_ref().map_or(login.to_string(), |u| u.username.clone());
     if let Some(until) = bans::account_locked(&mut conn, &account, now)? {
+        crate::metrics::get().auth(AuthResult::AccountLocked);
         return Ok(Outcome::Refused(bans::locked_sentence(until)));
     }
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
@@ -70,6 +73,11 @@ pub fn with_password(
         }
     };
     let mut conn = db.get()?;
+    crate::metrics::get().auth(if right && user.is_some() {
+        AuthResult::PasswordOk
+    } else {
+        AuthResult::PasswordWrong
+    });
     let (Some(user), true) = (user, right) else {
         if let Some(ip) = ip {
             bans::client_failed(&mut conn, settings, ip, now)?;
@@ -149,6 +157,7 @@ pub fn with_code(
         None => false,
     };
     if !ok {
+        crate::metrics::get().auth(AuthResult::TwoFactorWrong);
         if let Some(ip) = ip {
             bans::client_failed(conn, settings, ip, now)?;
         }

@@ -398,6 +398,32 @@ pub fn verify(
     ip: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<AuthOutcome> {
+    use crate::metrics::AuthResult;
+    let outcome = check_token(conn, key, settings, secret, ip, now)?;
+    // An unknown string is counted by the caller, which knows whether it
+    // could be a password instead.
+    let counted = match &outcome {
+        AuthOutcome::Ok(_) => Some(AuthResult::TokenOk),
+        AuthOutcome::Rejected(Rejection::Unknown) => None,
+        AuthOutcome::Rejected(Rejection::Revoked) => Some(AuthResult::TokenRevoked),
+        AuthOutcome::Rejected(Rejection::ReusedAfterRotation) => Some(AuthResult::TokenReused),
+        AuthOutcome::Rejected(Rejection::Expired) => Some(AuthResult::TokenExpired),
+        AuthOutcome::Rejected(Rejection::UserBlocked) => Some(AuthResult::UserBlocked),
+    };
+    if let Some(r) = counted {
+        crate::metrics::get().auth(r);
+    }
+    Ok(outcome)
+}
+
+fn check_token(
+    conn: &mut DbConn,
+    key: &SecretKey,
+    settings: &Settings,
+    secret: &str,
+    ip: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<AuthOutcome> {
     if secret.is_empty() || secret.len() > token::MAX_TOKEN_LEN {
         return Ok(AuthOutcome::Rejected(Rejection::Unknown));
     }

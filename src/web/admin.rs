@@ -174,7 +174,7 @@ pub async fn create_user(app: web::Data<App>, req: HttpRequest, mut payload: web
     let (u, e, n, a) = (d.username.clone(), d.email.clone(), d.name.clone(), d.admin);
     // The password is hashed with no connection held, then one write.
     let pool_app = app.clone().into_inner();
-    let made = web::block(move || -> crate::error::Result<Result<User, String>> {
+    let made = crate::metrics::block(move || -> crate::error::Result<Result<User, String>> {
         let req = users::NewUserRequest {
             username: &u,
             email: &e,

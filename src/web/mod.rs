@@ -167,7 +167,7 @@ async fn with_conn<T: Send + 'static>(
     f: impl FnOnce(&mut crate::db::DbConn, &App) -> crate::error::Result<T> + Send + 'static,
 ) -> Result<T, HttpResponse> {
     let app = app.clone().into_inner();
-    match web::block(move || {
+    match crate::metrics::block(move || {
         let mut conn = app.conn()?;
         f(&mut conn, &app)
     })
@@ -393,7 +393,7 @@ async fn reauthenticate(
     let ip = crate::http::client_ip(req, &settings);
     let user = current.user.clone();
     let a = app.clone().into_inner();
-    match web::block(move || {
+    match crate::metrics::block(move || {
         crate::service::sign_in::reauthenticate(
             crate::service::Conns::Pool(&a.pool),
             &settings,

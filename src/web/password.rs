@@ -77,7 +77,7 @@ pub async fn update(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
     }
     // The new hash is made with no connection held; then one write.
     let (id, a) = (current.user.id, app.clone().into_inner());
-    let outcome = web::block(move || -> crate::error::Result<Result<(), Errors>> {
+    let outcome = crate::metrics::block(move || -> crate::error::Result<Result<(), Errors>> {
         let hash = match users::hashed_password(&new) {
             Ok(h) => h,
             Err(Error::Invalid(m)) => {

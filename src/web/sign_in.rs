@@ -118,7 +118,7 @@ pub async fn submit(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
     let old = req
         .cookie(super::SESSION_COOKIE)
         .map(|c| SessionSecret::from_cookie(c.value()));
-    let outcome = web::block(move || -> crate::error::Result<_> {
+    let outcome = crate::metrics::block(move || -> crate::error::Result<_> {
         let now = crate::service::now();
         if let Some(old) = &old {
             svc::sign_out(&mut *a.conn()?, &a.key, old)?;

@@ -202,3 +202,182 @@ fn json_logs_are_one_object_per_line_with_the_request_fields() {
     assert!(request["duration_ms"].is_number(), "{request}");
     assert_eq!(request["level"], "INFO", "{request}");
 }
+
+/// A scrape, as `name{labels}` → value.
+fn scrape(addr: std::net::SocketAddr) -> (u16, std::collections::BTreeMap<String, f64>) {
+    let mut c = TcpStream::connect(addr).expect("connect");
+    c.write_all(b"GET /-/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let values = body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect();
+    (status, values)
+}
+
+fn value(m: &std::collections::BTreeMap<String, f64>, key: &str) -> f64 {
+    m.get(key).copied().unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_count_requests_git_operations_auth_results_and_the_pack_cache() {
+    let g = Gitpat::new(TestDb::sqlite());
+    g.run_with_stdin(
+        &[
+            "user",
+            "create",
+            "alice",
+            "--email",
+            "alice@example.com",
+            "--password-stdin",
+        ],
+        "a long password for alice\n",
+    );
+    let token = g
+        .ok(&[
+            "token",
+            "create",
+            "--user",
+            "alice",
+            "--name",
+            "m",
+            "--scopes",
+            "api,write_repository",
+        ])
+        .trim()
+        .to_string();
+    let revoked = g
+        .ok(&[
+            "token",
+            "create",
+            "--user",
+            "alice",
+            "--name",
+            "r",
+            "--scopes",
+            "read_repository",
+        ])
+        .trim()
+        .to_string();
+    g.ok(&["token", "revoke", "--token", &revoked]);
+    let server = Server::start(&g);
+    let (status, before) = scrape(server.addr());
+    assert_eq!(status, 200, "loopback is in the default allowlist");
+
+    let git = &gits()[0];
+    let work = tmp();
+    git.ok(work.path(), &["init", "-q", "src"]);
+    let src = work.path().join("src");
+    commit(git, &src, "a.txt", "one", "one");
+    let url = |secret: &str| format!("http://alice:{secret}@{}/alice/m.git", server.addr());
+    git.ok(&src, &["push", "-q", &url(&token), "HEAD:refs/heads/main"]);
+    for name in ["c1", "c2"] {
+        git.ok(work.path(), &["clone", "-q", &url(&token), name]);
+    }
+    assert!(!git.run(work.path(), &["ls-remote", &url(&revoked)]).status.success());
+    assert!(!git
+        .run(work.path(), &["ls-remote", &url("wrong-password-for-alice")])
+        .status
+        .success());
+    let mut c = TcpStream::connect(server.addr()).expect("connect");
+    c.write_all(b"GET /api/v4/user HTTP/1.1\r\nHost: x\r\nPRIVATE-TOKEN: glpat-nosuchtokennosuchtok\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let _ = c.read_to_end(&mut Vec::new());
+
+    let (_, after) = scrape(server.addr());
+    let moved = |key: &str| value(&after, key) - value(&before, key);
+    assert_eq!(
+        moved("gitpat_git_operations_total{operation=\"push\"}"),
+        1.0,
+        "{after:#?}"
+    );
+    assert_eq!(
+        moved("gitpat_git_operations_total{operation=\"clone\"}"),
+        2.0,
+        "{after:#?}"
+    );
+    assert!(moved("gitpat_git_bytes_total{operation=\"push\",direction=\"in\"}") > 100.0);
+    assert!(moved("gitpat_git_bytes_total{operation=\"clone\",direction=\"out\"}") > 100.0);
+    assert_eq!(
+        moved("gitpat_pack_cache_requests_total{result=\"miss\"}"),
+        1.0,
+        "{after:#?}"
+    );
+    assert_eq!(
+        moved("gitpat_pack_cache_requests_total{result=\"hit\"}"),
+        1.0,
+        "{after:#?}"
+    );
+    assert!(
+        moved("gitpat_auth_results_total{result=\"token_ok\"}") >= 3.0,
+        "{after:#?}"
+    );
+    assert!(
+        moved("gitpat_auth_results_total{result=\"token_revoked\"}") >= 1.0,
+        "{after:#?}"
+    );
+    assert!(
+        moved("gitpat_auth_results_total{result=\"password_wrong\"}") >= 1.0,
+        "{after:#?}"
+    );
+    assert_eq!(
+        moved("gitpat_auth_results_total{result=\"token_unknown\"}"),
+        1.0,
+        "{after:#?}"
+    );
+    assert!(
+        moved("gitpat_http_requests_total{group=\"git\",status=\"200\"}") >= 6.0,
+        "{after:#?}"
+    );
+    assert_eq!(
+        moved("gitpat_http_requests_total{group=\"api\",status=\"401\"}"),
+        1.0,
+        "{after:#?}"
+    );
+    assert!(moved("gitpat_http_request_duration_seconds_count{group=\"git\"}") >= 6.0);
+    assert!(
+        after.contains_key("gitpat_db_pool_connections{state=\"idle\"}"),
+        "{after:#?}"
+    );
+    assert!(after.contains_key("gitpat_blocking_threads_busy"), "{after:#?}");
+    assert!(after.contains_key("gitpat_active_bans"), "{after:#?}");
+}
+
+#[test]
+fn metrics_answer_only_the_allowlist_or_their_own_listener() {
+    let g = Gitpat::new(TestDb::sqlite());
+    let dir = tmp();
+    let file = dir.path().join("gitpat.toml");
+    std::fs::write(
+        &file,
+        "metrics_allowlist = [\"10.0.0.0/8\"]\nmetrics_listen = \"127.0.0.1:0\"\n",
+    )
+    .expect("write the config");
+    let server = Server::start_with(&g, &["--config", &file.display().to_string()]);
+    let (status, _) = scrape(server.addr());
+    assert_eq!(status, 404, "a client outside the allowlist");
+    let own = server.logged_addr("metrics on http://");
+    let (status, values) = scrape(own);
+    assert_eq!(status, 200);
+    assert!(values.contains_key("gitpat_active_bans"), "{values:#?}");
+    // The metrics listener serves the health checks and nothing else.
+    let mut c = TcpStream::connect(own).expect("connect");
+    c.write_all(b"GET /api/v4/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = c.read_to_end(&mut answer);
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 404"));
+}
