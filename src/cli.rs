@@ -132,7 +132,7 @@ pub enum NotifyCmd {
     Preview {
         #[arg(long)]
         token_id: i64,
-        /// expiring_<days>d (such as expiring_7d), expired, created or family_revoked.
+        /// expiring_<days>d (such as expiring_7d), expired, created, family_revoked or leaked.
         #[arg(long)]
         kind: String,
     },

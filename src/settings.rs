@@ -56,6 +56,12 @@ pub struct Settings {
     pub token_expiry_notifications_enabled: bool,
     /// The days before expiry each notice goes out (each once per token).
     pub token_expiry_notify_days: Vec<u32>,
+    /// Scan what a push adds for live tokens of this instance and refuse
+    /// the push when it holds one (leaked-token push protection).
+    pub secret_push_protection_enabled: bool,
+    /// Revoke a live token found in a push to a private repository too
+    /// (in a public or internal one it is always revoked).
+    pub revoke_leaked_tokens: bool,
 }
 
 fn cidrs_as_text<S: serde::Serializer>(v: &[Cidr], s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -87,12 +93,14 @@ impl Default for Settings {
             session_expire_delay: 10_080,
             token_expiry_notifications_enabled: true,
             token_expiry_notify_days: vec![60, 30, 7],
+            secret_push_protection_enabled: true,
+            revoke_leaked_tokens: false,
         }
     }
 }
 
 /// The setting names, in the order they are listed.
-pub const KEYS: [&str; 22] = [
+pub const KEYS: [&str; 24] = [
     "max_personal_access_token_lifetime",
     "enforce_personal_access_token_expiration",
     "password_authentication_enabled_for_git",
@@ -115,6 +123,8 @@ pub const KEYS: [&str; 22] = [
     "session_expire_delay",
     "token_expiry_notifications_enabled",
     "token_expiry_notify_days",
+    "secret_push_protection_enabled",
+    "revoke_leaked_tokens",
 ];
 
 /// 2 GiB.
@@ -192,6 +202,8 @@ impl Settings {
                 .map(|d| d.to_string())
                 .collect::<Vec<_>>()
                 .join(","),
+            "secret_push_protection_enabled" => self.secret_push_protection_enabled.to_string(),
+            "revoke_leaked_tokens" => self.revoke_leaked_tokens.to_string(),
             _ => return Err(unknown_key(key)),
         })
     }
@@ -260,6 +272,8 @@ impl Settings {
             "max_login_attempts" => self.max_login_attempts = parse_u32(key, v, 1..=1000, "attempts")?,
             "session_expire_delay" => self.session_expire_delay = parse_u32(key, v, 1..=5_256_000, "minutes")?,
             "token_expiry_notifications_enabled" => self.token_expiry_notifications_enabled = parse_bool(key, v)?,
+            "secret_push_protection_enabled" => self.secret_push_protection_enabled = parse_bool(key, v)?,
+            "revoke_leaked_tokens" => self.revoke_leaked_tokens = parse_bool(key, v)?,
             "token_expiry_notify_days" => {
                 let mut days = Vec::new();
                 for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {

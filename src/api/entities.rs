@@ -154,5 +154,7 @@ pub fn settings(s: &Settings) -> Value {
         "session_expire_delay": s.session_expire_delay,
         "token_expiry_notifications_enabled": s.token_expiry_notifications_enabled,
         "token_expiry_notify_days": s.token_expiry_notify_days,
+        "secret_push_protection_enabled": s.secret_push_protection_enabled,
+        "revoke_leaked_tokens": s.revoke_leaked_tokens,
     })
 }

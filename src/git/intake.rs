@@ -100,6 +100,11 @@ impl Quarantine {
         Ok(q)
     }
 
+    /// The quarantine folder (`objects/incoming-*`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn pack_dir(&self) -> PathBuf {
         self.dir.join("pack")
     }
@@ -499,7 +504,7 @@ impl Write for Guarded<'_> {
 
 /// The object ids of a version-2 pack index, read from the file as they
 /// are used.
-fn idx_object_ids(path: &Path) -> Result<impl Iterator<Item = Oid>, IntakeError> {
+pub(crate) fn idx_object_ids(path: &Path) -> Result<impl Iterator<Item = Oid>, IntakeError> {
     use std::io::{BufReader, Seek, SeekFrom};
     let bad = |why: String| IntakeError::Index {
         path: path.to_path_buf(),

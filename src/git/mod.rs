@@ -6,6 +6,7 @@
 pub mod advertise;
 pub mod bundle;
 pub mod intake;
+pub mod leak_scan;
 pub mod maintenance;
 pub mod negotiate;
 pub mod pack;

@@ -272,11 +272,15 @@ pub struct Report {
     pub unpack: Result<(), String>,
     /// Per command, in order: `Ok` or the reason it was refused.
     pub refs: Vec<(String, Result<(), String>)>,
+    /// Lines for the pusher (git shows them as `remote: ...`), sent on
+    /// side-band 2 before the report when side-band was negotiated.
+    pub notes: Vec<String>,
 }
 
 impl Report {
     /// The report-status lines (v1 and v2 read the same lines when no hook
-    /// rewrites a ref), framed in side-band 1 when asked, ending with flush.
+    /// rewrites a ref), framed in side-band 1 when asked, ending with flush;
+    /// with side-band, the notes first on band 2.
     pub fn encode(&self, side_band: bool) -> Vec<u8> {
         let mut inner = Vec::new();
         let unpack = match &self.unpack {
@@ -296,6 +300,9 @@ impl Report {
             return inner;
         }
         let mut out = Vec::new();
+        for note in &self.notes {
+            pktline::write_sideband(&mut out, Band::Progress, format!("{}\n", one_line(note)).as_bytes());
+        }
         pktline::write_sideband(&mut out, Band::Data, &inner);
         pktline::write_flush(&mut out);
         out
@@ -432,13 +439,44 @@ pub fn execute(
     policy: &Policy,
     sig: &Signature,
 ) -> Report {
+    execute_screened(repo, req, pack, intake, policy, sig, &mut no_screen)
+}
+
+/// [`execute`] with a [`Screen`] of the new objects.
+pub fn execute_screened(
+    repo: &Repository,
+    req: &Request,
+    pack: &mut dyn Read,
+    intake: &Intake,
+    policy: &Policy,
+    sig: &Signature,
+    screen: Screen<'_>,
+) -> Report {
     let started = std::time::Instant::now();
     let unpacked = if needs_pack(req) {
         intake.unpack(repo, pack).map(Some)
     } else {
         Ok(None)
     };
-    conclude(repo, req, unpacked, started.elapsed(), intake, policy, sig)
+    conclude_screened(repo, req, unpacked, started.elapsed(), intake, policy, sig, screen)
+}
+
+/// What a screen of a push's new objects decided (leaked-token push
+/// protection): refuse every command with `refuse`, or let them go; and
+/// the lines to show the pusher either way.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Screened {
+    pub refuse: Option<String>,
+    pub notes: Vec<String>,
+}
+
+/// Looks at a push whose commands passed every check, before anything
+/// moves: the repository (seeing the quarantine), the quarantine, and the
+/// new values of the commands that would land.
+pub type Screen<'a> = &'a mut dyn FnMut(&Repository, &Quarantine, &[Oid]) -> Screened;
+
+fn no_screen(_: &Repository, _: &Quarantine, _: &[Oid]) -> Screened {
+    Screened::default()
 }
 
 /// The rest of a push once its pack is in a quarantine (`Ok(None)`: no
@@ -454,7 +492,25 @@ pub fn conclude(
     policy: &Policy,
     sig: &Signature,
 ) -> Report {
+    conclude_screened(repo, req, unpacked, unpacked_in, intake, policy, sig, &mut no_screen)
+}
+
+/// [`conclude`], with `screen` asked about the new objects once the
+/// commands that would land are known (none: not asked); a refusal
+/// refuses them all, and the quarantine goes.
+#[allow(clippy::too_many_arguments)]
+pub fn conclude_screened(
+    repo: &Repository,
+    req: &Request,
+    unpacked: Result<Option<Quarantine>, IntakeError>,
+    unpacked_in: std::time::Duration,
+    intake: &Intake,
+    policy: &Policy,
+    sig: &Signature,
+    screen: Screen<'_>,
+) -> Report {
     let n = req.commands.len();
+    let mut notes = Vec::new();
     let mut results: Vec<Result<(), String>> = vec![Ok(()); n];
     let started = std::time::Instant::now();
     let quarantine = match unpacked {
@@ -467,6 +523,7 @@ pub fn conclude(
                     .iter()
                     .map(|c| (c.name.clone(), Err("unpacker error".into())))
                     .collect(),
+                notes: Vec::new(),
             }
         }
     };
@@ -494,6 +551,19 @@ pub fn conclude(
     if atomic && results.iter().any(Result::is_err) {
         atomic_failure(&mut results);
     }
+    if let (Some(q), true) = (&quarantine, results.iter().any(Result::is_ok)) {
+        let tips: Vec<Oid> = (0..n)
+            .filter(|&i| results[i].is_ok() && !req.commands[i].is_delete())
+            .map(|i| req.commands[i].new)
+            .collect();
+        let verdict = screen(repo, q, &tips);
+        notes = verdict.notes;
+        if let Some(why) = verdict.refuse {
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(why.clone());
+            }
+        }
+    }
     if results.iter().any(Result::is_ok) {
         if let Some(q) = &quarantine {
             if let Err(e) = q.install(&repo.path().join("objects")) {
@@ -505,6 +575,7 @@ pub fn conclude(
                         .iter()
                         .map(|c| (c.name.clone(), Err("unpacker error".into())))
                         .collect(),
+                    notes,
                 };
             }
         }
@@ -539,6 +610,7 @@ pub fn conclude(
     Report {
         unpack: Ok(()),
         refs: req.commands.iter().map(|c| c.name.clone()).zip(results).collect(),
+        notes,
     }
 }
 
@@ -1130,12 +1202,13 @@ mod tests {
 
     #[test]
     fn report_is_framed_for_side_band() {
-        let r = Report {
+        let mut r = Report {
             unpack: Ok(()),
             refs: vec![
                 ("refs/heads/a".into(), Ok(())),
                 ("refs/heads/b".into(), Err("non-fast-forward".into())),
             ],
+            notes: Vec::new(),
         };
         let plain = r.encode(false);
         assert_eq!(
@@ -1146,5 +1219,15 @@ mod tests {
         assert_eq!(&sb[..5], format!("{:04x}\x01", plain.len() + 5).as_bytes());
         assert!(sb.ends_with(b"0000"));
         assert_eq!(&sb[5..sb.len() - 4], &plain[..]);
+        // Notes go first, on band 2, one line each; never without side-band.
+        r.notes = vec!["a note".into(), "two\nlines".into()];
+        assert_eq!(r.encode(false), plain);
+        let sb = r.encode(true);
+        assert!(
+            sb.starts_with(b"000c\x02a note\n000f\x02two lines\n"),
+            "{:?}",
+            String::from_utf8_lossy(&sb)
+        );
+        assert!(sb.ends_with(&[&b"\x01"[..], &plain[..], b"0000"].concat()));
     }
 }

@@ -225,19 +225,41 @@ async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStre
     let (report, head) = {
         let (app, path, intake) = (app.clone(), g.grant.path.clone(), intake.clone());
         let (policy, user) = (target.policy.clone(), caller.user.clone());
+        let (settings, project) = (g.settings.clone(), target.project.clone());
         blocking(move || -> anyhow::Result<(Report, Option<String>)> {
             let sig = signature(&user);
             let repo = app.store.open(&path)?;
+            // Leaked-token push protection, once the commands would land.
+            let push = crate::service::leaks::PushContext {
+                repo: &project.path,
+                visibility: &project.visibility,
+                pusher: &user,
+                push_options: &request.push_options,
+            };
+            let mut screen = |repo: &git2::Repository, q: &crate::git::intake::Quarantine, tips: &[git2::Oid]| {
+                let db = crate::service::Conns::Pool(&app.pool);
+                crate::service::leaks::screen(db, &app.key, &settings, &push, repo, q, tips, chrono::Utc::now())
+            };
             let report = match pack {
                 PackStep::Unpacked(unpacked) => {
                     let unpacked = match unpacked {
                         Ok(Some(q)) => intake.attach(&repo, &q).map(|()| Some(q)),
                         other => other,
                     };
-                    receive_pack::conclude(&repo, &request, unpacked, started.elapsed(), &intake, &policy, &sig)
+                    let elapsed = started.elapsed();
+                    receive_pack::conclude_screened(
+                        &repo,
+                        &request,
+                        unpacked,
+                        elapsed,
+                        &intake,
+                        &policy,
+                        &sig,
+                        &mut screen,
+                    )
                 }
                 PackStep::OnThread(mut pack) => {
-                    receive_pack::execute(&repo, &request, &mut pack, &intake, &policy, &sig)
+                    receive_pack::execute_screened(&repo, &request, &mut pack, &intake, &policy, &sig, &mut screen)
                 }
             };
             let head = receive_pack::adopt_pushed_head(&repo, &report);

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod bans;
 pub mod git_http;
+pub mod leaks;
 pub mod notify;
 pub mod push_slots;
 pub mod repos;

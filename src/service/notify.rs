@@ -1,6 +1,7 @@
 //! Token notices by mail (issue 15): expiring in 60, 30 and 7 days (the
 //! `token_expiry_notify_days` setting), expired today, a new token made,
-//! and a rotated-away token reused (its family revoked).
+//! a rotated-away token reused (its family revoked), and a live token found
+//! in a push (`leaked`, issue 18).
 //!
 //! Each notice is a row per token and kind (`db::notification`), queued by
 //! the daily checks or by the change that calls for it, then sent by
@@ -26,6 +27,8 @@ pub const MAX_AGE: Duration = Duration::days(7);
 pub const EXPIRED: &str = "expired";
 pub const CREATED: &str = "created";
 pub const FAMILY_REVOKED: &str = "family_revoked";
+/// A live token was found in a push (leaked-token push protection).
+pub const LEAKED: &str = "leaked";
 /// The daily checks, and the time of day (UTC) from which each runs.
 pub const EXPIRING_JOB: (&str, u32) = ("token_expiring", 1);
 pub const EXPIRED_JOB: (&str, u32) = ("token_expired", 2);
@@ -72,6 +75,52 @@ pub fn queue_created(conn: &mut DbConn, row: &TokenRow, via: Via, by: Option<&st
 /// Queues the security notice of a reused rotated-away token.
 pub fn queue_family_revoked(conn: &mut DbConn, token_id: i64, ip: Option<&str>, now: DateTime<Utc>) -> Result<()> {
     db::notification::queue(conn, token_id, FAMILY_REVOKED, ip, now.naive_utc())?;
+    Ok(())
+}
+
+/// What the `leaked` notice says: kept in the notice's `detail` as
+/// `revoked|skipped|pusher|repository|place` (the place last: a path may
+/// hold `|`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeakNotice {
+    pub revoked: bool,
+    pub skipped: bool,
+    pub pusher: String,
+    pub repo: String,
+    /// Where in the push: "in <path> at commit <id>", "in the message of
+    /// commit <id>", ...
+    pub place: String,
+}
+
+impl LeakNotice {
+    fn to_detail(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}",
+            u8::from(self.revoked),
+            u8::from(self.skipped),
+            self.pusher,
+            self.repo,
+            self.place
+        )
+    }
+
+    fn from_detail(d: &str) -> LeakNotice {
+        let mut p = d.splitn(5, '|');
+        let mut next = || p.next().unwrap_or("").to_string();
+        LeakNotice {
+            revoked: next() == "1",
+            skipped: next() == "1",
+            pusher: next(),
+            repo: next(),
+            place: next(),
+        }
+    }
+}
+
+/// Queues the notice of a live token found in a push (once per token: a
+/// later leak of the same token is recorded, not mailed again).
+pub fn queue_leaked(conn: &mut DbConn, token_id: i64, notice: &LeakNotice, now: DateTime<Utc>) -> Result<()> {
+    db::notification::queue(conn, token_id, LEAKED, Some(&notice.to_detail()), now.naive_utc())?;
     Ok(())
 }
 
@@ -227,7 +276,7 @@ pub fn deliver(
         };
         let skip = if u.is_blocked() {
             Some("user blocked")
-        } else if t.revoked && n.kind != FAMILY_REVOKED {
+        } else if t.revoked && n.kind != FAMILY_REVOKED && n.kind != LEAKED {
             Some("token revoked")
         } else if at - n.created_at > MAX_AGE {
             Some("too old")
@@ -351,6 +400,23 @@ pub fn render(
                 ),
             )
         }
+        LEAKED => {
+            let l = LeakNotice::from_detail(n.detail.as_deref().unwrap_or(""));
+            let what = if l.revoked {
+                "It has been revoked, since a token pushed there is as good as public (the repository is public or internal, or this instance revokes leaked tokens): make a new one for whatever used it."
+            } else if l.skipped {
+                "The pusher chose to store it in that private repository anyway: whoever can read it can use the token. Revoke it and make a new one unless that is what you want."
+            } else {
+                "The push was refused, so the token was not stored; but it is in the pusher's commits. Revoke it and make a new one if they should not have it."
+            };
+            (
+                format!("Your personal access token \"{}\" was found in a push", t.name),
+                format!(
+                    "Your personal access token \"{}\" on {} was found in a push by {} to {}, {}. {what}",
+                    t.name, site.name, l.pusher, l.repo, l.place
+                ),
+            )
+        }
         other => return Err(Error::Internal(anyhow::anyhow!("unknown notice kind {other:?}"))),
     };
     let text = format!(
@@ -397,20 +463,33 @@ pub fn preview(
     let known = kind == EXPIRED
         || kind == CREATED
         || kind == FAMILY_REVOKED
+        || kind == LEAKED
         || kind
             .strip_prefix("expiring_")
             .and_then(|r| r.strip_suffix('d'))
             .is_some_and(|d| d.parse::<u32>().is_ok());
     if !known {
         return Err(Error::Invalid(format!(
-            "unknown notice kind {kind:?}: expiring_<days>d, {EXPIRED}, {CREATED} or {FAMILY_REVOKED}"
+            "unknown notice kind {kind:?}: expiring_<days>d, {EXPIRED}, {CREATED}, {FAMILY_REVOKED} or {LEAKED}"
         )));
     }
+    let detail = if kind == LEAKED {
+        LeakNotice {
+            revoked: false,
+            skipped: false,
+            pusher: u.username.clone(),
+            repo: format!("{}/project", u.username),
+            place: format!("in config/ci.yml at commit {}", "0".repeat(40)),
+        }
+        .to_detail()
+    } else {
+        "cli|".into()
+    };
     let n = Notification {
         id: 0,
         token_id,
         kind: kind.to_string(),
-        detail: Some("cli|".into()),
+        detail: Some(detail),
         created_at: now.naive_utc(),
         claimed_at: None,
         sent_at: None,
@@ -431,6 +510,19 @@ mod tests {
             without_addresses("permanent error (550): 5.1.1 <alice@example.com>: Recipient address rejected"),
             "permanent error (550): 5.1.1 <address> Recipient address rejected"
         );
+    }
+
+    #[test]
+    fn leak_notices_keep_their_place_whole() {
+        let n = LeakNotice {
+            revoked: true,
+            skipped: false,
+            pusher: "bob".into(),
+            repo: "alice/tools".into(),
+            place: "in a|b.txt at commit 1234".into(),
+        };
+        assert_eq!(n.to_detail(), "1|0|bob|alice/tools|in a|b.txt at commit 1234");
+        assert_eq!(LeakNotice::from_detail(&n.to_detail()), n);
     }
 
     #[test]

@@ -36,6 +36,8 @@ fn defaults() -> Value {
         "session_expire_delay": 10080,
         "token_expiry_notifications_enabled": true,
         "token_expiry_notify_days": [60, 30, 7],
+        "secret_push_protection_enabled": true,
+        "revoke_leaked_tokens": false,
     })
 }
 
@@ -134,6 +136,8 @@ fn settings_put_json_stores_and_returns_every_key() {
             "session_expire_delay": 60,
             "token_expiry_notifications_enabled": false,
             "token_expiry_notify_days": [30, 14, 1],
+            "secret_push_protection_enabled": false,
+            "revoke_leaked_tokens": true,
         });
         let r = srv.api("PUT", "/application/settings", Some(&rt), Some(&body));
         expect(&srv, "PUT every key", &r, 200, body.clone());
