@@ -15,6 +15,7 @@ mod git_auth;
 mod git_fetch_cache;
 mod git_http;
 mod git_http_v2;
+mod git_leak;
 mod git_lfs;
 mod git_load;
 mod git_push;
