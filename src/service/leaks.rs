@@ -81,9 +81,9 @@ pub struct PushContext<'a> {
 /// The `ng` reason when the push could not be checked: it does not land.
 pub const UNCHECKED: &str = "secret push protection could not check this push";
 
-/// How many threads read a push's objects.
+/// How many threads read a push's objects (each may keep 64 MiB).
 fn scan_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(2)
 }
 
 /// The screen of a push (`receive_pack::conclude_screened`), when
@@ -110,7 +110,7 @@ pub fn screen(
     let findings = match leak_scan::scan(&format, &repo.path().join("objects"), q.dir(), scan_threads()) {
         Ok(f) => f,
         Err(e) => {
-            tracing::error!(repository = %push.repo, "cannot scan a push for tokens: {}", e.message());
+            tracing::error!(repository = %push.repo, "cannot scan a push for tokens: {e}");
             return unchecked();
         }
     };
