@@ -382,6 +382,8 @@ struct Window {
     /// Where in the file `buf` starts.
     at: u64,
     len: u64,
+    /// A read before the window.
+    back: Vec<u8>,
 }
 
 /// The window's size.
@@ -393,14 +395,22 @@ impl Window {
         use std::os::unix::fs::FileExt;
         let want = want.min(WINDOW) as u64;
         let end = (at + want).min(self.len);
-        if at < self.at || end > self.at + self.buf.len() as u64 {
-            let n = (self.len.saturating_sub(at)).min(WINDOW as u64) as usize;
-            self.buf.resize(n, 0);
-            self.file.read_exact_at(&mut self.buf, at)?;
-            self.at = at;
+        if at >= self.at && end <= self.at + self.buf.len() as u64 {
+            let from = (at - self.at) as usize;
+            return Ok(&self.buf[from..from + (end - at) as usize]);
         }
-        let from = (at - self.at) as usize;
-        Ok(&self.buf[from..from + (end - at) as usize])
+        if at < self.at {
+            // Back to a base: read just that, and keep the window where
+            // the reading goes on.
+            self.back.resize((end - at) as usize, 0);
+            self.file.read_exact_at(&mut self.back, at)?;
+            return Ok(&self.back);
+        }
+        let n = (self.len.saturating_sub(at)).min(WINDOW as u64) as usize;
+        self.buf.resize(n, 0);
+        self.file.read_exact_at(&mut self.buf, at)?;
+        self.at = at;
+        Ok(&self.buf[..(end - at) as usize])
     }
 }
 
@@ -423,6 +433,7 @@ impl PackReader {
                 buf: Vec::new(),
                 at: 0,
                 len,
+                back: Vec::new(),
             },
             entries,
             end,

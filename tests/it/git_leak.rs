@@ -443,3 +443,26 @@ fn notify_preview_shows_the_leaked_notice() {
     assert_contains(&preview, "The push was refused", "the preview");
     assert!(!preview.contains(secret.trim()));
 }
+
+#[test]
+fn a_push_that_would_create_a_repository_with_a_token_creates_none() {
+    for engine in ENGINES {
+        for srv in TestServer::each_with_engine(engine) {
+            let p = people(&srv);
+            for (gi, git) in gits().iter().enumerate() {
+                let ctx = format!("{} engine {engine}", git.context(srv.backend()));
+                let work = tmp();
+                git.ok(work.path(), &["init", "-q", "."]);
+                commit(git, work.path(), "README", "hello\n", "first");
+                let (refspecs, refs, place) = make_case(Case::NewFile, git, work.path(), &p.leaked);
+                let path = format!("alice/new-{gi}");
+                let url = srv.url_as("alice", &p.pusher, &format!("/{path}.git"));
+                let out = push_fails(git, work.path(), &url, &refspecs, &[]);
+                every_ref_refused(&out, &refs, &ctx);
+                assert_contains(&remote_lines(&out).join("\n"), &place, &ctx);
+                assert!(srv.project(&path).is_none(), "{ctx}: the repository was created");
+                assert!(!srv.repo_dir(&path).exists(), "{ctx}: its folder is left");
+            }
+        }
+    }
+}
