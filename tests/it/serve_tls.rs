@@ -84,8 +84,13 @@ fn certs() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
 fn both_gits_clone_and_push_over_https_trusting_the_test_ca() {
     let (_certs, ca, cert, key) = certs();
     let s = https_server(&cert, &key, &[]);
+    // git's default (HTTP/2 by ALPN) with protocol v2, and HTTP/1.1 with v0.
     for git in gits_speaking(None).iter().chain(gits().iter()) {
         let label = git.context("sqlite");
+        let http_version = match git.protocol {
+            None => "http.version=HTTP/2",
+            Some(_) => "http.version=HTTP/1.1",
+        };
         let work = tmp();
         let branch = format!(
             "refs/heads/{}-v{}",
