@@ -222,13 +222,13 @@ pub fn authenticate(
 }
 
 /// The audit event of `admin` acting as `user` through Sudo on `method
-/// path` (the path only: a query may carry a token).
+/// path` (the path only: a query may carry a token) with token `token_id`.
 #[allow(clippy::too_many_arguments)]
 pub fn record_sudo(
     conn: &mut DbConn,
     admin: &User,
     user: &User,
-    token: &TokenRow,
+    token_id: i64,
     method: &str,
     path: &str,
     ip: Option<IpAddr>,
@@ -242,7 +242,7 @@ pub fn record_sudo(
     )
     .with("method", method)
     .with("path", audit::clip(path))
-    .with("token_id", token.id);
+    .with("token_id", token_id);
     audit::record(
         conn,
         &Actor::user(admin, Via::Api, ip.map(|i| i.to_string())),

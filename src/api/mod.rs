@@ -405,11 +405,10 @@ impl ApiCall {
                     token_id: Some(c.token.id),
                     sudo_by: c.sudo_by.as_ref().map(|u| u.id),
                 });
-                // Sudo let in is recorded, as the token's use is.
-                if let Some(admin) = &c.sudo_by {
-                    auth::record_sudo(conn, admin, &c.user, &c.token, &method, &path, ip, now)?;
-                }
             }
+            let sudo = caller
+                .as_ref()
+                .and_then(|c| c.sudo_by.clone().map(|admin| (admin, c.user.clone(), c.token.id)));
             let mut ctx = Ctx {
                 conn,
                 app: &app,
@@ -421,7 +420,16 @@ impl ApiCall {
                 ip,
                 segments: &segments,
             };
-            f(&mut ctx)
+            let reply = f(&mut ctx)?;
+            // Sudo's use is recorded once the request succeeded (a refused
+            // request writes nothing); what it changed carries
+            // `impersonated_by` in its own events already.
+            if let Some((admin, user, token_id)) = sudo {
+                if let Err(e) = auth::record_sudo(ctx.conn, &admin, &user, token_id, &method, &path, ip, now) {
+                    tracing::warn!(user_id = user.id, "cannot record the use of Sudo: {e}");
+                }
+            }
+            Ok(reply)
         })
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("the API worker failed: {e}")))??;

@@ -48,7 +48,8 @@ pub struct Actor {
     pub email: Option<String>,
     /// The client's address (none from the command line).
     pub ip: Option<String>,
-    pub via: Via,
+    /// Where the change came from (none for gitpat's own).
+    pub via: Option<Via>,
     /// The administrator acting as `user_id` through Sudo.
     pub sudo_by: Option<String>,
 }
@@ -61,7 +62,7 @@ impl Actor {
             name: CLI.into(),
             email: None,
             ip: None,
-            via: Via::Cli,
+            via: Some(Via::Cli),
             sudo_by: None,
         }
     }
@@ -71,6 +72,7 @@ impl Actor {
         Actor {
             name: SYSTEM.into(),
             ip,
+            via: None,
             ..Actor::cli()
         }
     }
@@ -82,7 +84,7 @@ impl Actor {
             name: u.username.clone(),
             email: Some(u.email.clone()),
             ip,
-            via,
+            via: Some(via),
             sudo_by: None,
         }
     }
@@ -167,7 +169,9 @@ pub fn clip(s: &str) -> String {
 pub fn record(conn: &mut DbConn, actor: &Actor, event: Event, now: DateTime<Utc>) -> Result<()> {
     let mut details = event.extra;
     details.insert("custom_message".into(), json!(event.message));
-    details.insert("via".into(), json!(actor.via.as_str()));
+    if let Some(via) = actor.via {
+        details.insert("via".into(), json!(via.as_str()));
+    }
     if let Some(e) = &actor.email {
         details.insert("author_email".into(), json!(e));
     }
@@ -323,7 +327,7 @@ mod tests {
             name: "root".into(),
             email: Some("admin@example.com".into()),
             ip: Some("192.0.2.1".into()),
-            via: Via::Api,
+            via: Some(Via::Api),
             sudo_by: None,
         };
         let e = Event::on_instance("application_setting_updated", "Changed x from 1 to 2")

@@ -167,7 +167,8 @@ pub fn create(
         let row = db::token::insert(conn, &new)?;
         // The owner hears of every new token, however it was made.
         let by = (!req.actor.is(req.user.id) && req.actor.user_id.is_some()).then_some(req.actor.name.as_str());
-        crate::service::notify::queue_created(conn, &row, req.actor.via, by, now)?;
+        let via = req.actor.via.unwrap_or(Via::Cli);
+        crate::service::notify::queue_created(conn, &row, via, by, now)?;
         let event = Event::on_user(
             event_name(&row, "created"),
             req.user,
@@ -486,22 +487,31 @@ pub fn verify(
         if db::token::find_successor(conn, row.id)?.is_some() {
             let burnt = crate::db::write_transaction(conn, |conn| {
                 let ids = family_ids(conn, &row)?;
+                let mut live = Vec::new();
+                for id in &ids {
+                    if db::token::find(conn, *id)?.is_some_and(|t| !t.revoked) {
+                        live.push(*id);
+                    }
+                }
                 let burnt = db::token::revoke_all(conn, &ids)?;
                 // The owner is told, once, from where; so is the audit log.
                 if burnt > 0 {
                     crate::service::notify::queue_family_revoked(conn, row.id, ip, now)?;
                     let owner = owner_of(conn, &row)?;
-                    let mut sorted = ids.clone();
-                    sorted.sort_unstable();
+                    let mut family = ids.clone();
+                    family.sort_unstable();
+                    live.sort_unstable();
                     let event = Event::on_user(
                         "personal_access_token_family_revoked",
                         &owner,
                         format!(
-                            "Revoked the tokens {sorted:?}: the rotated-away token with id {} was used again",
+                            "Revoked the tokens {live:?}: the rotated-away token with id {} was used again",
                             row.id
                         ),
                     );
-                    let event = token_event(event, &row).with("revoked_token_ids", sorted);
+                    let event = token_event(event, &row)
+                        .with("revoked_token_ids", live)
+                        .with("family_token_ids", family);
                     audit::record(conn, &Actor::system(ip.map(str::to_string)), event, now)?;
                 }
                 Ok::<_, Error>(burnt)
