@@ -851,8 +851,21 @@ fn the_pages_record_sign_ins_failures_and_changes() {
             ],
         );
 
-        // The second factor: a wrong code, then the right one.
+        // The second factor: on (by an administrator's command), then a
+        // wrong code, then the right one.
+        let m = mark(&srv);
         let uri = gitpat::service::users::enable_two_factor(&mut srv.conn(), &Actor::cli(), "tfa", Utc::now()).unwrap();
+        expect_events(
+            &srv,
+            m,
+            "2FA on",
+            &[want(
+                "user_two_factor_enabled",
+                ("User", tfa.id),
+                (None, "cli"),
+                json!({"via": "cli", "ip_address": null}),
+            )],
+        );
         let secret = uri
             .split("secret=")
             .nth(1)
@@ -956,8 +969,233 @@ fn the_pages_record_sign_ins_failures_and_changes() {
         );
         secrets.push(("token made on the page", shown));
 
+        // Alice turns 2FA on in its page.
+        web.get("/-/user_settings/two_factor_auth");
+        let pending = gitpat::db::user::find(&mut srv.conn(), alice.id)
+            .unwrap()
+            .and_then(|u| u.otp_secret)
+            .expect("a secret being enrolled");
+        let m = mark(&srv);
+        let r = web.post(
+            "/-/user_settings/two_factor_auth",
+            &[("pin_code", &code(&pending)), ("current_password", new_password)],
+        );
+        assert_eq!(r.status, 303, "[{}] 2FA enrolment: {}", srv.backend(), r.text());
+        expect_events(
+            &srv,
+            m,
+            "2FA enrolment on the page",
+            &[want(
+                "user_two_factor_enabled",
+                a,
+                (Some(alice.id), "alice"),
+                web_here(json!({})),
+            )],
+        );
+        let shown = web.get("/-/user_settings/two_factor_auth").text();
+        let codes: Vec<String> = shown
+            .split(|c: char| !c.is_ascii_hexdigit())
+            .filter(|w| w.len() == 16)
+            .map(str::to_string)
+            .collect();
+        assert!(
+            codes.len() >= 10,
+            "[{}] no recovery codes shown: {shown}",
+            srv.backend()
+        );
+        for c in codes {
+            secrets.push(("recovery code", c));
+        }
+
+        // An administrator on the admin pages: blocks alice, resets tfa's
+        // second factor.
+        let boss = srv.user("boss", true, Some(PASSWORD));
+        let mut admin = WebClient::new(&srv);
+        admin.sign_in("boss", PASSWORD);
+        admin.get("/admin/users/alice");
+        let by_boss = (Some(boss.id), "boss");
+        let cases: Vec<(&str, &str, Vec<Want>)> = vec![
+            (
+                "block alice",
+                "/admin/users/alice/block",
+                vec![want(
+                    "user_blocked",
+                    a,
+                    by_boss,
+                    web_here(json!({"author_email": "boss@example.com"})),
+                )],
+            ),
+            ("block alice again", "/admin/users/alice/block", vec![]),
+            (
+                "unblock alice",
+                "/admin/users/alice/unblock",
+                vec![want("user_unblocked", a, by_boss, web_here(json!({})))],
+            ),
+            (
+                "reset tfa's 2FA",
+                "/admin/users/tfa/disable_two_factor",
+                vec![want("user_two_factor_disabled", t, by_boss, web_here(json!({})))],
+            ),
+        ];
+        for (what, path, wants) in cases {
+            let m = mark(&srv);
+            let r = admin.post(path, &[]);
+            assert_eq!(r.status, 303, "[{}] {what}: {}", srv.backend(), r.text());
+            expect_events(&srv, m, what, &wants);
+        }
+
+        // Repeated wrong passwords lock the account: its own event.
+        srv.setting("max_login_attempts", "2");
+        let locky = srv.user("locky", false, Some(PASSWORD));
+        let l = ("User", locky.id);
+        let m = mark(&srv);
+        for _ in 0..2 {
+            let r = other.post("/users/sign_in", &[("login", "locky"), ("password", wrong)]);
+            assert_eq!(r.status, 422, "[{}] locky's wrong password", srv.backend());
+        }
+        let failed = || {
+            want(
+                "login_failed_with_standard_authentication",
+                l,
+                (None, "locky"),
+                web_here(json!({})),
+            )
+        };
+        expect_events(
+            &srv,
+            m,
+            "an account locked",
+            &[
+                failed(),
+                failed(),
+                want(
+                    "user_access_locked",
+                    l,
+                    (None, "gitpat"),
+                    json!({"failures": 2, "ip_address": null}),
+                ),
+            ],
+        );
+
         secrets.extend(stored_secrets(&srv));
         assert_no_secret(&srv, &rt, &secrets);
+    }
+}
+
+/// Makes every insert into `audit_events` fail, as a full disk or a lost
+/// connection would at that moment.
+fn refuse_audit_inserts(srv: &TestServer) {
+    use diesel::connection::SimpleConnection;
+    let sql = if srv.backend() == "postgres" {
+        "CREATE FUNCTION no_audit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'no audit'; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER no_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION no_audit();"
+    } else {
+        "CREATE TRIGGER no_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'no audit'); END;"
+    };
+    srv.conn().batch_execute(sql).expect("the trigger");
+}
+
+type Change<'a> = Box<dyn Fn(&mut gitpat::db::DbConn) -> gitpat::error::Result<()> + 'a>;
+
+#[test]
+fn a_change_whose_event_cannot_be_written_is_not_made() {
+    use gitpat::service::{tokens, two_factor, users};
+    for srv in TestServer::each() {
+        srv.user("root", true, None);
+        let alice = srv.user("alice", false, None);
+        srv.user("blocked", false, None);
+        users::set_blocked(&mut srv.conn(), &Actor::cli(), "blocked", true, Utc::now()).unwrap();
+        srv.user("tfa", false, None);
+        users::enable_two_factor(&mut srv.conn(), &Actor::cli(), "tfa", Utc::now()).unwrap();
+        let live = srv.token("alice", &["api"], None);
+        let live_id = srv.token_row(&live).id;
+        let key = srv.app.key.clone();
+        refuse_audit_inserts(&srv);
+        let before = srv.snapshot();
+        let cli = Actor::cli();
+        let now = Utc::now();
+        let settings = gitpat::settings::Settings::default();
+        let scopes = vec!["api".to_string()];
+        let changes: Vec<(&str, Change)> = vec![
+            (
+                "a token created",
+                Box::new(|c| {
+                    let req = tokens::NewTokenRequest {
+                        user: &alice,
+                        name: "n",
+                        description: None,
+                        scopes: &scopes,
+                        expires_at: None,
+                        token: None,
+                        impersonation: false,
+                        actor: &cli,
+                    };
+                    tokens::create(c, &key, &settings, &req, now).map(|_| ())
+                }),
+            ),
+            (
+                "a token revoked",
+                Box::new(|c| tokens::revoke(c, &cli, live_id, now).map(|_| ())),
+            ),
+            (
+                "a token rotated",
+                Box::new(|c| tokens::rotate(c, &key, &settings, &cli, live_id, None, now).map(|_| ())),
+            ),
+            (
+                "a user created",
+                Box::new(|c| {
+                    let req = users::NewUserRequest {
+                        username: "new",
+                        email: "new@example.com",
+                        name: None,
+                        password: None,
+                        is_admin: false,
+                    };
+                    users::create(c, &cli, &req, now).map(|_| ())
+                }),
+            ),
+            (
+                "a user made an admin",
+                Box::new(|c| {
+                    let req = users::UserUpdate {
+                        is_admin: Some(true),
+                        ..Default::default()
+                    };
+                    users::update(c, &cli, alice.id, &req, now).map(|_| ())
+                }),
+            ),
+            (
+                "a user blocked",
+                Box::new(|c| users::set_blocked(c, &cli, "alice", true, now).map(|_| ())),
+            ),
+            (
+                "a user unblocked",
+                Box::new(|c| users::set_blocked(c, &cli, "blocked", false, now).map(|_| ())),
+            ),
+            (
+                "2FA on",
+                Box::new(|c| users::enable_two_factor(c, &cli, "alice", now).map(|_| ())),
+            ),
+            (
+                "2FA off",
+                Box::new(|c| {
+                    let u = users::get(c, "tfa")?;
+                    two_factor::disable(c, &cli, &u, now)
+                }),
+            ),
+            (
+                "settings changed",
+                Box::new(|c| {
+                    gitpat::settings::Settings::store_many(c, &cli, &[("max_login_attempts", "3".into())], now)
+                        .map(|_| ())
+                }),
+            ),
+        ];
+        for (what, change) in &changes {
+            let r = change(&mut srv.conn());
+            assert!(r.is_err(), "[{}] {what}: made without its audit event", srv.backend());
+            unchanged(&srv, &before, what);
+        }
     }
 }
 
