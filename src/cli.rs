@@ -65,6 +65,27 @@ pub enum Command {
     /// them into an empty data directory.
     #[command(subcommand)]
     Backup(BackupCmd),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// List audit events, newest first.
+    List {
+        /// Only events of this entity type (User or Instance).
+        #[arg(long)]
+        entity_type: Option<String>,
+        /// Only events of this entity id.
+        #[arg(long)]
+        entity_id: Option<i64>,
+        /// At most this many events [default: all].
+        #[arg(long)]
+        limit: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -376,6 +397,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let conn: &mut db::DbConn = &mut conn;
     let mut out = std::io::stdout().lock();
     let now = service::now();
+    // The command line's changes are audited as `cli`, with no address.
+    let actor = service::audit::Actor::cli();
     match cli.command {
         Command::Serve(_) | Command::Tls(_) | Command::Backup(_) => unreachable!("handled above"),
         Command::User(cmd) => match cmd {
@@ -398,7 +421,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     password: password.as_deref(),
                     is_admin: admin,
                 };
-                let user = users::create(conn, &req, now)?;
+                let user = users::create(conn, &actor, &req, now)?;
                 writeln!(out, "{}", user.id)?;
             }
             UserCmd::List { json: as_json } => {
@@ -428,15 +451,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             UserCmd::Block { username } => {
-                users::set_blocked(conn, &username, true)?;
+                users::set_blocked(conn, &actor, &username, true, now)?;
             }
             UserCmd::Unblock { username } => {
-                users::set_blocked(conn, &username, false)?;
+                users::set_blocked(conn, &actor, &username, false, now)?;
             }
             UserCmd::TwoFactor(TwoFactorCmd::Enable { username }) => {
-                writeln!(out, "{}", users::enable_two_factor(conn, &username)?)?;
+                writeln!(out, "{}", users::enable_two_factor(conn, &actor, &username, now)?)?;
             }
-            UserCmd::TwoFactor(TwoFactorCmd::Disable { username }) => users::disable_two_factor(conn, &username)?,
+            UserCmd::TwoFactor(TwoFactorCmd::Disable { username }) => {
+                users::disable_two_factor(conn, &actor, &username, now)?
+            }
         },
         Command::Token(cmd) => {
             let settings = Settings::load(conn)?;
@@ -457,10 +482,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         expires_at,
                         token: token.as_deref(),
                         impersonation: a.impersonation,
-
-                        via: tokens::Via::Cli,
-
-                        by: None,
+                        actor: &actor,
                     };
                     let (_, plain) = tokens::create(conn, &app.key, &settings, &req, now)?;
                     writeln!(out, "{}", plain.expose())?;
@@ -504,14 +526,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         (None, Some(id)) => id,
                         (None, None) => bail!("give --token or --id"),
                     };
-                    tokens::revoke(conn, id)?;
+                    tokens::revoke(conn, &actor, id, now)?;
                 }
                 TokenCmd::Rotate { id, expires_at } => {
                     let expires_at = expires_at
                         .as_deref()
                         .map(|d| service::parse_date("--expires-at", d))
                         .transpose()?;
-                    let (_, plain) = tokens::rotate(conn, &app.key, &settings, id, expires_at, now)?;
+                    let (_, plain) = tokens::rotate(conn, &app.key, &settings, &actor, id, expires_at, now)?;
                     writeln!(out, "{}", plain.expose())?;
                 }
             }
@@ -581,9 +603,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             SettingsCmd::Set { key, value } => {
-                Settings::store(conn, &key, &value)?;
+                Settings::store(conn, &actor, &key, &value, now)?;
             }
         },
+        Command::Audit(cmd) => audit(conn, cmd, &mut out)?,
     }
     out.flush()?;
     Ok(())
@@ -627,6 +650,53 @@ fn backup(config: &Config, cmd: &BackupCmd) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+fn audit(conn: &mut db::DbConn, cmd: AuditCmd, out: &mut impl Write) -> anyhow::Result<()> {
+    let AuditCmd::List {
+        entity_type,
+        entity_id,
+        limit,
+        json: as_json,
+    } = cmd;
+    if let Some(t) = &entity_type {
+        if !service::audit::ENTITY_TYPES.contains(&t.as_str()) {
+            bail!(
+                "--entity-type must be one of {}, not {t:?}",
+                service::audit::ENTITY_TYPES.join(", ")
+            );
+        }
+    }
+    if limit.is_some_and(|l| l < 1) {
+        bail!("--limit must be at least 1");
+    }
+    let q = db::audit_event::AuditQuery {
+        entity_type,
+        entity_id,
+        ..Default::default()
+    };
+    let events = service::audit::list(conn, &q, limit)?;
+    if as_json {
+        let list: Vec<serde_json::Value> = events.iter().map(service::audit::view).collect();
+        json(out, &list)?;
+    } else {
+        let rows: Vec<Vec<String>> = events.iter().map(service::audit::line).collect();
+        table(
+            out,
+            &[
+                "ID",
+                "CREATED_AT",
+                "EVENT",
+                "AUTHOR",
+                "ENTITY",
+                "TARGET",
+                "IP",
+                "MESSAGE",
+            ],
+            &rows,
+        )?;
+    }
     Ok(())
 }
 
@@ -732,6 +802,12 @@ async fn sweep_hourly(app: App) {
         let app = app.clone();
         let swept = crate::metrics::block(move || -> anyhow::Result<_> {
             let mut conn = app.conn()?;
+            // Audit events past their retention go too.
+            match service::audit::purge(&mut conn, &app.settings(), service::now()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("purged {n} audit events past audit_events_retention_days"),
+                Err(e) => tracing::warn!("the purge of old audit events failed: {e}"),
+            }
             Ok(service::repos::sweep(
                 &mut conn,
                 &app.store,

@@ -154,5 +154,6 @@ pub fn settings(s: &Settings) -> Value {
         "session_expire_delay": s.session_expire_delay,
         "token_expiry_notifications_enabled": s.token_expiry_notifications_enabled,
         "token_expiry_notify_days": s.token_expiry_notify_days,
+        "audit_events_retention_days": s.audit_events_retention_days,
     })
 }

@@ -131,10 +131,15 @@ pub async fn show_self(call: ApiCall) -> ApiResult {
     .await
 }
 
-/// Revokes; revoking a revoked token changes nothing and is no error.
+/// Revokes; revoking a revoked token changes (and records) nothing and
+/// is no error.
 fn revoke_row(cx: &mut Ctx, t: &TokenRow) -> Result<Reply, ApiError> {
     if !t.revoked {
-        db::token::revoke(cx.conn, t.id)?;
+        let actor = cx.actor()?;
+        match svc::revoke(cx.conn, &actor, t.id, cx.now) {
+            Ok(_) | Err(crate::error::Error::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Reply::no_content()
 }
@@ -166,7 +171,8 @@ fn rotate_row(cx: &mut Ctx, t: &TokenRow) -> Result<Reply, ApiError> {
     if t.revoked {
         return Err(ApiError::bad_request("Token already revoked"));
     }
-    let (row, plain) = svc::rotate(cx.conn, &cx.app.key, &cx.settings, t.id, expires_at, cx.now)?;
+    let actor = cx.actor()?;
+    let (row, plain) = svc::rotate(cx.conn, &cx.app.key, &cx.settings, &actor, t.id, expires_at, cx.now)?;
     Reply::ok(entities::new_token(&row, &plain, &cx.settings, cx.today()))
 }
 
@@ -216,11 +222,7 @@ fn create_token(cx: &mut Ctx, user: &User, impersonation: bool) -> Result<Reply,
         ));
     }
     // An administrator making another user's token is named in its notice.
-    let by = cx
-        .caller
-        .as_ref()
-        .map(|c| c.user.username.clone())
-        .filter(|me| me != &user.username);
+    let actor = cx.actor()?;
     let req = NewTokenRequest {
         user,
         name: &name,
@@ -229,10 +231,7 @@ fn create_token(cx: &mut Ctx, user: &User, impersonation: bool) -> Result<Reply,
         expires_at,
         token: None,
         impersonation,
-
-        via: svc::Via::Api,
-
-        by: by.as_deref(),
+        actor: &actor,
     };
     let (row, plain) = svc::create(cx.conn, &cx.app.key, &cx.settings, &req, cx.now)?;
     Reply::created(entities::new_token(&row, &plain, &cx.settings, cx.today()))

@@ -150,3 +150,21 @@ diesel::table! {
 diesel::joinable!(notifications -> personal_access_tokens (token_id));
 diesel::allow_tables_to_appear_in_same_query!(notifications, personal_access_tokens);
 diesel::allow_tables_to_appear_in_same_query!(notifications, users);
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        author_id -> Nullable<BigInt>,
+        author_name -> Text,
+        entity_type -> Text,
+        entity_id -> BigInt,
+        entity_path -> Nullable<Text>,
+        event_name -> Text,
+        target_type -> Nullable<Text>,
+        target_id -> Nullable<BigInt>,
+        target_details -> Nullable<Text>,
+        ip_address -> Nullable<Text>,
+        details -> Text,
+        created_at -> Timestamp,
+    }
+}

@@ -10,6 +10,7 @@ use crate::db::page::Listing;
 use crate::db::token::{ActiveOn, NewToken, TokenQuery, TokenRow};
 use crate::db::{self, user::User, DbConn};
 use crate::error::{Error, Result};
+use crate::service::audit::{self, Actor, Event};
 use crate::settings::Settings;
 
 pub use crate::service::notify::Via;
@@ -30,10 +31,9 @@ pub struct NewTokenRequest<'a> {
     /// A predetermined token string (admin automation), else one is generated.
     pub token: Option<&'a str>,
     pub impersonation: bool,
-    /// How it is made, and by whom when that is not the owner (an
-    /// administrator's username): for the owner's notice.
-    pub via: Via,
-    pub by: Option<&'a str>,
+    /// Who makes it, how and from where: the author of its audit event,
+    /// and named in the owner's notice when that is not the owner.
+    pub actor: &'a Actor,
 }
 
 /// The token as the API and `token list --json` show it: never the secret.
@@ -166,10 +166,59 @@ pub fn create(
         }
         let row = db::token::insert(conn, &new)?;
         // The owner hears of every new token, however it was made.
-        crate::service::notify::queue_created(conn, &row, req.via, req.by, now)?;
+        let by = (!req.actor.is(req.user.id) && req.actor.user_id.is_some()).then_some(req.actor.name.as_str());
+        let via = req.actor.via.unwrap_or(Via::Cli);
+        crate::service::notify::queue_created(conn, &row, via, by, now)?;
+        let event = Event::on_user(
+            event_name(&row, "created"),
+            req.user,
+            format!("Created {} with id {}", kind_of(&row), row.id),
+        );
+        audit::record(conn, req.actor, token_event(event, &row), now)?;
         Ok(row)
     })?;
     Ok((row, plain))
+}
+
+/// A token's kind in words.
+fn kind_of(t: &TokenRow) -> &'static str {
+    if t.impersonation {
+        "impersonation token"
+    } else {
+        "personal access token"
+    }
+}
+
+/// The audit event of `action` (created, revoked, rotated) on `t`.
+fn event_name(t: &TokenRow, action: &str) -> &'static str {
+    match (t.impersonation, action) {
+        (true, "created") => "impersonation_token_created",
+        (true, "revoked") => "impersonation_token_revoked",
+        (true, _) => "impersonation_token_rotated",
+        (false, "created") => "personal_access_token_created",
+        (false, "revoked") => "personal_access_token_revoked",
+        (false, _) => "personal_access_token_rotated",
+    }
+}
+
+/// `event` aimed at token `t`, with its scopes and expiry.
+fn token_event(event: Event, t: &TokenRow) -> Event {
+    let scopes: Vec<&str> = token::scopes_from_db(&t.scopes)
+        .into_iter()
+        .map(Scope::as_str)
+        .collect();
+    event
+        .target(audit::TOKEN, Some(t.id), t.name.clone())
+        .with("token_id", t.id)
+        .with("token_name", t.name.clone())
+        .with("scopes", scopes)
+        .with("expires_at", t.expires_at.map(|d| d.format("%Y-%m-%d").to_string()))
+        .with("impersonation", t.impersonation)
+}
+
+/// The owner of token `t`, for its events.
+fn owner_of(conn: &mut DbConn, t: &TokenRow) -> Result<User> {
+    db::user::find(conn, t.user_id)?.ok_or_else(|| Error::NotFound(format!("no user with id {}", t.user_id)))
 }
 
 pub fn get(conn: &mut DbConn, id: i64) -> Result<TokenRow> {
@@ -244,13 +293,24 @@ pub fn find_by_secret(conn: &mut DbConn, key: &SecretKey, secret: &PlainToken) -
     db::token::find_by_digest(conn, key.digest(secret).as_str())?.ok_or_else(|| Error::NotFound("no such token".into()))
 }
 
-pub fn revoke(conn: &mut DbConn, id: i64) -> Result<TokenRow> {
-    let row = get(conn, id)?;
-    if row.revoked {
-        return Err(Error::Conflict(format!("token {id} is already revoked")));
-    }
-    db::token::revoke(conn, id)?;
-    get(conn, id)
+/// Revokes token `id` (a conflict when it is revoked already), with its
+/// audit event by `actor`, in one transaction.
+pub fn revoke(conn: &mut DbConn, actor: &Actor, id: i64, now: DateTime<Utc>) -> Result<TokenRow> {
+    crate::db::write_transaction(conn, |conn| {
+        let row = get(conn, id)?;
+        // Compare-and-set: of two revocations at once, one is recorded.
+        if row.revoked || db::token::revoke_all(conn, &[id])? != 1 {
+            return Err(Error::Conflict(format!("token {id} is already revoked")));
+        }
+        let owner = owner_of(conn, &row)?;
+        let event = Event::on_user(
+            event_name(&row, "revoked"),
+            &owner,
+            format!("Revoked {} with id {id}", kind_of(&row)),
+        );
+        audit::record(conn, actor, token_event(event, &row), now)?;
+        get(conn, id)
+    })
 }
 
 /// Rotates a token in one transaction: revokes it and creates its successor
@@ -260,6 +320,7 @@ pub fn rotate(
     conn: &mut DbConn,
     key: &SecretKey,
     settings: &Settings,
+    actor: &Actor,
     id: i64,
     expires_at: Option<NaiveDate>,
     now: DateTime<Utc>,
@@ -299,7 +360,24 @@ pub fn rotate(
             impersonation: old.impersonation,
             previous_token_id: Some(old.id),
         };
-        Ok(db::token::insert(conn, &new)?)
+        let row = db::token::insert(conn, &new)?;
+        let owner = owner_of(conn, &old)?;
+        let event = Event::on_user(
+            event_name(&old, "rotated"),
+            &owner,
+            format!(
+                "Rotated {} with id {}: its successor is {}",
+                kind_of(&old),
+                old.id,
+                row.id
+            ),
+        );
+        let event = token_event(event, &old).with("new_token_id", row.id).with(
+            "new_expires_at",
+            row.expires_at.map(|d| d.format("%Y-%m-%d").to_string()),
+        );
+        audit::record(conn, actor, event, now)?;
+        Ok(row)
     })?;
     Ok((row, plain))
 }
@@ -435,10 +513,32 @@ fn check_token(
         if db::token::find_successor(conn, row.id)?.is_some() {
             let burnt = crate::db::write_transaction(conn, |conn| {
                 let ids = family_ids(conn, &row)?;
+                let mut live = Vec::new();
+                for id in &ids {
+                    if db::token::find(conn, *id)?.is_some_and(|t| !t.revoked) {
+                        live.push(*id);
+                    }
+                }
                 let burnt = db::token::revoke_all(conn, &ids)?;
-                // The owner is told, once, from where.
+                // The owner is told, once, from where; so is the audit log.
                 if burnt > 0 {
                     crate::service::notify::queue_family_revoked(conn, row.id, ip, now)?;
+                    let owner = owner_of(conn, &row)?;
+                    let mut family = ids.clone();
+                    family.sort_unstable();
+                    live.sort_unstable();
+                    let event = Event::on_user(
+                        "personal_access_token_family_revoked",
+                        &owner,
+                        format!(
+                            "Revoked the tokens {live:?}: the rotated-away token with id {} was used again",
+                            row.id
+                        ),
+                    );
+                    let event = token_event(event, &row)
+                        .with("revoked_token_ids", live)
+                        .with("family_token_ids", family);
+                    audit::record(conn, &Actor::system(ip.map(str::to_string)), event, now)?;
                 }
                 Ok::<_, Error>(burnt)
             })?;

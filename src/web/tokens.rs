@@ -358,6 +358,7 @@ pub async fn create(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
     let settings = app.settings();
     let (user, row, secret) = (current.user.clone(), current.row.clone(), current.secret.clone());
     let (name, description, scopes) = (draft.name.clone(), draft.description.clone(), draft.scopes.clone());
+    let actor = super::actor_of(&app, &req, &current.user);
     let made = with_conn(&app, move |conn, app| {
         let req = tokens::NewTokenRequest {
             user: &user,
@@ -367,10 +368,7 @@ pub async fn create(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
             expires_at,
             token: None,
             impersonation: false,
-
-            via: tokens::Via::Web,
-
-            by: None,
+            actor: &actor,
         };
         match tokens::create(conn, &app.key, &settings, &req, crate::service::now()) {
             Ok((_, plain)) => {
@@ -406,9 +404,10 @@ pub async fn revoke(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
         return super::refusal(StatusCode::NOT_FOUND, "No such token.");
     };
     let user_id = current.user.id;
+    let actor = super::actor_of(&app, &req, &current.user);
     match with_conn(&app, move |conn, _| {
         tokens::get_owned(conn, user_id, id)?;
-        tokens::revoke(conn, id)
+        tokens::revoke(conn, &actor, id, crate::service::now())
     })
     .await
     {
@@ -427,9 +426,10 @@ pub async fn rotate(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
     };
     let settings = app.settings();
     let (user_id, row, secret) = (current.user.id, current.row.clone(), current.secret.clone());
+    let actor = super::actor_of(&app, &req, &current.user);
     match with_conn(&app, move |conn, app| {
         tokens::get_owned(conn, user_id, id)?;
-        let (_, plain) = tokens::rotate(conn, &app.key, &settings, id, None, crate::service::now())?;
+        let (_, plain) = tokens::rotate(conn, &app.key, &settings, &actor, id, None, crate::service::now())?;
         svc::set_flash(conn, &app.key, &row, &secret, svc::FlashKind::Token, plain.expose())
     })
     .await

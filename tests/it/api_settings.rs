@@ -36,6 +36,7 @@ fn defaults() -> Value {
         "session_expire_delay": 10080,
         "token_expiry_notifications_enabled": true,
         "token_expiry_notify_days": [60, 30, 7],
+        "audit_events_retention_days": 365,
     })
 }
 
@@ -134,6 +135,7 @@ fn settings_put_json_stores_and_returns_every_key() {
             "session_expire_delay": 60,
             "token_expiry_notifications_enabled": false,
             "token_expiry_notify_days": [30, 14, 1],
+            "audit_events_retention_days": 90,
         });
         let r = srv.api("PUT", "/application/settings", Some(&rt), Some(&body));
         expect(&srv, "PUT every key", &r, 200, body.clone());

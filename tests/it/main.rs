@@ -3,6 +3,7 @@
 
 mod support;
 
+mod api_audit;
 mod api_paging;
 mod api_projects;
 mod api_settings;

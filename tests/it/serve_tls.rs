@@ -104,7 +104,13 @@ fn both_gits_clone_and_push_over_https_trusting_the_test_ca() {
             git,
             &src,
             &ca,
-            &["push", &s.url("/alice/tls.git"), &format!("HEAD:{branch}")],
+            &[
+                "-c",
+                http_version,
+                "push",
+                &s.url("/alice/tls.git"),
+                &format!("HEAD:{branch}"),
+            ],
         );
         ok(&push, &format!("{label} push"));
         let cloned = work.path().join("clone");
@@ -113,6 +119,8 @@ fn both_gits_clone_and_push_over_https_trusting_the_test_ca() {
             work.path(),
             &ca,
             &[
+                "-c",
+                http_version,
                 "clone",
                 "-q",
                 "--branch",

@@ -238,7 +238,14 @@ fn sign_in_answers_alike_for_unknown_users_and_wrong_passwords_and_is_throttled(
         let b = srv.backend();
         srv.user("alice", false, Some(PASSWORD));
         srv.user("blocked", false, Some(PASSWORD));
-        gitpat::service::users::set_blocked(&mut srv.conn(), "blocked", true).expect("block");
+        gitpat::service::users::set_blocked(
+            &mut srv.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            "blocked",
+            true,
+            chrono::Utc::now(),
+        )
+        .expect("block");
         let attempt = |login: &str, password: &str| {
             let mut web = WebClient::new(&srv);
             web.get("/users/sign_in");
@@ -312,14 +319,35 @@ fn sessions_end_when_blocked_on_a_new_password_and_when_idle() {
             password: Some("another long password"),
             ..Default::default()
         };
-        gitpat::service::users::update(&mut srv.conn(), alice.id, &update).expect("a new password");
+        gitpat::service::users::update(
+            &mut srv.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            alice.id,
+            &update,
+            chrono::Utc::now(),
+        )
+        .expect("a new password");
         assert_eq!(one.get(TOKENS).status, 303, "[{b}] a session survived the new password");
         assert_eq!(two.get(TOKENS).status, 303, "[{b}]");
         one.sign_in("alice", "another long password");
-        gitpat::service::users::set_blocked(&mut srv.conn(), "alice", true).expect("block");
+        gitpat::service::users::set_blocked(
+            &mut srv.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            "alice",
+            true,
+            chrono::Utc::now(),
+        )
+        .expect("block");
         assert_eq!(one.get(TOKENS).status, 303, "[{b}] a session survived the block");
         assert_eq!(session_count(&srv, "alice"), 0, "[{b}]");
-        gitpat::service::users::set_blocked(&mut srv.conn(), "alice", false).expect("unblock");
+        gitpat::service::users::set_blocked(
+            &mut srv.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            "alice",
+            false,
+            chrono::Utc::now(),
+        )
+        .expect("unblock");
         // Idle past session_expire_delay (here a minute), a session is over.
         let mut settings = srv.app.settings();
         settings.session_expire_delay = 1;
@@ -737,7 +765,13 @@ fn the_other_forms_refuse_bad_input_next_to_the_field_and_write_nothing() {
 }
 
 fn totp_secret(srv: &TestServer, user: &str) -> String {
-    let uri = gitpat::service::users::enable_two_factor(&mut srv.conn(), user).expect("2FA on");
+    let uri = gitpat::service::users::enable_two_factor(
+        &mut srv.conn(),
+        &gitpat::service::audit::Actor::cli(),
+        user,
+        chrono::Utc::now(),
+    )
+    .expect("2FA on");
     let q = uri.split_once('?').map(|(_, q)| q).unwrap_or_default();
     form_urlencoded::parse(q.as_bytes())
         .find(|(k, _)| k == "secret")
@@ -815,8 +849,7 @@ fn impersonation_tokens_are_not_the_owners_to_see_rotate_or_revoke() {
             expires_at: None,
             token: None,
             impersonation: true,
-            via: gitpat::service::tokens::Via::Cli,
-            by: None,
+            actor: &gitpat::service::audit::Actor::cli(),
         };
         let (row, secret) =
             gitpat::service::tokens::create(&mut srv.conn(), &srv.app.key, &srv.app.settings(), &req, Utc::now())
