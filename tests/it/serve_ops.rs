@@ -381,3 +381,45 @@ fn metrics_answer_only_the_allowlist_or_their_own_listener() {
     let _ = c.read_to_end(&mut answer);
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 404"));
 }
+
+#[test]
+fn metrics_count_mails_sent_and_failed() {
+    // A closed port: bound, then let go.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mail_dir = tmp();
+    let cases = [
+        (
+            "sent",
+            vec![
+                ("GITPAT_MAIL", "file".to_string()),
+                ("GITPAT_MAIL_DIR", mail_dir.path().display().to_string()),
+            ],
+        ),
+        (
+            "failed",
+            vec![
+                ("GITPAT_MAIL", "smtp".to_string()),
+                ("GITPAT_SMTP_HOST", "127.0.0.1".to_string()),
+                ("GITPAT_SMTP_PORT", closed.to_string()),
+                ("GITPAT_SMTP_TLS", "none".to_string()),
+            ],
+        ),
+    ];
+    for (result, env) in cases {
+        let g = Gitpat::new(TestDb::sqlite());
+        g.ok(&["user", "create", "alice", "--email", "alice@example.com"]);
+        // A new token's notice is queued with it; serve's first round of
+        // notices goes at once.
+        g.ok(&[
+            "token", "create", "--user", "alice", "--name", "n", "--scopes", "read_api",
+        ]);
+        let server = Server::start_with_env(&g, &[], &env);
+        assert!(server.wait_for_log("token notices:"), "[{result}] {}", server.log());
+        let (_, values) = scrape(server.addr());
+        let key = format!("gitpat_mails_total{{result=\"{result}\"}}");
+        assert_eq!(value(&values, &key), 1.0, "[{result}] {values:#?}\n{}", server.log());
+    }
+}
