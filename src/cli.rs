@@ -979,6 +979,26 @@ fn serve(config: Config) -> anyhow::Result<()> {
             tracing::info!("metrics on http://{a}/-/metrics");
         }
         actix_web::rt::spawn(stop_on_signal(running.server.handle(), shutdown_timeout));
-        running.server.await.context("the server stopped with an error")
+        let stopped = running.server.await.context("the server stopped with an error");
+        wait_for_cleanup().await;
+        stopped
     })
+}
+
+/// After a stop, requests cut by the deadline are dropped on their
+/// workers' threads while this one returns: wait (a little) for what they
+/// hold (quarantines, locks, staging folders) to be removed before the
+/// process exits, rather than leave it to the next start's sweep.
+async fn wait_for_cleanup() {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while crate::git::sweep::held_count() > 0 {
+        if std::time::Instant::now() > deadline {
+            tracing::warn!(
+                "{} leftovers of cut requests remain; the next start sweeps them",
+                crate::git::sweep::held_count()
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
