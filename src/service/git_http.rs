@@ -201,6 +201,8 @@ pub fn grant(
 }
 
 /// Where authentication stands once the database has been asked.
+// One per request, gone at once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Step {
     Done(std::result::Result<Option<Caller>, Denied>),
     /// No such account: argon2 all the same, so that timing tells nothing.

@@ -219,10 +219,11 @@ fn a_token_limited_to_repositories_sees_only_those_projects() {
         srv.repo("bob/public", "bob", "public");
         // `_` in a pattern is no LIKE wildcard.
         srv.repo("team/aXb", "alice", "private");
+        srv.repo("te_m/app", "alice", "private");
         let plain = srv.token("alice", &["api"], None);
         let all = srv.api("GET", "/projects?per_page=100", Some(&plain), None);
-        assert_eq!(paths(&all.json).len(), 8, "[{b}] {}", all.json);
-        let cases: [(&[&str], &[&str]); 5] = [
+        assert_eq!(paths(&all.json).len(), 9, "[{b}] {}", all.json);
+        let cases: [(&[&str], &[&str]); 7] = [
             (&["alice/tools"], &["alice/tools"]),
             (
                 &["ALICE/Tools", "team/*"],
@@ -231,6 +232,8 @@ fn a_token_limited_to_repositories_sees_only_those_projects() {
             (&["team/**"], &["team/a_b", "team/aXb", "team/app", "team/sub/deep"]),
             (&["team/sub/*", "bob/public"], &["bob/public", "team/sub/deep"]),
             (&["team/a_b"], &["team/a_b"]),
+            (&["te_m/*"], &["te_m/app"]),
+            (&["TE_M/**", "nobody/*"], &["te_m/app"]),
         ];
         for (patterns, listed) in cases {
             let t = restricted_token(&srv, "alice", &["api"], Some(patterns), None);
