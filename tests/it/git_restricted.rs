@@ -11,7 +11,7 @@ use gitpat::service::tokens;
 use gitpat::settings::Settings;
 
 use crate::support::repo::{assert_contains, commit, for_each_ref, rev_parse, server_ref, tmp};
-use crate::support::server::{fixtures, gits, TestServer};
+use crate::support::server::{fixtures, gits, gits_speaking, TestServer};
 
 /// A token of `user` with `scopes`, limited to `repos` and `refs`.
 pub fn restricted_token(
@@ -64,7 +64,8 @@ fn a_token_limited_to_repositories_finds_every_other_one_missing() {
         );
         let deep = restricted_token(&srv, "alice", &["write_repository"], Some(&["team/**"]), None);
         let plain = srv.token("alice", &["write_repository"], None);
-        for git in gits() {
+        // Protocol v0, and v2 (the clients' default).
+        for git in gits().into_iter().chain(gits_speaking(None)) {
             let ctx = git.context(srv.backend());
             let work = tmp();
             let url = |t: &str, path: &str| srv.url_as("alice", t, &format!("/{path}.git"));
