@@ -250,6 +250,14 @@ pub struct TokenCreate {
     /// An impersonation token (made by an admin on behalf of the user).
     #[arg(long)]
     pub impersonation: bool,
+    /// Limit the token to these repositories (gitpat): comma-separated
+    /// paths or namespace patterns, such as alice/tools,team/*,team/**.
+    #[arg(long)]
+    pub repositories: Option<String>,
+    /// Limit the refs it may push to (gitpat): comma-separated git ref
+    /// patterns, such as refs/heads/feature/*,refs/tags/v*.
+    #[arg(long)]
+    pub push_ref_patterns: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -484,7 +492,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         impersonation: a.impersonation,
                         actor: &actor,
                     };
-                    let (_, plain) = tokens::create(conn, &app.key, &settings, &req, now)?;
+                    let split = |s: &Option<String>| s.as_deref().map(crate::auth::restriction::split_list);
+                    let (repositories, push_ref_patterns) = (split(&a.repositories), split(&a.push_ref_patterns));
+                    let limits = tokens::Limits {
+                        repositories: repositories.as_deref(),
+                        push_ref_patterns: push_ref_patterns.as_deref(),
+                    };
+                    let (_, plain) = tokens::create_limited(conn, &app.key, &settings, &req, limits, now)?;
                     writeln!(out, "{}", plain.expose())?;
                 }
                 TokenCmd::List { user, json: as_json } => {

@@ -193,8 +193,9 @@ pub async fn rotate_self(call: ApiCall) -> ApiResult {
     .await
 }
 
-/// Creates a token for `user` from `name`, `scopes`, `expires_at` and
-/// `description`, checking every parameter before anything is written.
+/// Creates a token for `user` from `name`, `scopes`, `expires_at`,
+/// `description` and gitpat's `repositories` and `push_ref_patterns`,
+/// checking every parameter before anything is written.
 fn create_token(cx: &mut Ctx, user: &User, impersonation: bool) -> Result<Reply, ApiError> {
     let p = cx.params;
     p.require(&["name", "scopes"])?;
@@ -210,6 +211,8 @@ fn create_token(cx: &mut Ctx, user: &User, impersonation: bool) -> Result<Reply,
         .collect();
     let expires_at = p.date("expires_at")?;
     let description = p.str("description")?;
+    let repositories = p.str_list_with_empty("repositories")?;
+    let push_ref_patterns = p.str_list_with_empty("push_ref_patterns")?;
     // What GitLab's token model refuses, its create service answers 422.
     if name.chars().count() > 255 {
         return Err(ApiError::Unprocessable(
@@ -233,7 +236,11 @@ fn create_token(cx: &mut Ctx, user: &User, impersonation: bool) -> Result<Reply,
         impersonation,
         actor: &actor,
     };
-    let (row, plain) = svc::create(cx.conn, &cx.app.key, &cx.settings, &req, cx.now)?;
+    let limits = svc::Limits {
+        repositories: repositories.as_deref(),
+        push_ref_patterns: push_ref_patterns.as_deref(),
+    };
+    let (row, plain) = svc::create_limited(cx.conn, &cx.app.key, &cx.settings, &req, limits, cx.now)?;
     Reply::created(entities::new_token(&row, &plain, &cx.settings, cx.today()))
 }
 

@@ -36,6 +36,8 @@ diesel::table! {
         previous_token_id -> Nullable<BigInt>,
         expire_notification_delivered -> Bool,
         after_expiry_notification_delivered -> Bool,
+        repositories -> Nullable<Text>,
+        push_ref_patterns -> Nullable<Text>,
     }
 }
 

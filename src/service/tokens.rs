@@ -5,6 +5,7 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
+use crate::auth::restriction::Restriction;
 use crate::auth::token::{self, PlainToken, Scope, SecretKey};
 use crate::db::page::Listing;
 use crate::db::token::{ActiveOn, NewToken, TokenQuery, TokenRow};
@@ -36,6 +37,21 @@ pub struct NewTokenRequest<'a> {
     pub actor: &'a Actor,
 }
 
+/// What a new token is limited to (restricted tokens, a gitpat
+/// extension): the lists as the caller gave them, checked by
+/// [`Restriction::parse`] before anything is written; `None` for a list is
+/// no restriction there.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits<'a> {
+    pub repositories: Option<&'a [String]>,
+    pub push_ref_patterns: Option<&'a [String]>,
+}
+
+/// The restriction token `row` carries (none for a GitLab token).
+pub fn restriction(row: &TokenRow) -> Restriction {
+    Restriction::from_db(row.repositories.as_deref(), row.push_ref_patterns.as_deref())
+}
+
 /// The token as the API and `token list --json` show it: never the secret.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TokenView {
@@ -51,6 +67,10 @@ pub struct TokenView {
     pub expires_at: Option<String>,
     pub impersonation: bool,
     pub last_used_ips: Vec<String>,
+    /// gitpat's restricted tokens: the repository patterns, or null.
+    pub repositories: Option<Vec<String>>,
+    /// The ref patterns it may push to, or null.
+    pub push_ref_patterns: Option<Vec<String>>,
 }
 
 /// ISO 8601 UTC with milliseconds, as GitLab writes timestamps.
@@ -76,6 +96,8 @@ impl TokenView {
             expires_at: row.expires_at.map(|d| d.format("%Y-%m-%d").to_string()),
             impersonation: row.impersonation,
             last_used_ips: parse_ips(&row.last_used_ips),
+            repositories: restriction(row).repository_list(),
+            push_ref_patterns: restriction(row).push_ref_list(),
         }
     }
 }
@@ -135,7 +157,20 @@ pub fn create(
     req: &NewTokenRequest,
     now: DateTime<Utc>,
 ) -> Result<(TokenRow, PlainToken)> {
+    create_limited(conn, key, settings, req, Limits::default(), now)
+}
+
+/// [`create`], limited to `limits` (a restricted token).
+pub fn create_limited(
+    conn: &mut DbConn,
+    key: &SecretKey,
+    settings: &Settings,
+    req: &NewTokenRequest,
+    limits: Limits,
+    now: DateTime<Utc>,
+) -> Result<(TokenRow, PlainToken)> {
     validate_text("name", req.name, true)?;
+    let limited = Restriction::parse(limits.repositories, limits.push_ref_patterns).map_err(Error::Invalid)?;
     if let Some(d) = req.description {
         validate_text("description", d, false)?;
     }
@@ -149,6 +184,7 @@ pub fn create(
         None => PlainToken::generate(&settings.personal_access_token_prefix)?,
     };
     let digest = key.digest(&plain);
+    let (repositories, push_ref_patterns) = (limited.repositories_db(), limited.push_refs_db());
     let new = NewToken {
         user_id: req.user.id,
         name: req.name,
@@ -159,6 +195,8 @@ pub fn create(
         expires_at,
         impersonation: req.impersonation,
         previous_token_id: None,
+        repositories: repositories.as_deref(),
+        push_ref_patterns: push_ref_patterns.as_deref(),
     };
     let row = crate::db::write_transaction(conn, |conn| {
         if db::token::find_by_digest(conn, digest.as_str())?.is_some() {
@@ -174,7 +212,7 @@ pub fn create(
             req.user,
             format!("Created {} with id {}", kind_of(&row), row.id),
         );
-        audit::record(conn, req.actor, token_event(event, &row), now)?;
+        audit::record(conn, req.actor, with_restriction(token_event(event, &row), &row), now)?;
         Ok(row)
     })?;
     Ok((row, plain))
@@ -214,6 +252,17 @@ fn token_event(event: Event, t: &TokenRow) -> Event {
         .with("scopes", scopes)
         .with("expires_at", t.expires_at.map(|d| d.format("%Y-%m-%d").to_string()))
         .with("impersonation", t.impersonation)
+}
+
+/// `event` with the restriction of `t`, when it has one.
+fn with_restriction(event: Event, t: &TokenRow) -> Event {
+    let r = restriction(t);
+    if !r.is_restricted() {
+        return event;
+    }
+    event
+        .with("repositories", r.repository_list())
+        .with("push_ref_patterns", r.push_ref_list())
 }
 
 /// The owner of token `t`, for its events.
@@ -314,7 +363,7 @@ pub fn revoke(conn: &mut DbConn, actor: &Actor, id: i64, now: DateTime<Utc>) -> 
 }
 
 /// Rotates a token in one transaction: revokes it and creates its successor
-/// with the same name, description, scopes and kind. The new expiry is the
+/// with the same name, description, scopes, kind and restriction. The new expiry is the
 /// one given, else today + 7 days.
 pub fn rotate(
     conn: &mut DbConn,
@@ -359,6 +408,8 @@ pub fn rotate(
             expires_at,
             impersonation: old.impersonation,
             previous_token_id: Some(old.id),
+            repositories: old.repositories.as_deref(),
+            push_ref_patterns: old.push_ref_patterns.as_deref(),
         };
         let row = db::token::insert(conn, &new)?;
         let owner = owner_of(conn, &old)?;
@@ -372,10 +423,12 @@ pub fn rotate(
                 row.id
             ),
         );
-        let event = token_event(event, &old).with("new_token_id", row.id).with(
-            "new_expires_at",
-            row.expires_at.map(|d| d.format("%Y-%m-%d").to_string()),
-        );
+        let event = with_restriction(token_event(event, &old), &old)
+            .with("new_token_id", row.id)
+            .with(
+                "new_expires_at",
+                row.expires_at.map(|d| d.format("%Y-%m-%d").to_string()),
+            );
         audit::record(conn, actor, event, now)?;
         Ok(row)
     })?;

@@ -19,7 +19,7 @@ use crate::support::server::TestServer;
 
 /// Every member of a token's JSON (`token` comes on top in create and
 /// rotate replies).
-const TOKEN_KEYS: [&str; 12] = [
+const TOKEN_KEYS: [&str; 14] = [
     "id",
     "name",
     "revoked",
@@ -32,6 +32,9 @@ const TOKEN_KEYS: [&str; 12] = [
     "expires_at",
     "impersonation",
     "last_used_ips",
+    // gitpat's restricted tokens: null when unrestricted.
+    "repositories",
+    "push_ref_patterns",
 ];
 
 const SCOPE_DESCRIPTION: &str = "The request requires higher privileges than provided by the access token.";

@@ -116,6 +116,42 @@ fn the_token_form_refuses_bad_input_next_to_the_field_and_writes_nothing() {
                 "field-scopes-error",
                 "only for tokens of administrators",
             ),
+            bad(
+                "a repository pattern with * inside",
+                vec![
+                    ("name", "x"),
+                    ("scopes", "api"),
+                    ("repositories", "alice/tools, team/*/x"),
+                ],
+                "field-repositories-error",
+                "may only be the whole last segment",
+            ),
+            bad(
+                "an empty repository pattern",
+                vec![
+                    ("name", "x"),
+                    ("scopes", "api"),
+                    ("repositories", "alice/tools,,team/*"),
+                ],
+                "field-repositories-error",
+                "an entry is empty",
+            ),
+            bad(
+                "a push ref pattern outside refs/",
+                vec![("name", "x"), ("scopes", "api"), ("push_ref_patterns", "main")],
+                "field-push_ref_patterns-error",
+                "does not start with refs/",
+            ),
+            bad(
+                "a push ref pattern with two stars",
+                vec![
+                    ("name", "x"),
+                    ("scopes", "api"),
+                    ("push_ref_patterns", "refs/heads/*/*"),
+                ],
+                "field-push_ref_patterns-error",
+                "more than one",
+            ),
         ];
         srv.setting("max_personal_access_token_lifetime", "365");
         let mut all = cases;
@@ -156,6 +192,63 @@ fn the_token_form_refuses_bad_input_next_to_the_field_and_writes_nothing() {
         assert!(
             !web.get(TOKENS).text().contains("glpat-"),
             "[{b}] the token shown twice"
+        );
+    }
+}
+
+#[test]
+fn the_token_form_makes_a_restricted_token_and_lists_its_patterns() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("alice", false, Some(PASSWORD));
+        let mut web = WebClient::new(&srv);
+        web.sign_in("alice", PASSWORD);
+        let r = web.post(
+            TOKENS,
+            &[
+                ("name", "limited"),
+                ("scopes", "write_repository"),
+                ("repositories", " alice/tools , team/** "),
+                ("push_ref_patterns", "refs/heads/feature/*,refs/tags/v*"),
+            ],
+        );
+        assert_eq!(
+            (r.status, r.header("location")),
+            (303, Some(TOKENS)),
+            "[{b}] {}",
+            r.text()
+        );
+        // An empty field is no restriction.
+        let r = web.post(
+            TOKENS,
+            &[
+                ("name", "plain"),
+                ("scopes", "api"),
+                ("repositories", " "),
+                ("push_ref_patterns", ""),
+            ],
+        );
+        assert_eq!(r.status, 303, "[{b}] {}", r.text());
+        let rows = gitpat::db::token::list(&mut srv.conn(), None).expect("tokens");
+        let limited = rows.iter().find(|t| t.name == "limited").expect("the limited token");
+        assert_eq!(limited.repositories.as_deref(), Some("alice/tools\nteam/**"), "[{b}]");
+        assert_eq!(
+            limited.push_ref_patterns.as_deref(),
+            Some("refs/heads/feature/*\nrefs/tags/v*"),
+            "[{b}]"
+        );
+        let plain = rows.iter().find(|t| t.name == "plain").expect("the plain token");
+        assert_eq!(
+            (plain.repositories.as_deref(), plain.push_ref_patterns.as_deref()),
+            (None, None),
+            "[{b}]"
+        );
+        let page = web.get(TOKENS).text();
+        assert_contains(&page, "Repositories: alice/tools, team/**", &format!("[{b}] the page"));
+        assert_contains(
+            &page,
+            "Push refs: refs/heads/feature/*, refs/tags/v*",
+            &format!("[{b}] the page"),
         );
     }
 }
