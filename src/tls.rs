@@ -59,7 +59,9 @@ pub struct CertStore {
 /// Names the files only: never key material.
 impl std::fmt::Debug for CertStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertStore").field("files", &self.files).finish_non_exhaustive()
+        f.debug_struct("CertStore")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
     }
 }
 
