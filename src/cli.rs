@@ -65,6 +65,27 @@ pub enum Command {
     /// them into an empty data directory.
     #[command(subcommand)]
     Backup(BackupCmd),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCmd {
+    /// List audit events, newest first.
+    List {
+        /// Only events of this entity type (User or Instance).
+        #[arg(long)]
+        entity_type: Option<String>,
+        /// Only events of this entity id.
+        #[arg(long)]
+        entity_id: Option<i64>,
+        /// At most this many events [default: all].
+        #[arg(long)]
+        limit: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -229,6 +250,14 @@ pub struct TokenCreate {
     /// An impersonation token (made by an admin on behalf of the user).
     #[arg(long)]
     pub impersonation: bool,
+    /// Limit the token to these repositories (gitpat): comma-separated
+    /// paths or namespace patterns, such as alice/tools,team/*,team/**.
+    #[arg(long)]
+    pub repositories: Option<String>,
+    /// Limit the refs it may push to (gitpat): comma-separated git ref
+    /// patterns, such as refs/heads/feature/*,refs/tags/v*.
+    #[arg(long)]
+    pub push_ref_patterns: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -376,6 +405,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     let conn: &mut db::DbConn = &mut conn;
     let mut out = std::io::stdout().lock();
     let now = service::now();
+    // The command line's changes are audited as `cli`, with no address.
+    let actor = service::audit::Actor::cli();
     match cli.command {
         Command::Serve(_) | Command::Tls(_) | Command::Backup(_) => unreachable!("handled above"),
         Command::User(cmd) => match cmd {
@@ -398,7 +429,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                     password: password.as_deref(),
                     is_admin: admin,
                 };
-                let user = users::create(conn, &req, now)?;
+                let user = users::create(conn, &actor, &req, now)?;
                 writeln!(out, "{}", user.id)?;
             }
             UserCmd::List { json: as_json } => {
@@ -428,15 +459,17 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             UserCmd::Block { username } => {
-                users::set_blocked(conn, &username, true)?;
+                users::set_blocked(conn, &actor, &username, true, now)?;
             }
             UserCmd::Unblock { username } => {
-                users::set_blocked(conn, &username, false)?;
+                users::set_blocked(conn, &actor, &username, false, now)?;
             }
             UserCmd::TwoFactor(TwoFactorCmd::Enable { username }) => {
-                writeln!(out, "{}", users::enable_two_factor(conn, &username)?)?;
+                writeln!(out, "{}", users::enable_two_factor(conn, &actor, &username, now)?)?;
             }
-            UserCmd::TwoFactor(TwoFactorCmd::Disable { username }) => users::disable_two_factor(conn, &username)?,
+            UserCmd::TwoFactor(TwoFactorCmd::Disable { username }) => {
+                users::disable_two_factor(conn, &actor, &username, now)?
+            }
         },
         Command::Token(cmd) => {
             let settings = Settings::load(conn)?;
@@ -457,12 +490,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         expires_at,
                         token: token.as_deref(),
                         impersonation: a.impersonation,
-
-                        via: tokens::Via::Cli,
-
-                        by: None,
+                        actor: &actor,
                     };
-                    let (_, plain) = tokens::create(conn, &app.key, &settings, &req, now)?;
+                    let split = |s: &Option<String>| s.as_deref().map(crate::auth::restriction::split_list);
+                    let (repositories, push_ref_patterns) = (split(&a.repositories), split(&a.push_ref_patterns));
+                    let limits = tokens::Limits {
+                        repositories: repositories.as_deref(),
+                        push_ref_patterns: push_ref_patterns.as_deref(),
+                    };
+                    let (_, plain) = tokens::create_limited(conn, &app.key, &settings, &req, limits, now)?;
                     writeln!(out, "{}", plain.expose())?;
                 }
                 TokenCmd::List { user, json: as_json } => {
@@ -504,14 +540,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                         (None, Some(id)) => id,
                         (None, None) => bail!("give --token or --id"),
                     };
-                    tokens::revoke(conn, id)?;
+                    tokens::revoke(conn, &actor, id, now)?;
                 }
                 TokenCmd::Rotate { id, expires_at } => {
                     let expires_at = expires_at
                         .as_deref()
                         .map(|d| service::parse_date("--expires-at", d))
                         .transpose()?;
-                    let (_, plain) = tokens::rotate(conn, &app.key, &settings, id, expires_at, now)?;
+                    let (_, plain) = tokens::rotate(conn, &app.key, &settings, &actor, id, expires_at, now)?;
                     writeln!(out, "{}", plain.expose())?;
                 }
             }
@@ -581,9 +617,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             SettingsCmd::Set { key, value } => {
-                Settings::store(conn, &key, &value)?;
+                Settings::store(conn, &actor, &key, &value, now)?;
             }
         },
+        Command::Audit(cmd) => audit(conn, cmd, &mut out)?,
     }
     out.flush()?;
     Ok(())
@@ -627,6 +664,53 @@ fn backup(config: &Config, cmd: &BackupCmd) -> anyhow::Result<()> {
         }
     }
     out.flush()?;
+    Ok(())
+}
+
+fn audit(conn: &mut db::DbConn, cmd: AuditCmd, out: &mut impl Write) -> anyhow::Result<()> {
+    let AuditCmd::List {
+        entity_type,
+        entity_id,
+        limit,
+        json: as_json,
+    } = cmd;
+    if let Some(t) = &entity_type {
+        if !service::audit::ENTITY_TYPES.contains(&t.as_str()) {
+            bail!(
+                "--entity-type must be one of {}, not {t:?}",
+                service::audit::ENTITY_TYPES.join(", ")
+            );
+        }
+    }
+    if limit.is_some_and(|l| l < 1) {
+        bail!("--limit must be at least 1");
+    }
+    let q = db::audit_event::AuditQuery {
+        entity_type,
+        entity_id,
+        ..Default::default()
+    };
+    let events = service::audit::list(conn, &q, limit)?;
+    if as_json {
+        let list: Vec<serde_json::Value> = events.iter().map(service::audit::view).collect();
+        json(out, &list)?;
+    } else {
+        let rows: Vec<Vec<String>> = events.iter().map(service::audit::line).collect();
+        table(
+            out,
+            &[
+                "ID",
+                "CREATED_AT",
+                "EVENT",
+                "AUTHOR",
+                "ENTITY",
+                "TARGET",
+                "IP",
+                "MESSAGE",
+            ],
+            &rows,
+        )?;
+    }
     Ok(())
 }
 
@@ -732,6 +816,12 @@ async fn sweep_hourly(app: App) {
         let app = app.clone();
         let swept = crate::metrics::block(move || -> anyhow::Result<_> {
             let mut conn = app.conn()?;
+            // Audit events past their retention go too.
+            match service::audit::purge(&mut conn, &app.settings(), service::now()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("purged {n} audit events past audit_events_retention_days"),
+                Err(e) => tracing::warn!("the purge of old audit events failed: {e}"),
+            }
             Ok(service::repos::sweep(
                 &mut conn,
                 &app.store,
@@ -903,6 +993,26 @@ fn serve(config: Config) -> anyhow::Result<()> {
             tracing::info!("metrics on http://{a}/-/metrics");
         }
         actix_web::rt::spawn(stop_on_signal(running.server.handle(), shutdown_timeout));
-        running.server.await.context("the server stopped with an error")
+        let stopped = running.server.await.context("the server stopped with an error");
+        wait_for_cleanup().await;
+        stopped
     })
+}
+
+/// After a stop, requests cut by the deadline are dropped on their
+/// workers' threads while this one returns: wait (a little) for what they
+/// hold (quarantines, locks, staging folders) to be removed before the
+/// process exits, rather than leave it to the next start's sweep.
+async fn wait_for_cleanup() {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while crate::git::sweep::held_count() > 0 {
+        if std::time::Instant::now() > deadline {
+            tracing::warn!(
+                "{} leftovers of cut requests remain; the next start sweeps them",
+                crate::git::sweep::held_count()
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

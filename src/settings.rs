@@ -3,11 +3,13 @@
 
 use std::net::IpAddr;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::db::{self, DbConn};
 use crate::error::{Error, Result};
 use crate::net::Cidr;
+use crate::service::audit::{self, Actor, Event};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Settings {
@@ -62,6 +64,8 @@ pub struct Settings {
     /// Revoke a live token found in a push to a private repository too
     /// (in a public or internal one it is always revoked).
     pub revoke_leaked_tokens: bool,
+    /// Audit events older than this many days are deleted (hourly).
+    pub audit_events_retention_days: u32,
 }
 
 fn cidrs_as_text<S: serde::Serializer>(v: &[Cidr], s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -95,12 +99,13 @@ impl Default for Settings {
             token_expiry_notify_days: vec![60, 30, 7],
             secret_push_protection_enabled: true,
             revoke_leaked_tokens: false,
+            audit_events_retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
         }
     }
 }
 
 /// The setting names, in the order they are listed.
-pub const KEYS: [&str; 24] = [
+pub const KEYS: [&str; 25] = [
     "max_personal_access_token_lifetime",
     "enforce_personal_access_token_expiration",
     "password_authentication_enabled_for_git",
@@ -125,7 +130,13 @@ pub const KEYS: [&str; 24] = [
     "token_expiry_notify_days",
     "secret_push_protection_enabled",
     "revoke_leaked_tokens",
+    "audit_events_retention_days",
 ];
+
+/// How long audit events are kept by default: a year.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 365;
+/// The longest retention: a hundred years.
+pub const MAX_AUDIT_RETENTION_DAYS: u32 = 36_500;
 
 /// 2 GiB.
 pub const DEFAULT_RECEIVE_MAX_INPUT_SIZE: u64 = 2 << 30;
@@ -204,6 +215,7 @@ impl Settings {
                 .join(","),
             "secret_push_protection_enabled" => self.secret_push_protection_enabled.to_string(),
             "revoke_leaked_tokens" => self.revoke_leaked_tokens.to_string(),
+            "audit_events_retention_days" => self.audit_events_retention_days.to_string(),
             _ => return Err(unknown_key(key)),
         })
     }
@@ -298,6 +310,9 @@ impl Settings {
             "failed_login_attempts_unlock_period_in_minutes" => {
                 self.failed_login_attempts_unlock_period_in_minutes = parse_u32(key, v, 1..=1_440_000, "minutes")?
             }
+            "audit_events_retention_days" => {
+                self.audit_events_retention_days = parse_u32(key, v, 1..=MAX_AUDIT_RETENTION_DAYS, "days")?
+            }
             "trusted_proxies" => {
                 let mut blocks = Vec::new();
                 for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -341,27 +356,46 @@ impl Settings {
     }
 
     /// Validates every `(key, value)` against the stored settings, then
-    /// stores them all in one transaction: one bad value stores nothing
-    /// (its error names it). Returns the new settings.
-    pub fn store_many(conn: &mut DbConn, changes: &[(&str, String)]) -> Result<Settings> {
+    /// stores them all in one transaction, with an audit event by `actor`
+    /// for each value that changed (old and new): one bad value stores
+    /// nothing (its error names it). Returns the new settings.
+    pub fn store_many(
+        conn: &mut DbConn,
+        actor: &Actor,
+        changes: &[(&str, String)],
+        now: DateTime<Utc>,
+    ) -> Result<Settings> {
         db::write_transaction(conn, |conn| {
-            let mut next = Settings::load(conn)?;
+            let before = Settings::load(conn)?;
+            let mut next = before.clone();
             for (key, value) in changes {
                 next.set(key, value)?;
             }
+            let mut seen: Vec<&str> = Vec::new();
             for (key, _) in changes {
-                db::setting::put(conn, key, &next.get(key)?)?;
+                let (old, new) = (before.get(key)?, next.get(key)?);
+                db::setting::put(conn, key, &new)?;
+                if old != new && !seen.contains(key) {
+                    seen.push(key);
+                    let event = Event::on_instance(
+                        "application_setting_updated",
+                        format!("Changed the setting {key} from {old:?} to {new:?}"),
+                    )
+                    .target("ApplicationSetting", None, *key)
+                    .with("setting", *key)
+                    .with("from", old)
+                    .with("to", new);
+                    audit::record(conn, actor, event, now)?;
+                }
             }
             Ok(next)
         })
     }
 
-    /// Validates and stores one setting; returns the new settings.
-    pub fn store(conn: &mut DbConn, key: &str, value: &str) -> Result<Settings> {
-        let mut s = Settings::load(conn)?;
-        s.set(key, value)?;
-        db::setting::put(conn, key, &s.get(key)?)?;
-        Ok(s)
+    /// Validates and stores one setting ([`Settings::store_many`]);
+    /// returns the new settings.
+    pub fn store(conn: &mut DbConn, actor: &Actor, key: &str, value: &str, now: DateTime<Utc>) -> Result<Settings> {
+        Settings::store_many(conn, actor, &[(key, value.to_string())], now)
     }
 }
 
@@ -454,6 +488,10 @@ mod tests {
         s.set("trusted_proxies", "10.0.0.0/8, ::1").unwrap();
         assert_eq!(s.get("trusted_proxies").unwrap(), "10.0.0.0/8,::1/128");
         assert!(s.set("max_login_attempts", "0").is_err());
+        assert!(s.set("audit_events_retention_days", "0").is_err());
+        assert!(s.set("audit_events_retention_days", "36501").is_err());
+        s.set("audit_events_retention_days", "30").unwrap();
+        assert_eq!(s.audit_events_retention_days, 30);
         assert_eq!(s.push_min_bytes_per_second, 0);
         assert_eq!(s.receive_max_input_size, 1 << 20);
         s.set("personal_access_token_prefix", "").unwrap();

@@ -51,10 +51,18 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// The certificate and key in use, swapped whole by [`CertStore::reload`]:
 /// a handshake sees the old pair or the new one, never a mix.
-#[derive(Debug)]
 pub struct CertStore {
     files: TlsConfig,
     current: RwLock<Arc<CertifiedKey>>,
+}
+
+/// Names the files only: never key material.
+impl std::fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertStore")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What was loaded, for the log: never the key.

@@ -224,6 +224,37 @@ pub fn authenticate(
     })
 }
 
+/// The audit event of `admin` acting as `user` through Sudo on `method
+/// path` (the path only: a query may carry a token) with token `token_id`.
+#[allow(clippy::too_many_arguments)]
+pub fn record_sudo(
+    conn: &mut DbConn,
+    admin: &User,
+    user: &User,
+    token_id: i64,
+    method: &str,
+    path: &str,
+    ip: Option<IpAddr>,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    use crate::service::audit::{self, Actor, Event, Via};
+    let event = Event::on_user(
+        "user_impersonated_with_sudo",
+        user,
+        format!("{} acted as {} with Sudo", admin.username, user.username),
+    )
+    .with("method", method)
+    .with("path", audit::clip(path))
+    .with("token_id", token_id);
+    audit::record(
+        conn,
+        &Actor::user(admin, Via::Api, ip.map(|i| i.to_string())),
+        event,
+        now,
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -156,5 +156,6 @@ pub fn settings(s: &Settings) -> Value {
         "token_expiry_notify_days": s.token_expiry_notify_days,
         "secret_push_protection_enabled": s.secret_push_protection_enabled,
         "revoke_leaked_tokens": s.revoke_leaked_tokens,
+        "audit_events_retention_days": s.audit_events_retention_days,
     })
 }

@@ -10,6 +10,7 @@
 //! GitLab's headers. Every refusal is an [`ApiError`] in GitLab's JSON
 //! shapes.
 
+mod audit;
 pub mod auth;
 mod entities;
 pub mod error;
@@ -52,6 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(get().to(settings::show))
                     .route(web::put().to(settings::update)),
             )
+            .service(resource("/audit_events").route(get().to(audit::list)))
             .service(resource("/user").route(get().to(users::me)))
             .service(
                 resource("/users")
@@ -173,6 +175,7 @@ pub struct ApiCall {
     url: RequestUrl,
     ip: Option<std::net::IpAddr>,
     read: bool,
+    method: String,
     /// The path's `{name}` segments, percent-decoded.
     segments: Vec<(String, String)>,
     /// Who the request turns out to be, for the request log.
@@ -250,6 +253,7 @@ impl FromRequest for ApiCall {
                 url,
                 ip,
                 read: matches!(*req.method(), Method::GET | Method::HEAD),
+                method: req.method().as_str().to_string(),
                 segments,
             })
         })
@@ -267,6 +271,8 @@ pub struct Ctx<'a> {
     pub now: DateTime<Utc>,
     /// `scheme://host[:port]` as the client addressed us.
     pub base: &'a str,
+    /// The client's address.
+    pub ip: Option<std::net::IpAddr>,
     segments: &'a [(String, String)],
 }
 
@@ -298,6 +304,20 @@ impl Ctx<'_> {
 
     pub fn today(&self) -> chrono::NaiveDate {
         self.now.date_naive()
+    }
+
+    /// Who makes this request's changes, for their audit events: the
+    /// acting user (the Sudo administrator named), from the client's
+    /// address.
+    pub fn actor(&self) -> Result<crate::service::audit::Actor, ApiError> {
+        let me = self.me()?;
+        let mut a = crate::service::audit::Actor::user(
+            &me.user,
+            crate::service::audit::Via::Api,
+            self.ip.map(|i| i.to_string()),
+        );
+        a.sudo_by = me.sudo_by.as_ref().map(|u| u.username.clone());
+        Ok(a)
     }
 
     /// The page of `list` the request asks for (`page`/`per_page`, or
@@ -355,10 +375,12 @@ impl ApiCall {
             url,
             ip,
             read,
+            method,
             segments,
             who,
         } = self;
         let base = url.base.clone();
+        let path = url.path.clone();
         let reply = crate::metrics::block(move || -> Result<Reply, ApiError> {
             let mut conn = app.conn()?;
             let conn: &mut DbConn = &mut conn;
@@ -384,6 +406,9 @@ impl ApiCall {
                     sudo_by: c.sudo_by.as_ref().map(|u| u.id),
                 });
             }
+            let sudo = caller
+                .as_ref()
+                .and_then(|c| c.sudo_by.clone().map(|admin| (admin, c.user.clone(), c.token.id)));
             let mut ctx = Ctx {
                 conn,
                 app: &app,
@@ -392,9 +417,19 @@ impl ApiCall {
                 settings,
                 now,
                 base: &base,
+                ip,
                 segments: &segments,
             };
-            f(&mut ctx)
+            let reply = f(&mut ctx)?;
+            // Sudo's use is recorded once the request succeeded (a refused
+            // request writes nothing); what it changed carries
+            // `impersonated_by` in its own events already.
+            if let Some((admin, user, token_id)) = sudo {
+                if let Err(e) = auth::record_sudo(ctx.conn, &admin, &user, token_id, &method, &path, ip, now) {
+                    tracing::warn!(user_id = user.id, "cannot record the use of Sudo: {e}");
+                }
+            }
+            Ok(reply)
         })
         .await
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("the API worker failed: {e}")))??;

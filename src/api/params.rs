@@ -238,6 +238,27 @@ impl Params {
         }
     }
 
+    /// [`Params::str_list`] with its empty entries kept (trimmed), for a
+    /// check that refuses them: `k[]=a&k[]=` is `["a", ""]`.
+    pub fn str_list_with_empty(&self, name: &str) -> Result<Option<Vec<String>>, ApiError> {
+        let split = |s: &str| s.split(',').map(|p| p.trim().to_string()).collect::<Vec<_>>();
+        match self.map.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(split(s))),
+            Some(Value::Array(a)) => {
+                let mut out = Vec::with_capacity(a.len());
+                for v in a {
+                    match v {
+                        Value::String(s) => out.extend(split(s)),
+                        _ => return Err(ApiError::InvalidParam(name.to_string())),
+                    }
+                }
+                Ok(Some(out))
+            }
+            Some(_) => Err(ApiError::InvalidParam(name.to_string())),
+        }
+    }
+
     /// An array of integers: a JSON array of numbers or decimal strings,
     /// `k[]=1&k[]=2`, or one comma-separated string.
     pub fn int_list(&self, name: &str) -> Result<Option<Vec<i64>>, ApiError> {

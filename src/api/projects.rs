@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::git::store::RepoPath;
 use crate::service::access::{self, Role, VISIBILITIES};
 use crate::service::repos::{self, NewRepoRequest, ProjectUpdate};
+use crate::service::tokens::restriction;
 
 const PROJECT_NOT_FOUND: &str = "Project";
 const MEMBER_NOT_FOUND: &str = "Member";
@@ -31,8 +32,14 @@ pub fn path_from_name(name: &str) -> String {
     out.trim_matches(|c| c == '-' || c == '.').to_string()
 }
 
+/// What the caller's token is limited to (restricted tokens).
+fn limits(cx: &Ctx) -> crate::auth::restriction::Restriction {
+    cx.caller.as_ref().map(|c| restriction(&c.token)).unwrap_or_default()
+}
+
 /// The project of `{id}` (a number or a URL-encoded path) if the caller
-/// may see it; 404 Project Not Found otherwise.
+/// may see it (and a restricted token reach it); 404 Project Not Found
+/// otherwise.
 fn visible(cx: &mut Ctx) -> Result<Project, ApiError> {
     let raw = cx.segment("id").to_string();
     let found = if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
@@ -46,7 +53,9 @@ fn visible(cx: &mut Ctx) -> Result<Project, ApiError> {
             Err(_) => None,
         }
     };
-    let project = found.ok_or_else(|| ApiError::not_found(PROJECT_NOT_FOUND))?;
+    let project = found
+        .filter(|p| limits(cx).allows_repo(&p.path))
+        .ok_or_else(|| ApiError::not_found(PROJECT_NOT_FOUND))?;
     let user = cx.caller.as_ref().map(|c| c.user.clone());
     if !access::access(cx.conn, user.as_ref(), &project, cx.now.date_naive())?.see {
         return Err(ApiError::not_found(PROJECT_NOT_FOUND));
@@ -155,6 +164,10 @@ pub async fn create(call: ApiCall) -> ApiResult {
         check_path_segment(&path)?;
         let full = format!("{}/{path}", ns_user.username);
         let parsed = RepoPath::parse(&full).map_err(|e| ApiError::field("path", e.to_string()))?;
+        // A restricted token creates only where its patterns reach.
+        if !limits(cx).allows_repo(parsed.as_str()) {
+            return Err(ApiError::forbidden());
+        }
         if db::project::find_by_path(cx.conn, parsed.as_str())?.is_some() {
             return Err(taken());
         }
@@ -228,6 +241,7 @@ pub async fn list(call: ApiCall) -> ApiResult {
                 _ => ProjectOrder::CreatedAt,
             },
             desc,
+            repositories: limits(cx).repositories,
             ..ProjectQuery::visible_to(repos::viewer(me.as_ref()), cx.today())
         };
         let keyset = match q.order {

@@ -66,7 +66,8 @@ pub async fn update(call: ApiCall) -> ApiResult {
             }
             changes.push((key, text));
         }
-        let next = Settings::store_many(cx.conn, &changes).map_err(|e| match e {
+        let actor = cx.actor()?;
+        let next = Settings::store_many(cx.conn, &actor, &changes, cx.now).map_err(|e| match e {
             crate::error::Error::Invalid(m) => ApiError::bad_request(m),
             other => other.into(),
         })?;

@@ -131,10 +131,15 @@ pub async fn show_self(call: ApiCall) -> ApiResult {
     .await
 }
 
-/// Revokes; revoking a revoked token changes nothing and is no error.
+/// Revokes; revoking a revoked token changes (and records) nothing and
+/// is no error.
 fn revoke_row(cx: &mut Ctx, t: &TokenRow) -> Result<Reply, ApiError> {
     if !t.revoked {
-        db::token::revoke(cx.conn, t.id)?;
+        let actor = cx.actor()?;
+        match svc::revoke(cx.conn, &actor, t.id, cx.now) {
+            Ok(_) | Err(crate::error::Error::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Reply::no_content()
 }
@@ -166,7 +171,8 @@ fn rotate_row(cx: &mut Ctx, t: &TokenRow) -> Result<Reply, ApiError> {
     if t.revoked {
         return Err(ApiError::bad_request("Token already revoked"));
     }
-    let (row, plain) = svc::rotate(cx.conn, &cx.app.key, &cx.settings, t.id, expires_at, cx.now)?;
+    let actor = cx.actor()?;
+    let (row, plain) = svc::rotate(cx.conn, &cx.app.key, &cx.settings, &actor, t.id, expires_at, cx.now)?;
     Reply::ok(entities::new_token(&row, &plain, &cx.settings, cx.today()))
 }
 
@@ -187,8 +193,9 @@ pub async fn rotate_self(call: ApiCall) -> ApiResult {
     .await
 }
 
-/// Creates a token for `user` from `name`, `scopes`, `expires_at` and
-/// `description`, checking every parameter before anything is written.
+/// Creates a token for `user` from `name`, `scopes`, `expires_at`,
+/// `description` and gitpat's `repositories` and `push_ref_patterns`,
+/// checking every parameter before anything is written.
 fn create_token(cx: &mut Ctx, user: &User, impersonation: bool) -> Result<Reply, ApiError> {
     let p = cx.params;
     p.require(&["name", "scopes"])?;
@@ -204,6 +211,8 @@ fn create_token(cx: &mut Ctx, user: &User, impersonation: bool) -> Result<Reply,
         .collect();
     let expires_at = p.date("expires_at")?;
     let description = p.str("description")?;
+    let repositories = p.str_list_with_empty("repositories")?;
+    let push_ref_patterns = p.str_list_with_empty("push_ref_patterns")?;
     // What GitLab's token model refuses, its create service answers 422.
     if name.chars().count() > 255 {
         return Err(ApiError::Unprocessable(
@@ -216,11 +225,7 @@ fn create_token(cx: &mut Ctx, user: &User, impersonation: bool) -> Result<Reply,
         ));
     }
     // An administrator making another user's token is named in its notice.
-    let by = cx
-        .caller
-        .as_ref()
-        .map(|c| c.user.username.clone())
-        .filter(|me| me != &user.username);
+    let actor = cx.actor()?;
     let req = NewTokenRequest {
         user,
         name: &name,
@@ -229,12 +234,13 @@ fn create_token(cx: &mut Ctx, user: &User, impersonation: bool) -> Result<Reply,
         expires_at,
         token: None,
         impersonation,
-
-        via: svc::Via::Api,
-
-        by: by.as_deref(),
+        actor: &actor,
     };
-    let (row, plain) = svc::create(cx.conn, &cx.app.key, &cx.settings, &req, cx.now)?;
+    let limits = svc::Limits {
+        repositories: repositories.as_deref(),
+        push_ref_patterns: push_ref_patterns.as_deref(),
+    };
+    let (row, plain) = svc::create_limited(cx.conn, &cx.app.key, &cx.settings, &req, limits, cx.now)?;
     Reply::created(entities::new_token(&row, &plain, &cx.settings, cx.today()))
 }
 

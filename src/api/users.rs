@@ -156,7 +156,8 @@ pub async fn create(call: ApiCall) -> ApiResult {
             password: pw.as_deref(),
             is_admin,
         };
-        let u = users::create(cx.conn, &req, cx.now).map_err(|e| match e {
+        let actor = cx.actor()?;
+        let u = users::create(cx.conn, &actor, &req, cx.now).map_err(|e| match e {
             Error::Invalid(m) => ApiError::field("name", m),
             other => conflict_text(other),
         })?;
@@ -183,7 +184,8 @@ pub async fn update(call: ApiCall) -> ApiResult {
             password: pw.as_deref(),
             is_admin,
         };
-        let u = users::update(cx.conn, target.id, &req).map_err(|e| match e {
+        let actor = cx.actor()?;
+        let u = users::update(cx.conn, &actor, target.id, &req, cx.now).map_err(|e| match e {
             Error::Invalid(m) => ApiError::bad_request(m),
             other => conflict_text(other),
         })?;
@@ -198,7 +200,8 @@ fn set_blocked(cx: &mut Ctx, blocked: bool) -> Result<Reply, ApiError> {
     if blocked && cx.me()?.user.id == target.id {
         return Err(ApiError::Forbidden(Some("You cannot block yourself".into())));
     }
-    users::set_blocked(cx.conn, &target.username, blocked)?;
+    let actor = cx.actor()?;
+    users::set_blocked(cx.conn, &actor, &target.username, blocked, cx.now)?;
     Reply::created(json!(true))
 }
 

@@ -3,5 +3,6 @@
 
 pub mod basic;
 pub mod password;
+pub mod restriction;
 pub mod token;
 pub mod totp;

@@ -2,6 +2,7 @@
 //! PostgreSQL (for several gitpat instances), a bounded pool, and the embedded
 //! migrations of each backend. Queries live in the model modules beside this.
 
+pub mod audit_event;
 pub mod auth_failure;
 pub mod member;
 pub mod notification;

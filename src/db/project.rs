@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use super::page::{binary, contains_pattern, escape_like, folded, order_all, prefix_upper_bound, window, Listing};
 use super::schema::{lower, project_members as pm, projects};
 use super::{DbConn, MultiBackend};
+use crate::auth::restriction::{RepoMatch, RepoPattern};
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable)]
 #[diesel(table_name = projects)]
@@ -164,6 +165,30 @@ pub struct ProjectQuery {
     pub id_before: Option<i64>,
     pub order: ProjectOrder,
     pub desc: bool,
+    /// A restricted token's repository patterns: only the projects they
+    /// match (`None`: no restriction).
+    pub repositories: Option<Vec<RepoPattern>>,
+}
+
+/// A condition on a project row, built at run time.
+type Condition = Box<dyn BoxableExpression<projects::table, MultiBackend, SqlType = diesel::sql_types::Bool>>;
+
+/// The projects `pattern` matches (`RepoPattern::matches` in SQL), case
+/// folded as each backend needs.
+fn matching(conn: &DbConn, pattern: &RepoPattern) -> Condition {
+    let (kind, base) = pattern.shape();
+    let under = format!("{}%", escape_like(base));
+    match kind {
+        RepoMatch::Exact => Box::new(lower(projects::path).eq(base.to_string())),
+        RepoMatch::Descendant => Box::new(folded(conn, projects::path).like(under).escape('\\')),
+        RepoMatch::Child => Box::new(
+            folded(conn, projects::path).like(under).escape('\\').and(
+                folded(conn, projects::path)
+                    .not_like(format!("{}%/%", escape_like(base)))
+                    .escape('\\'),
+            ),
+        ),
+    }
 }
 
 impl ProjectQuery {
@@ -182,6 +207,7 @@ impl ProjectQuery {
             id_before: None,
             order: ProjectOrder::Id,
             desc: false,
+            repositories: None,
         }
     }
 
@@ -241,6 +267,16 @@ impl ProjectQuery {
                     .escape('\\')
                     .or(folded(conn, projects::path).like(p).escape('\\')),
             );
+        }
+        if let Some(patterns) = &self.repositories {
+            let any = patterns
+                .iter()
+                .map(|p| matching(conn, p))
+                .reduce(|a, b| Box::new(a.or(b)) as Condition);
+            q = match any {
+                Some(c) => q.filter(c),
+                None => q.filter(projects::id.eq_any(Vec::<i64>::new())),
+            };
         }
         if let Some(id) = self.id_after {
             q = q.filter(projects::id.gt(id));

@@ -36,6 +36,8 @@ diesel::table! {
         previous_token_id -> Nullable<BigInt>,
         expire_notification_delivered -> Bool,
         after_expiry_notification_delivered -> Bool,
+        repositories -> Nullable<Text>,
+        push_ref_patterns -> Nullable<Text>,
     }
 }
 
@@ -150,3 +152,21 @@ diesel::table! {
 diesel::joinable!(notifications -> personal_access_tokens (token_id));
 diesel::allow_tables_to_appear_in_same_query!(notifications, personal_access_tokens);
 diesel::allow_tables_to_appear_in_same_query!(notifications, users);
+
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        author_id -> Nullable<BigInt>,
+        author_name -> Text,
+        entity_type -> Text,
+        entity_id -> BigInt,
+        entity_path -> Nullable<Text>,
+        event_name -> Text,
+        target_type -> Nullable<Text>,
+        target_id -> Nullable<BigInt>,
+        target_details -> Nullable<Text>,
+        ip_address -> Nullable<Text>,
+        details -> Text,
+        created_at -> Timestamp,
+    }
+}

@@ -29,6 +29,11 @@ pub struct TokenRow {
     pub previous_token_id: Option<i64>,
     pub expire_notification_delivered: bool,
     pub after_expiry_notification_delivered: bool,
+    /// The repository patterns the token is limited to, one a line
+    /// (`auth::restriction`); NULL: no restriction.
+    pub repositories: Option<String>,
+    /// The refs it may push to, one pattern a line; NULL: any.
+    pub push_ref_patterns: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -43,6 +48,8 @@ pub struct NewToken<'a> {
     pub expires_at: Option<NaiveDate>,
     pub impersonation: bool,
     pub previous_token_id: Option<i64>,
+    pub repositories: Option<&'a str>,
+    pub push_ref_patterns: Option<&'a str>,
 }
 
 pub fn insert(conn: &mut DbConn, new: &NewToken) -> QueryResult<TokenRow> {

@@ -236,6 +236,14 @@ pub fn set_two_factor(conn: &mut DbConn, id: i64, secret: Option<&str>) -> Query
         .execute(conn)
 }
 
+/// Turns two-factor authentication on with `secret` (an administrator's
+/// enrolment): only while it is off.
+pub fn enable_two_factor(conn: &mut DbConn, id: i64, secret: &str) -> QueryResult<usize> {
+    diesel::update(users::table.find(id).filter(users::two_factor_enabled.eq(false)))
+        .set((users::otp_secret.eq(Some(secret)), users::two_factor_enabled.eq(true)))
+        .execute(conn)
+}
+
 /// Keeps `secret` as the user's secret being enrolled (not yet on): only
 /// while two-factor authentication is off.
 pub fn set_pending_otp_secret(conn: &mut DbConn, id: i64, secret: &str) -> QueryResult<usize> {

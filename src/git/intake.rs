@@ -143,7 +143,17 @@ impl Quarantine {
 
 impl Drop for Quarantine {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // A push dropped midway (its client gone, or the server's stop
+        // deadline) kills its index-pack without waiting: the dying child
+        // may still add a file while the folder is removed, so try again.
+        for _ in 0..5 {
+            match std::fs::remove_dir_all(&self.dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                _ => return,
+            }
+        }
     }
 }
 

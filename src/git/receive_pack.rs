@@ -10,6 +10,8 @@ use std::io::Read;
 
 use git2::{Oid, Repository, Signature};
 
+use crate::auth::restriction::{self, RefPattern};
+
 use super::intake::{Intake, IntakeError, Quarantine};
 use super::pkt_reader::{AsyncPktReader, Pkt, PktReader};
 use super::pktline::{self, Band};
@@ -264,6 +266,9 @@ pub struct Policy {
     pub protected_ref: Option<String>,
     /// Maintainers and owners may push to it (never force-push or delete).
     pub may_push_protected: bool,
+    /// A restricted token's ref patterns: a command to any other ref is
+    /// refused (`None`: any ref).
+    pub push_refs: Option<Vec<RefPattern>>,
 }
 
 /// The outcome of a push, as report-status says it.
@@ -326,6 +331,11 @@ fn current(repo: &Repository, name: &str) -> Option<Oid> {
 fn check(repo: &Repository, c: &Command, policy: &Policy) -> Result<(), String> {
     if !c.name.starts_with("refs/") || !git2::Reference::is_valid_name(&c.name) {
         return Err("funny refname".into());
+    }
+    if let Some(patterns) = &policy.push_refs {
+        if !patterns.iter().any(|p| p.matches(&c.name)) {
+            return Err(restriction::push_refused(&c.name));
+        }
     }
     let protected = policy.protected_ref.as_deref() == Some(c.name.as_str());
     let cur = current(repo, &c.name);
@@ -837,6 +847,7 @@ mod tests {
         Policy {
             protected_ref: Some("refs/heads/main".into()),
             may_push_protected,
+            push_refs: None,
         }
     }
 
@@ -960,6 +971,70 @@ mod tests {
                 run(cmd(parent, main, "refs/heads/main"), true),
                 Err("failed to update ref".into())
             );
+        }
+    }
+
+    #[test]
+    fn a_restricted_token_pushes_only_to_its_refs() {
+        for intake in intakes() {
+            let (_s, _d, repo) = server();
+            let main = oid(&repo, "main");
+            let dev = oid(&repo, "dev");
+            let limited = Policy {
+                push_refs: Some(vec![
+                    RefPattern::parse("refs/heads/feature/*").unwrap(),
+                    RefPattern::parse("refs/tags/v*").unwrap(),
+                ]),
+                ..policy(true)
+            };
+            let empty = empty_pack();
+            let run = |cmds: Vec<Command>, atomic: bool| {
+                execute(
+                    &repo,
+                    &request(cmds, atomic),
+                    &mut &empty[..],
+                    &intake,
+                    &limited,
+                    &sig(),
+                )
+                .refs
+            };
+            let refused = |name: &str| Err(format!("token may not push to {name}"));
+            // Creating, moving or deleting a ref outside the patterns: refused.
+            for c in [
+                cmd(Oid::zero(), main, "refs/heads/other"),
+                cmd(main, dev, "refs/heads/main"),
+                cmd(dev, Oid::zero(), "refs/heads/dev"),
+                cmd(Oid::zero(), main, "refs/tags/x1"),
+            ] {
+                let name = c.name.clone();
+                assert_eq!(run(vec![c], false), vec![(name.clone(), refused(&name))]);
+            }
+            assert_eq!(repo.refname_to_id("refs/heads/main").unwrap(), main);
+            assert_eq!(repo.refname_to_id("refs/heads/dev").unwrap(), dev);
+            // Not atomic: the allowed one lands, the other is refused.
+            let r = run(
+                vec![
+                    cmd(Oid::zero(), main, "refs/heads/feature/a/b"),
+                    cmd(Oid::zero(), main, "refs/heads/other"),
+                ],
+                false,
+            );
+            assert_eq!(r[0].1, Ok(()));
+            assert_eq!(r[1].1, refused("refs/heads/other"));
+            assert_eq!(repo.refname_to_id("refs/heads/feature/a/b").unwrap(), main);
+            // Atomic: the refusal keeps its reason, the rest fail with it.
+            let r = run(
+                vec![
+                    cmd(Oid::zero(), main, "refs/tags/v-new"),
+                    cmd(Oid::zero(), main, "refs/heads/other"),
+                ],
+                true,
+            );
+            assert_eq!(r[0].1, Err(ATOMIC_PUSH_FAILURE.into()));
+            assert_eq!(r[1].1, refused("refs/heads/other"));
+            assert!(repo.refname_to_id("refs/tags/v-new").is_err());
+            assert!(repo.refname_to_id("refs/heads/other").is_err());
         }
     }
 
@@ -1093,6 +1168,7 @@ mod tests {
         let policy = Policy {
             protected_ref: Some(head),
             may_push_protected: true,
+            push_refs: None,
         };
         let mut pack = reader.into_inner();
         execute(&r, &req, &mut pack, intake, &policy, &sig()).encode(req.has("side-band-64k"))

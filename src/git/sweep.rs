@@ -32,6 +32,12 @@ pub fn hold(path: &Path) -> Held {
     Held(path.to_path_buf())
 }
 
+/// How many paths this process holds now: none once every request that
+/// made one has ended and cleaned up.
+pub fn held_count() -> usize {
+    live().as_ref().map_or(0, HashSet::len)
+}
+
 fn is_held(path: &Path) -> bool {
     live().as_ref().is_some_and(|s| s.contains(path))
 }

@@ -187,6 +187,7 @@ async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStre
             let policy = receive_pack::Policy {
                 protected_ref: Some(format!("refs/heads/{}", project.default_branch)),
                 may_push_protected: access.push_protected,
+                push_refs: caller.restriction().push_refs,
             };
             Ok(Target {
                 project,

@@ -152,9 +152,6 @@ fn bind_all(at: &str) -> anyhow::Result<Vec<std::net::TcpListener>> {
                 Some(socket2::Protocol::TCP),
             )?;
             socket.set_reuse_address(true)?;
-            if addr.is_ipv6() {
-                socket.set_only_v6(true)?;
-            }
             socket.bind(&addr.into())?;
             socket.listen(1024)?;
             Ok(std::net::TcpListener::from(socket))

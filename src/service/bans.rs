@@ -18,6 +18,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::db::{self, DbConn};
 use crate::error::Result;
 use crate::net::client_key;
+use crate::service::audit::{self, Actor, Event};
 use crate::settings::Settings;
 
 /// Failed passwords count against an account over this span.
@@ -65,6 +66,17 @@ pub fn client_failed(conn: &mut DbConn, settings: &Settings, ip: IpAddr, now: Da
     )?;
     if let Some(until) = banned {
         tracing::warn!(client = %key, "banned from authentication until {until} after repeated failures");
+        // Its own event (the ban's row is written already): no change of
+        // another row to share a transaction with.
+        let event = Event::on_instance(
+            "client_banned",
+            format!("Banned {key} from authentication after repeated failures"),
+        )
+        .target("Client", None, key.clone())
+        .with("until", crate::service::tokens::iso(until.naive_utc()))
+        .with("failures", settings.git_auth_ban_max_failures)
+        .with("window_seconds", settings.git_auth_ban_window_seconds);
+        audit::record(conn, &Actor::system(Some(ip.to_string())), event, now)?;
     }
     Ok(())
 }
@@ -89,6 +101,14 @@ pub fn password_failed(conn: &mut DbConn, settings: &Settings, username: &str, n
             user = username,
             "password sign-in locked until {until} after repeated failures"
         );
+        let message = "Locked password sign-in after repeated failures";
+        let event = match db::user::find_by_username(conn, username)? {
+            Some(u) => Event::on_user("user_access_locked", &u, message),
+            None => Event::on_instance("user_access_locked", message).target("User", None, audit::clip(username)),
+        }
+        .with("until", crate::service::tokens::iso(until.naive_utc()))
+        .with("failures", settings.max_login_attempts);
+        audit::record(conn, &Actor::system(None), event, now)?;
     }
     Ok(())
 }

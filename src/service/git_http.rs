@@ -3,7 +3,8 @@
 //! token first (any username, empty included), then as the user's password
 //! where passwords are allowed (decided before the password is checked, so
 //! the answer is the same whatever the password), the account lock, the
-//! repository path (push-to-create in one's own namespace), roles and
+//! repository path (push-to-create in one's own namespace; a restricted
+//! token's repository patterns), roles and
 //! scopes, and last the token's record of use, once the request is
 //! authorized. Failures count against the client and, for passwords, the
 //! account (`service::bans`).
@@ -48,6 +49,12 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// What the token is limited to (nothing for a password, or a GitLab
+    /// token).
+    pub fn restriction(&self) -> crate::auth::restriction::Restriction {
+        self.token.as_ref().map(tokens::restriction).unwrap_or_default()
+    }
+
     /// May this credential, whatever the repository, do `op`? A password
     /// may do what the user may; a token only what its scopes allow.
     pub fn scope_allows(&self, op: Operation) -> bool {
@@ -194,6 +201,8 @@ pub fn grant(
 }
 
 /// Where authentication stands once the database has been asked.
+// One per request, gone at once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Step {
     Done(std::result::Result<Option<Caller>, Denied>),
     /// No such account: argon2 all the same, so that timing tells nothing.
@@ -275,6 +284,14 @@ fn locate(conn: &mut DbConn, caller: Option<Caller>, req: &GitRequest) -> Result
             denied_access()
         }));
     };
+    // A restricted token sees no repository outside its patterns, to push
+    // to, to pull from or to create.
+    if caller
+        .as_ref()
+        .is_some_and(|c| !c.restriction().allows_repo(path.as_str()))
+    {
+        return Ok(Err(Denied::NotFound));
+    }
     let project = db::project::find_by_path(conn, path.as_str())?;
     if project.is_none() && req.op == Operation::Push {
         if let Some(c) = &caller {

@@ -4,6 +4,7 @@
 //! `web::block`.
 
 pub mod access;
+pub mod audit;
 pub mod bans;
 pub mod git_http;
 pub mod leaks;

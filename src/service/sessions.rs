@@ -18,6 +18,7 @@ use hmac::Mac;
 use crate::auth::token::SecretKey;
 use crate::db::{self, session::SessionRow, user::User, DbConn};
 use crate::error::{Error, Result};
+use crate::service::audit::{self, Actor, Event, Via};
 use crate::settings::Settings;
 
 /// Minutes a session waiting for the second factor lasts.
@@ -120,9 +121,28 @@ pub fn start(
     };
     let row = db::write_transaction(conn, |conn| {
         db::session::delete_expired(conn, now)?;
-        Ok::<_, Error>(db::session::insert(conn, &new)?)
+        let row = db::session::insert(conn, &new)?;
+        // A session waiting for the second factor is no sign-in yet.
+        if !pending {
+            record_sign_in(conn, user, client.ip.clone(), false, now.and_utc())?;
+        }
+        Ok::<_, Error>(row)
     })?;
     Ok((row, secret))
+}
+
+/// The audit event of `user` signing in to the pages from `ip`.
+fn record_sign_in(
+    conn: &mut DbConn,
+    user: &User,
+    ip: Option<String>,
+    two_factor: bool,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let how = if two_factor { "two-factor" } else { "standard" };
+    let event = Event::on_user("user_signed_in", user, format!("Signed in with {how} authentication"))
+        .with("two_factor", two_factor);
+    audit::record(conn, &Actor::user(user, Via::Web, ip), event, now)
 }
 
 /// The live session a cookie names, with its user: none when it is
@@ -167,9 +187,14 @@ pub fn complete(
 ) -> Result<SessionSecret> {
     let secret = SessionSecret::generate()?;
     let expires = now.naive_utc() + idle(settings);
-    if db::session::promote(conn, row.id, &secret.digest(key), expires)? != 1 {
-        return Err(Error::Conflict("this sign-in has already been completed".into()));
-    }
+    db::write_transaction(conn, |conn| {
+        if db::session::promote(conn, row.id, &secret.digest(key), expires)? != 1 {
+            return Err(Error::Conflict("this sign-in has already been completed".into()));
+        }
+        let user = db::user::find(conn, row.user_id)?
+            .ok_or_else(|| Error::NotFound(format!("no user with id {}", row.user_id)))?;
+        record_sign_in(conn, &user, row.ip.clone(), true, now)
+    })?;
     Ok(secret)
 }
 

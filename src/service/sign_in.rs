@@ -14,6 +14,7 @@ use crate::auth::token::SecretKey;
 use crate::db::{self, user::User};
 use crate::error::Result;
 use crate::metrics::AuthResult;
+use crate::service::audit::{self, Actor, Event, Via};
 use crate::service::{bans, two_factor, Conns};
 use crate::settings::Settings;
 
@@ -78,14 +79,33 @@ pub fn with_password(
     } else {
         AuthResult::PasswordWrong
     });
-    let (Some(user), true) = (user, right) else {
+    let (Some(user), true) = (&user, right) else {
+        failed(
+            &mut conn,
+            user.as_ref(),
+            login,
+            "standard",
+            "wrong login or password",
+            ip,
+            now,
+        )?;
         if let Some(ip) = ip {
             bans::client_failed(&mut conn, settings, ip, now)?;
         }
         bans::password_failed(&mut conn, settings, &account, now)?;
         return Ok(Outcome::Refused(INVALID_LOGIN.into()));
     };
+    let user = user.clone();
     if user.is_blocked() {
+        failed(
+            &mut conn,
+            Some(&user),
+            login,
+            "standard",
+            "the user is blocked",
+            ip,
+            now,
+        )?;
         return Ok(Outcome::Refused(BLOCKED.into()));
     }
     // A 2FA user's count starts again only once the code is right too:
@@ -122,11 +142,63 @@ pub fn reauthenticate(
         return Ok(Ok(()));
     }
     let mut conn = db.get()?;
+    let why = "wrong password asked again by a settings page";
+    failed(&mut conn, Some(user), &user.username, "standard", why, ip, now)?;
     if let Some(ip) = ip {
         bans::client_failed(&mut conn, settings, ip, now)?;
     }
     bans::password_failed(&mut conn, settings, &user.username, now)?;
     Ok(Err(two_factor::WRONG_PASSWORD.into()))
+}
+
+/// The audit event of a failed authentication at the pages (it changes
+/// no other row: written alone). `user` when the login names one; else the
+/// login as typed, cut short, is the only name there is.
+fn failed(
+    conn: &mut db::DbConn,
+    user: Option<&User>,
+    login: &str,
+    method: &'static str,
+    why: &str,
+    ip: Option<IpAddr>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let (name, message) = match method {
+        "otp" => (
+            "login_failed_with_otp_authentication",
+            "Failed to login with OTP authentication",
+        ),
+        _ => (
+            "login_failed_with_standard_authentication",
+            "Failed to login with STANDARD authentication",
+        ),
+    };
+    let ip = ip.map(|i| i.to_string());
+    let (event, actor) = match user {
+        Some(u) => (
+            Event::on_user(name, u, message),
+            Actor {
+                user_id: None,
+                name: u.username.clone(),
+                email: None,
+                ip,
+                via: Some(Via::Web),
+                sudo_by: None,
+            },
+        ),
+        None => (
+            Event::on_instance(name, message).target("User", None, audit::clip(login)),
+            Actor {
+                user_id: None,
+                name: audit::clip(login),
+                email: None,
+                ip,
+                via: Some(Via::Web),
+                sudo_by: None,
+            },
+        ),
+    };
+    audit::record(conn, &actor, event.with("reason", why), now)
 }
 
 /// The second step: `code` from the authenticator app of `user`, or one
@@ -158,6 +230,15 @@ pub fn with_code(
     };
     if !ok {
         crate::metrics::get().auth(AuthResult::TwoFactorWrong);
+        failed(
+            conn,
+            Some(user),
+            &user.username,
+            "otp",
+            "invalid two-factor code",
+            ip,
+            now,
+        )?;
         if let Some(ip) = ip {
             bans::client_failed(conn, settings, ip, now)?;
         }

@@ -5,11 +5,13 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
+use crate::auth::restriction::Restriction;
 use crate::auth::token::{self, PlainToken, Scope, SecretKey};
 use crate::db::page::Listing;
 use crate::db::token::{ActiveOn, NewToken, TokenQuery, TokenRow};
 use crate::db::{self, user::User, DbConn};
 use crate::error::{Error, Result};
+use crate::service::audit::{self, Actor, Event};
 use crate::settings::Settings;
 
 pub use crate::service::notify::Via;
@@ -30,10 +32,24 @@ pub struct NewTokenRequest<'a> {
     /// A predetermined token string (admin automation), else one is generated.
     pub token: Option<&'a str>,
     pub impersonation: bool,
-    /// How it is made, and by whom when that is not the owner (an
-    /// administrator's username): for the owner's notice.
-    pub via: Via,
-    pub by: Option<&'a str>,
+    /// Who makes it, how and from where: the author of its audit event,
+    /// and named in the owner's notice when that is not the owner.
+    pub actor: &'a Actor,
+}
+
+/// What a new token is limited to (restricted tokens, a gitpat
+/// extension): the lists as the caller gave them, checked by
+/// [`Restriction::parse`] before anything is written; `None` for a list is
+/// no restriction there.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits<'a> {
+    pub repositories: Option<&'a [String]>,
+    pub push_ref_patterns: Option<&'a [String]>,
+}
+
+/// The restriction token `row` carries (none for a GitLab token).
+pub fn restriction(row: &TokenRow) -> Restriction {
+    Restriction::from_db(row.repositories.as_deref(), row.push_ref_patterns.as_deref())
 }
 
 /// The token as the API and `token list --json` show it: never the secret.
@@ -51,6 +67,10 @@ pub struct TokenView {
     pub expires_at: Option<String>,
     pub impersonation: bool,
     pub last_used_ips: Vec<String>,
+    /// gitpat's restricted tokens: the repository patterns, or null.
+    pub repositories: Option<Vec<String>>,
+    /// The ref patterns it may push to, or null.
+    pub push_ref_patterns: Option<Vec<String>>,
 }
 
 /// ISO 8601 UTC with milliseconds, as GitLab writes timestamps.
@@ -76,6 +96,8 @@ impl TokenView {
             expires_at: row.expires_at.map(|d| d.format("%Y-%m-%d").to_string()),
             impersonation: row.impersonation,
             last_used_ips: parse_ips(&row.last_used_ips),
+            repositories: restriction(row).repository_list(),
+            push_ref_patterns: restriction(row).push_ref_list(),
         }
     }
 }
@@ -135,7 +157,20 @@ pub fn create(
     req: &NewTokenRequest,
     now: DateTime<Utc>,
 ) -> Result<(TokenRow, PlainToken)> {
+    create_limited(conn, key, settings, req, Limits::default(), now)
+}
+
+/// [`create`], limited to `limits` (a restricted token).
+pub fn create_limited(
+    conn: &mut DbConn,
+    key: &SecretKey,
+    settings: &Settings,
+    req: &NewTokenRequest,
+    limits: Limits,
+    now: DateTime<Utc>,
+) -> Result<(TokenRow, PlainToken)> {
     validate_text("name", req.name, true)?;
+    let limited = Restriction::parse(limits.repositories, limits.push_ref_patterns).map_err(Error::Invalid)?;
     if let Some(d) = req.description {
         validate_text("description", d, false)?;
     }
@@ -149,6 +184,7 @@ pub fn create(
         None => PlainToken::generate(&settings.personal_access_token_prefix)?,
     };
     let digest = key.digest(&plain);
+    let (repositories, push_ref_patterns) = (limited.repositories_db(), limited.push_refs_db());
     let new = NewToken {
         user_id: req.user.id,
         name: req.name,
@@ -159,6 +195,8 @@ pub fn create(
         expires_at,
         impersonation: req.impersonation,
         previous_token_id: None,
+        repositories: repositories.as_deref(),
+        push_ref_patterns: push_ref_patterns.as_deref(),
     };
     let row = crate::db::write_transaction(conn, |conn| {
         if db::token::find_by_digest(conn, digest.as_str())?.is_some() {
@@ -166,10 +204,70 @@ pub fn create(
         }
         let row = db::token::insert(conn, &new)?;
         // The owner hears of every new token, however it was made.
-        crate::service::notify::queue_created(conn, &row, req.via, req.by, now)?;
+        let by = (!req.actor.is(req.user.id) && req.actor.user_id.is_some()).then_some(req.actor.name.as_str());
+        let via = req.actor.via.unwrap_or(Via::Cli);
+        crate::service::notify::queue_created(conn, &row, via, by, now)?;
+        let event = Event::on_user(
+            event_name(&row, "created"),
+            req.user,
+            format!("Created {} with id {}", kind_of(&row), row.id),
+        );
+        audit::record(conn, req.actor, with_restriction(token_event(event, &row), &row), now)?;
         Ok(row)
     })?;
     Ok((row, plain))
+}
+
+/// A token's kind in words.
+fn kind_of(t: &TokenRow) -> &'static str {
+    if t.impersonation {
+        "impersonation token"
+    } else {
+        "personal access token"
+    }
+}
+
+/// The audit event of `action` (created, revoked, rotated) on `t`.
+fn event_name(t: &TokenRow, action: &str) -> &'static str {
+    match (t.impersonation, action) {
+        (true, "created") => "impersonation_token_created",
+        (true, "revoked") => "impersonation_token_revoked",
+        (true, _) => "impersonation_token_rotated",
+        (false, "created") => "personal_access_token_created",
+        (false, "revoked") => "personal_access_token_revoked",
+        (false, _) => "personal_access_token_rotated",
+    }
+}
+
+/// `event` aimed at token `t`, with its scopes and expiry.
+fn token_event(event: Event, t: &TokenRow) -> Event {
+    let scopes: Vec<&str> = token::scopes_from_db(&t.scopes)
+        .into_iter()
+        .map(Scope::as_str)
+        .collect();
+    event
+        .target(audit::TOKEN, Some(t.id), t.name.clone())
+        .with("token_id", t.id)
+        .with("token_name", t.name.clone())
+        .with("scopes", scopes)
+        .with("expires_at", t.expires_at.map(|d| d.format("%Y-%m-%d").to_string()))
+        .with("impersonation", t.impersonation)
+}
+
+/// `event` with the restriction of `t`, when it has one.
+fn with_restriction(event: Event, t: &TokenRow) -> Event {
+    let r = restriction(t);
+    if !r.is_restricted() {
+        return event;
+    }
+    event
+        .with("repositories", r.repository_list())
+        .with("push_ref_patterns", r.push_ref_list())
+}
+
+/// The owner of token `t`, for its events.
+fn owner_of(conn: &mut DbConn, t: &TokenRow) -> Result<User> {
+    db::user::find(conn, t.user_id)?.ok_or_else(|| Error::NotFound(format!("no user with id {}", t.user_id)))
 }
 
 pub fn get(conn: &mut DbConn, id: i64) -> Result<TokenRow> {
@@ -244,22 +342,34 @@ pub fn find_by_secret(conn: &mut DbConn, key: &SecretKey, secret: &PlainToken) -
     db::token::find_by_digest(conn, key.digest(secret).as_str())?.ok_or_else(|| Error::NotFound("no such token".into()))
 }
 
-pub fn revoke(conn: &mut DbConn, id: i64) -> Result<TokenRow> {
-    let row = get(conn, id)?;
-    if row.revoked {
-        return Err(Error::Conflict(format!("token {id} is already revoked")));
-    }
-    db::token::revoke(conn, id)?;
-    get(conn, id)
+/// Revokes token `id` (a conflict when it is revoked already), with its
+/// audit event by `actor`, in one transaction.
+pub fn revoke(conn: &mut DbConn, actor: &Actor, id: i64, now: DateTime<Utc>) -> Result<TokenRow> {
+    crate::db::write_transaction(conn, |conn| {
+        let row = get(conn, id)?;
+        // Compare-and-set: of two revocations at once, one is recorded.
+        if row.revoked || db::token::revoke_all(conn, &[id])? != 1 {
+            return Err(Error::Conflict(format!("token {id} is already revoked")));
+        }
+        let owner = owner_of(conn, &row)?;
+        let event = Event::on_user(
+            event_name(&row, "revoked"),
+            &owner,
+            format!("Revoked {} with id {id}", kind_of(&row)),
+        );
+        audit::record(conn, actor, token_event(event, &row), now)?;
+        get(conn, id)
+    })
 }
 
 /// Rotates a token in one transaction: revokes it and creates its successor
-/// with the same name, description, scopes and kind. The new expiry is the
+/// with the same name, description, scopes, kind and restriction. The new expiry is the
 /// one given, else today + 7 days.
 pub fn rotate(
     conn: &mut DbConn,
     key: &SecretKey,
     settings: &Settings,
+    actor: &Actor,
     id: i64,
     expires_at: Option<NaiveDate>,
     now: DateTime<Utc>,
@@ -298,8 +408,29 @@ pub fn rotate(
             expires_at,
             impersonation: old.impersonation,
             previous_token_id: Some(old.id),
+            repositories: old.repositories.as_deref(),
+            push_ref_patterns: old.push_ref_patterns.as_deref(),
         };
-        Ok(db::token::insert(conn, &new)?)
+        let row = db::token::insert(conn, &new)?;
+        let owner = owner_of(conn, &old)?;
+        let event = Event::on_user(
+            event_name(&old, "rotated"),
+            &owner,
+            format!(
+                "Rotated {} with id {}: its successor is {}",
+                kind_of(&old),
+                old.id,
+                row.id
+            ),
+        );
+        let event = with_restriction(token_event(event, &old), &old)
+            .with("new_token_id", row.id)
+            .with(
+                "new_expires_at",
+                row.expires_at.map(|d| d.format("%Y-%m-%d").to_string()),
+            );
+        audit::record(conn, actor, event, now)?;
+        Ok(row)
     })?;
     Ok((row, plain))
 }
@@ -435,10 +566,32 @@ fn check_token(
         if db::token::find_successor(conn, row.id)?.is_some() {
             let burnt = crate::db::write_transaction(conn, |conn| {
                 let ids = family_ids(conn, &row)?;
+                let mut live = Vec::new();
+                for id in &ids {
+                    if db::token::find(conn, *id)?.is_some_and(|t| !t.revoked) {
+                        live.push(*id);
+                    }
+                }
                 let burnt = db::token::revoke_all(conn, &ids)?;
-                // The owner is told, once, from where.
+                // The owner is told, once, from where; so is the audit log.
                 if burnt > 0 {
                     crate::service::notify::queue_family_revoked(conn, row.id, ip, now)?;
+                    let owner = owner_of(conn, &row)?;
+                    let mut family = ids.clone();
+                    family.sort_unstable();
+                    live.sort_unstable();
+                    let event = Event::on_user(
+                        "personal_access_token_family_revoked",
+                        &owner,
+                        format!(
+                            "Revoked the tokens {live:?}: the rotated-away token with id {} was used again",
+                            row.id
+                        ),
+                    );
+                    let event = token_event(event, &row)
+                        .with("revoked_token_ids", live)
+                        .with("family_token_ids", family);
+                    audit::record(conn, &Actor::system(ip.map(str::to_string)), event, now)?;
                 }
                 Ok::<_, Error>(burnt)
             })?;

@@ -12,6 +12,7 @@ use crate::auth::token::SecretKey;
 use crate::auth::{password, totp};
 use crate::db::{self, user::User, DbConn};
 use crate::error::{Error, Result};
+use crate::service::audit::{self, Actor, Event};
 
 pub const RECOVERY_CODES: usize = 10;
 pub const WRONG_PASSWORD: &str = "The current password is wrong.";
@@ -121,6 +122,7 @@ pub fn recovery_codes_left(conn: &mut DbConn, user: &User) -> Result<i64> {
 pub fn confirm(
     conn: &mut DbConn,
     key: &SecretKey,
+    actor: &Actor,
     user: &User,
     code: &str,
     now: DateTime<Utc>,
@@ -131,19 +133,37 @@ pub fn confirm(
     if !code_ok(conn, user, &secret, code, now)? {
         return Ok(Err(crate::service::sign_in::INVALID_CODE.into()));
     }
-    if db::user::confirm_otp_secret(conn, user.id, &secret)? != 1 {
-        return Ok(Err("Start the set-up again: the secret changed meanwhile.".into()));
-    }
-    Ok(Ok(new_recovery_codes(conn, key, user)?))
+    db::write_transaction(conn, |conn| {
+        if db::user::confirm_otp_secret(conn, user.id, &secret)? != 1 {
+            return Ok(Err("Start the set-up again: the secret changed meanwhile.".into()));
+        }
+        record_enabled(conn, actor, user, now)?;
+        Ok(Ok(new_recovery_codes(conn, key, user)?))
+    })
+}
+
+/// The audit event of two-factor authentication turned on for `user`.
+pub fn record_enabled(conn: &mut DbConn, actor: &Actor, user: &User, now: DateTime<Utc>) -> Result<()> {
+    let event = Event::on_user(
+        "user_two_factor_enabled",
+        user,
+        format!("Enabled two-factor authentication for {}", user.username),
+    );
+    audit::record(conn, actor, event, now)
 }
 
 /// Turns two-factor authentication off and forgets the secret and the
 /// recovery codes.
-pub fn disable(conn: &mut DbConn, user: &User) -> Result<()> {
+pub fn disable(conn: &mut DbConn, actor: &Actor, user: &User, now: DateTime<Utc>) -> Result<()> {
     db::write_transaction(conn, |conn| {
         db::user::set_two_factor(conn, user.id, None)?;
         db::session::replace_recovery_codes(conn, user.id, &[])?;
-        Ok::<_, Error>(())
+        let event = Event::on_user(
+            "user_two_factor_disabled",
+            user,
+            format!("Disabled two-factor authentication for {}", user.username),
+        );
+        audit::record(conn, actor, event, now)
     })
 }
 

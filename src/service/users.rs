@@ -9,6 +9,7 @@ use crate::auth::{password, totp};
 use crate::db::page::Listing;
 use crate::db::{self, user::NewUser, user::User, user::UserQuery, DbConn};
 use crate::error::{Error, Result};
+use crate::service::audit::{self, Actor, Event};
 
 /// The user entity as the API and `user list --json` show it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -101,10 +102,10 @@ fn hash_password(p: &str) -> Result<String> {
     Ok(password::hash(p)?)
 }
 
-pub fn create(conn: &mut DbConn, req: &NewUserRequest, now: DateTime<Utc>) -> Result<User> {
+pub fn create(conn: &mut DbConn, actor: &Actor, req: &NewUserRequest, now: DateTime<Utc>) -> Result<User> {
     validate_new(req)?;
     let hash = req.password.map(hash_password).transpose()?;
-    create_hashed(conn, req, hash, now)
+    create_hashed(conn, actor, req, hash, now)
 }
 
 /// The checks of a new user that need no database.
@@ -119,6 +120,7 @@ pub fn validate_new(req: &NewUserRequest) -> Result<()> {
 /// not read.
 pub fn create_hashed(
     conn: &mut DbConn,
+    actor: &Actor,
     req: &NewUserRequest,
     hash: Option<String>,
     now: DateTime<Utc>,
@@ -145,16 +147,23 @@ pub fn create_hashed(
             two_factor_enabled: false,
             created_at: now.naive_utc(),
         };
-        db::user::insert(conn, &new).map_err(|e| {
+        let user = db::user::insert(conn, &new).map_err(|e| {
             if db::is_unique_violation(&e) {
                 Error::Conflict(format!(
                     "the username {} or email {} is already taken",
                     req.username, req.email
                 ))
             } else {
-                e.into()
+                Error::from(e)
             }
-        })
+        })?;
+        let event = Event::on_user("user_created", &user, format!("Created user {}", user.username))
+            .with("email", user.email.clone())
+            .with("name", user.name.clone())
+            .with("is_admin", user.is_admin)
+            .with("password_set", user.password_hash.is_some());
+        audit::record(conn, actor, event, now)?;
+        Ok(user)
     })
 }
 
@@ -170,7 +179,7 @@ pub struct UserUpdate<'a> {
 
 /// Validates every given field, then updates them in one statement. A
 /// username or email held by another user is a conflict.
-pub fn update(conn: &mut DbConn, id: i64, req: &UserUpdate) -> Result<User> {
+pub fn update(conn: &mut DbConn, actor: &Actor, id: i64, req: &UserUpdate, now: DateTime<Utc>) -> Result<User> {
     if let Some(u) = req.username {
         validate_username(u)?;
     }
@@ -181,12 +190,19 @@ pub fn update(conn: &mut DbConn, id: i64, req: &UserUpdate) -> Result<User> {
         validate_display_name(n)?;
     }
     let hash = req.password.map(hash_password).transpose()?;
-    update_hashed(conn, id, req, hash)
+    update_hashed(conn, actor, id, req, hash, now)
 }
 
 /// [`update`] for a caller that hashed the new password already
 /// ([`hashed_password`]): `req.password` is not read.
-pub fn update_hashed(conn: &mut DbConn, id: i64, req: &UserUpdate, hash: Option<String>) -> Result<User> {
+pub fn update_hashed(
+    conn: &mut DbConn,
+    actor: &Actor,
+    id: i64,
+    req: &UserUpdate,
+    hash: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<User> {
     if let Some(u) = req.username {
         validate_username(u)?;
     }
@@ -234,8 +250,59 @@ pub fn update_hashed(conn: &mut DbConn, id: i64, req: &UserUpdate, hash: Option<
         if hash.is_some() {
             db::session::delete_all(conn, user.id)?;
         }
-        db::user::find(conn, user.id)?.ok_or_else(|| Error::NotFound(format!("no user with id {id}")))
+        let after = db::user::find(conn, user.id)?.ok_or_else(|| Error::NotFound(format!("no user with id {id}")))?;
+        record_update(conn, actor, &user, &after, hash.is_some(), now)?;
+        Ok(after)
     })
+}
+
+/// The audit events of an update from `before` to `after`: the admin
+/// flag, the password (that it changed, never what to), the other fields
+/// (old and new).
+fn record_update(
+    conn: &mut DbConn,
+    actor: &Actor,
+    before: &User,
+    after: &User,
+    password: bool,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if before.is_admin != after.is_admin {
+        let what = if after.is_admin { "Granted" } else { "Revoked" };
+        let event = Event::on_user(
+            "user_admin_status_changed",
+            after,
+            format!("{what} administrator rights of {}", after.username),
+        )
+        .with("from", before.is_admin)
+        .with("to", after.is_admin);
+        audit::record(conn, actor, event, now)?;
+    }
+    if password {
+        let event = Event::on_user(
+            "user_password_changed",
+            after,
+            format!("Changed the password of {}", after.username),
+        );
+        audit::record(conn, actor, event, now)?;
+    }
+    let mut changes = serde_json::Map::new();
+    for (field, old, new) in [
+        ("username", &before.username, &after.username),
+        ("email", &before.email, &after.email),
+        ("name", &before.name, &after.name),
+    ] {
+        if old != new {
+            changes.insert(field.into(), serde_json::json!({"from": old, "to": new}));
+        }
+    }
+    if !changes.is_empty() {
+        let fields: Vec<&str> = changes.keys().map(String::as_str).collect();
+        let message = format!("Changed the {} of {}", fields.join(", "), after.username);
+        let event = Event::on_user("user_updated", after, message).with("changes", serde_json::Value::Object(changes));
+        audit::record(conn, actor, event, now)?;
+    }
+    Ok(())
 }
 
 /// The users `search` (any part of the username or name, and for an
@@ -261,27 +328,44 @@ pub fn get(conn: &mut DbConn, username: &str) -> Result<User> {
     db::user::find_by_username(conn, username)?.ok_or_else(|| Error::NotFound(format!("no user named {username:?}")))
 }
 
-pub fn set_blocked(conn: &mut DbConn, username: &str, blocked: bool) -> Result<User> {
-    let user = get(conn, username)?;
+/// Blocks or unblocks `username`; a change of state is recorded (blocking
+/// a blocked user changes, and records, nothing).
+pub fn set_blocked(
+    conn: &mut DbConn,
+    actor: &Actor,
+    username: &str,
+    blocked: bool,
+    now: DateTime<Utc>,
+) -> Result<User> {
     let state = if blocked {
         db::user::STATE_BLOCKED
     } else {
         db::user::STATE_ACTIVE
     };
     crate::db::write_transaction(conn, |conn| {
+        let user = get(conn, username)?;
+        if user.is_blocked() == blocked {
+            return Ok(user);
+        }
         db::user::set_state(conn, user.id, state)?;
         // A blocked user is signed out everywhere.
         if blocked {
             db::session::delete_all(conn, user.id)?;
         }
-        Ok::<_, Error>(())
-    })?;
-    get(conn, username)
+        let (name, what) = if blocked {
+            ("user_blocked", "Blocked")
+        } else {
+            ("user_unblocked", "Unblocked")
+        };
+        let event = Event::on_user(name, &user, format!("{what} user {}", user.username));
+        audit::record(conn, actor, event, now)?;
+        get(conn, username)
+    })
 }
 
 /// Enables two-factor authentication with a new secret; returns the
 /// `otpauth://` URI to give an authenticator app.
-pub fn enable_two_factor(conn: &mut DbConn, username: &str) -> Result<String> {
+pub fn enable_two_factor(conn: &mut DbConn, actor: &Actor, username: &str, now: DateTime<Utc>) -> Result<String> {
     let user = get(conn, username)?;
     if user.two_factor_enabled {
         return Err(Error::Conflict(format!(
@@ -291,15 +375,24 @@ pub fn enable_two_factor(conn: &mut DbConn, username: &str) -> Result<String> {
     }
     let secret = totp::generate_secret();
     let uri = totp::provisioning_uri(&secret, &user.username)?;
-    db::user::set_two_factor(conn, user.id, Some(&secret))?;
+    crate::db::write_transaction(conn, |conn| {
+        // Compare-and-set: only while it is off.
+        if db::user::enable_two_factor(conn, user.id, &secret)? != 1 {
+            return Err(Error::Conflict(format!(
+                "two-factor authentication is already enabled for {}",
+                user.username
+            )));
+        }
+        crate::service::two_factor::record_enabled(conn, actor, &user, now)
+    })?;
     Ok(uri)
 }
 
 /// Turns two-factor authentication off (the secret and the recovery codes
 /// are forgotten).
-pub fn disable_two_factor(conn: &mut DbConn, username: &str) -> Result<()> {
+pub fn disable_two_factor(conn: &mut DbConn, actor: &Actor, username: &str, now: DateTime<Utc>) -> Result<()> {
     let user = get(conn, username)?;
-    crate::service::two_factor::disable(conn, &user)
+    crate::service::two_factor::disable(conn, actor, &user, now)
 }
 
 pub const ROOT_USERNAME: &str = "root";
@@ -324,7 +417,7 @@ pub fn ensure_initial_root(
         password: Some(&password),
         is_admin: true,
     };
-    match create(conn, &req, now) {
+    match create(conn, &Actor::system(None), &req, now) {
         Ok(_) => {}
         // Another instance on the same database made it first.
         Err(Error::Conflict(_)) => return Ok(None),

@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::auth::token::{self, Scope};
 use crate::db::{token::TokenRow, user::User};
 use crate::error::Error;
+use crate::service::audit::Actor;
 use crate::service::sessions::{self as svc, FlashKind};
 use crate::service::{tokens, users};
 use crate::settings::Settings;
@@ -172,6 +173,7 @@ pub async fn create_user(app: web::Data<App>, req: HttpRequest, mut payload: web
     };
     let password = form.get("password").to_string();
     let (u, e, n, a) = (d.username.clone(), d.email.clone(), d.name.clone(), d.admin);
+    let actor = super::actor_of(&app, &req, &current.user);
     // The password is hashed with no connection held, then one write.
     let pool_app = app.clone().into_inner();
     let made = crate::metrics::block(move || -> crate::error::Result<Result<User, String>> {
@@ -190,7 +192,8 @@ pub async fn create_user(app: web::Data<App>, req: HttpRequest, mut payload: web
         } else {
             users::hashed_password(&password).map(Some)
         };
-        let result = hashed.and_then(|h| users::create_hashed(&mut *pool_app.conn()?, &req, h, crate::service::now()));
+        let result =
+            hashed.and_then(|h| users::create_hashed(&mut *pool_app.conn()?, &actor, &req, h, crate::service::now()));
         match result {
             Ok(user) => Ok(Ok(user)),
             Err(Error::Invalid(m) | Error::Conflict(m)) => Ok(Err(m)),
@@ -355,35 +358,40 @@ async fn user_action(
     app: web::Data<App>,
     req: HttpRequest,
     mut payload: web::Payload,
-    act: fn(&mut crate::db::DbConn, &str) -> crate::error::Result<()>,
+    act: fn(&mut crate::db::DbConn, &Actor, &str) -> crate::error::Result<()>,
 ) -> HttpResponse {
-    if let Err(resp) = admin_post(&app, &req, &mut payload).await {
-        return resp;
-    }
+    let current = match admin_post(&app, &req, &mut payload).await {
+        Ok((c, _)) => c,
+        Err(resp) => return resp,
+    };
+    let actor = super::actor_of(&app, &req, &current.user);
     let username = path_user(&req);
     let u = username.clone();
-    match with_conn(&app, move |conn, _| act(conn, &u)).await {
+    match with_conn(&app, move |conn, _| act(conn, &actor, &u)).await {
         Ok(()) => see_other(&user_url(&username)),
         Err(resp) => resp,
     }
 }
 
 pub async fn block(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    user_action(app, req, payload, |conn, u| {
-        users::set_blocked(conn, u, true).map(|_| ())
+    user_action(app, req, payload, |conn, actor, u| {
+        users::set_blocked(conn, actor, u, true, crate::service::now()).map(|_| ())
     })
     .await
 }
 
 pub async fn unblock(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    user_action(app, req, payload, |conn, u| {
-        users::set_blocked(conn, u, false).map(|_| ())
+    user_action(app, req, payload, |conn, actor, u| {
+        users::set_blocked(conn, actor, u, false, crate::service::now()).map(|_| ())
     })
     .await
 }
 
 pub async fn disable_two_factor(app: web::Data<App>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    user_action(app, req, payload, users::disable_two_factor).await
+    user_action(app, req, payload, |conn, actor, u| {
+        users::disable_two_factor(conn, actor, u, crate::service::now())
+    })
+    .await
 }
 
 pub async fn create_impersonation_token(
@@ -415,7 +423,7 @@ pub async fn create_impersonation_token(
     let settings = app.settings();
     let (row, secret) = (current.row.clone(), current.secret.clone());
     let (u, name, scopes) = (username.clone(), draft.name.clone(), draft.scopes.clone());
-    let admin_name = current.user.username.clone();
+    let actor = super::actor_of(&app, &req, &current.user);
     let made = with_conn(&app, move |conn, app| {
         let user = users::get(conn, &u)?;
         let req = tokens::NewTokenRequest {
@@ -426,10 +434,7 @@ pub async fn create_impersonation_token(
             expires_at,
             token: None,
             impersonation: true,
-
-            via: tokens::Via::Web,
-
-            by: Some(&admin_name),
+            actor: &actor,
         };
         match tokens::create(conn, &app.key, &settings, &req, crate::service::now()) {
             Ok((_, plain)) => {
@@ -463,18 +468,20 @@ pub async fn revoke_impersonation_token(
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> HttpResponse {
-    if let Err(resp) = admin_post(&app, &req, &mut payload).await {
-        return resp;
-    }
+    let current = match admin_post(&app, &req, &mut payload).await {
+        Ok((c, _)) => c,
+        Err(resp) => return resp,
+    };
     let username = path_user(&req);
     let Some(id) = req.match_info().get("id").and_then(|s| s.parse::<i64>().ok()) else {
         return super::refusal(StatusCode::NOT_FOUND, "No such token.");
     };
     let u = username.clone();
+    let actor = super::actor_of(&app, &req, &current.user);
     match with_conn(&app, move |conn, _| {
         let user = users::get(conn, &u)?;
         tokens::get_impersonation(conn, user.id, id)?;
-        tokens::revoke(conn, id)
+        tokens::revoke(conn, &actor, id, crate::service::now())
     })
     .await
     {
@@ -593,10 +600,13 @@ pub async fn update_settings(app: web::Data<App>, req: HttpRequest, mut payload:
         .collect();
     let c2 = changes.clone();
     let a = app.clone();
-    match with_conn(&app, move |conn, _| match Settings::store_many(conn, &c2) {
-        Ok(s) => Ok(Ok(s)),
-        Err(Error::Invalid(m)) => Ok(Err(m)),
-        Err(e) => Err(e),
+    let actor = super::actor_of(&app, &req, &current.user);
+    match with_conn(&app, move |conn, _| {
+        match Settings::store_many(conn, &actor, &c2, crate::service::now()) {
+            Ok(s) => Ok(Ok(s)),
+            Err(Error::Invalid(m)) => Ok(Err(m)),
+            Err(e) => Err(e),
+        }
     })
     .await
     {

@@ -411,6 +411,13 @@ async fn reauthenticate(
     }
 }
 
+/// Who makes a page's change, for its audit event: the signed-in `user`,
+/// from the request's client address.
+fn actor_of(app: &App, req: &HttpRequest, user: &User) -> crate::service::audit::Actor {
+    let ip = crate::http::client_ip(req, &app.settings()).map(|i| i.to_string());
+    crate::service::audit::Actor::user(user, crate::service::audit::Via::Web, ip)
+}
+
 /// The client of a request, for its session's record.
 fn client(req: &HttpRequest, app: &App) -> svc::Client {
     svc::Client {

@@ -77,6 +77,7 @@ pub async fn update(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
     }
     // The new hash is made with no connection held; then one write.
     let (id, a) = (current.user.id, app.clone().into_inner());
+    let actor = super::actor_of(&app, &req, &current.user);
     let outcome = crate::metrics::block(move || -> crate::error::Result<Result<(), Errors>> {
         let hash = match users::hashed_password(&new) {
             Ok(h) => h,
@@ -89,7 +90,7 @@ pub async fn update(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
             Err(e) => return Err(e),
         };
         let update = users::UserUpdate::default();
-        users::update_hashed(&mut *a.conn()?, id, &update, Some(hash))?;
+        users::update_hashed(&mut *a.conn()?, &actor, id, &update, Some(hash), crate::service::now())?;
         Ok(Ok(()))
     })
     .await;

@@ -1,6 +1,7 @@
 //! **User Settings > Access tokens** (`/-/user_settings/personal_access_tokens`),
 //! as GitLab's pages describe it: a form (name, description, expiry date,
-//! scopes), the new token shown once at the top after a redirect (kept in
+//! scopes, and gitpat's optional repository and push ref patterns), the
+//! new token shown once at the top after a redirect (kept in
 //! the session's encrypted flash, never in a URL), the active tokens with
 //! **Rotate** and **Revoke**, and the inactive ones below.
 
@@ -45,6 +46,9 @@ struct Draft {
     description: String,
     expires_at: String,
     scopes: Vec<String>,
+    /// Comma-separated patterns, empty for no restriction.
+    repositories: String,
+    push_ref_patterns: String,
     errors: Vec<(&'static str, String)>,
 }
 
@@ -62,6 +66,10 @@ fn field_of(message: &str) -> &'static str {
         "description"
     } else if message.starts_with("expires_at") {
         "expires_at"
+    } else if message.starts_with("repositories") {
+        "repositories"
+    } else if message.starts_with("push_ref_patterns") {
+        "push_ref_patterns"
     } else if message.contains("scope") {
         "scopes"
     } else {
@@ -112,6 +120,20 @@ fn scopes_of(row: &TokenRow) -> String {
         .map(Scope::as_str)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A restricted token's patterns, under its scopes.
+fn limits_of(row: &TokenRow) -> Markup {
+    let r = tokens::restriction(row);
+    html! {
+        @if let Some(l) = r.repository_list() { br; small.muted { "Repositories: " (l.join(", ")) } }
+        @if let Some(l) = r.push_ref_list() { br; small.muted { "Push refs: " (l.join(", ")) } }
+    }
+}
+
+/// A comma-separated field: `None` when left empty.
+fn patterns(field: &str) -> Option<Vec<String>> {
+    (!field.trim().is_empty()).then(|| crate::auth::restriction::split_list(field))
 }
 
 struct View<'a> {
@@ -188,6 +210,14 @@ fn render(v: &View) -> Markup {
                 }
                 @if let Some(e) = scope_error { p.error #field-scopes-error { (e) } }
             }
+            (field(&Field { name: "repositories", label: "Repositories (optional)", value: &d.repositories,
+                error: d.error("repositories"),
+                hint: Some("Limit the token to these repositories, comma-separated: paths or namespace patterns such as alice/tools, team/* (one level), team/** (any depth). Empty: every repository you can reach."),
+                ..Field::default() }))
+            (field(&Field { name: "push_ref_patterns", label: "Push ref patterns (optional)", value: &d.push_ref_patterns,
+                error: d.error("push_ref_patterns"),
+                hint: Some("Limit the refs the token may push to, comma-separated git ref patterns such as refs/heads/feature/*, refs/tags/v*. Empty: any ref."),
+                ..Field::default() }))
             div { button.primary type="submit" { "Create personal access token" } }
         }
         h2 { "Active personal access tokens (" (active.len()) ")" }
@@ -200,7 +230,7 @@ fn render(v: &View) -> Markup {
                     @for t in &active {
                         tr {
                             td data-label="Token name" { (t.name) @if let Some(desc) = &t.description { br; small.muted { (desc) } } }
-                            td data-label="Scopes" { (scopes_of(t)) }
+                            td data-label="Scopes" { (scopes_of(t)) (limits_of(t)) }
                             td data-label="Created" { (t.created_at.format("%Y-%m-%d").to_string()) }
                             td data-label="Last used" {
                                 @match t.last_used_at {
@@ -327,6 +357,8 @@ pub async fn create(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
         description: form.get("description").to_string(),
         expires_at: form.get("expires_at").trim().to_string(),
         scopes: form.all("scopes"),
+        repositories: form.get("repositories").to_string(),
+        push_ref_patterns: form.get("push_ref_patterns").to_string(),
         errors: Vec::new(),
     };
     let expires_at = if draft.expires_at.is_empty() {
@@ -358,6 +390,8 @@ pub async fn create(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
     let settings = app.settings();
     let (user, row, secret) = (current.user.clone(), current.row.clone(), current.secret.clone());
     let (name, description, scopes) = (draft.name.clone(), draft.description.clone(), draft.scopes.clone());
+    let (repositories, push_ref_patterns) = (patterns(&draft.repositories), patterns(&draft.push_ref_patterns));
+    let actor = super::actor_of(&app, &req, &current.user);
     let made = with_conn(&app, move |conn, app| {
         let req = tokens::NewTokenRequest {
             user: &user,
@@ -367,12 +401,13 @@ pub async fn create(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
             expires_at,
             token: None,
             impersonation: false,
-
-            via: tokens::Via::Web,
-
-            by: None,
+            actor: &actor,
         };
-        match tokens::create(conn, &app.key, &settings, &req, crate::service::now()) {
+        let limits = tokens::Limits {
+            repositories: repositories.as_deref(),
+            push_ref_patterns: push_ref_patterns.as_deref(),
+        };
+        match tokens::create_limited(conn, &app.key, &settings, &req, limits, crate::service::now()) {
             Ok((_, plain)) => {
                 svc::set_flash(conn, &app.key, &row, &secret, svc::FlashKind::Token, plain.expose())?;
                 Ok(Ok(()))
@@ -406,9 +441,10 @@ pub async fn revoke(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
         return super::refusal(StatusCode::NOT_FOUND, "No such token.");
     };
     let user_id = current.user.id;
+    let actor = super::actor_of(&app, &req, &current.user);
     match with_conn(&app, move |conn, _| {
         tokens::get_owned(conn, user_id, id)?;
-        tokens::revoke(conn, id)
+        tokens::revoke(conn, &actor, id, crate::service::now())
     })
     .await
     {
@@ -427,9 +463,10 @@ pub async fn rotate(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
     };
     let settings = app.settings();
     let (user_id, row, secret) = (current.user.id, current.row.clone(), current.secret.clone());
+    let actor = super::actor_of(&app, &req, &current.user);
     match with_conn(&app, move |conn, app| {
         tokens::get_owned(conn, user_id, id)?;
-        let (_, plain) = tokens::rotate(conn, &app.key, &settings, id, None, crate::service::now())?;
+        let (_, plain) = tokens::rotate(conn, &app.key, &settings, &actor, id, None, crate::service::now())?;
         svc::set_flash(conn, &app.key, &row, &secret, svc::FlashKind::Token, plain.expose())
     })
     .await
@@ -471,6 +508,11 @@ mod tests {
             ("expires_at 2030-01-01 is too far away: ...", "expires_at"),
             ("the sudo scope is only for tokens of administrators", "scopes"),
             ("unknown scope nope; the scopes are ...", "scopes"),
+            ("repositories: \"x\" has no namespace", "repositories"),
+            (
+                "push_ref_patterns: \"main\" does not start with refs/",
+                "push_ref_patterns",
+            ),
             ("something else", "form"),
         ];
         for (m, f) in cases {

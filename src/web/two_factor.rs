@@ -190,8 +190,9 @@ pub async fn enable(app: web::Data<App>, req: HttpRequest, mut payload: web::Pay
         Err(resp) => return resp,
     }
     let (user, code) = (current.user.clone(), form.get("pin_code").to_string());
+    let actor = super::actor_of(&app, &req, &current.user);
     match with_conn(&app, move |conn, app| {
-        two_factor::confirm(conn, &app.key, &user, &code, crate::service::now())
+        two_factor::confirm(conn, &app.key, &actor, &user, &code, crate::service::now())
     })
     .await
     {
@@ -259,10 +260,11 @@ pub async fn disable(app: web::Data<App>, req: HttpRequest, mut payload: web::Pa
     let settings = app.settings();
     let ip = crate::http::client_ip(&req, &settings);
     let (user, code) = (current.user.clone(), form.get("pin_code").to_string());
+    let actor = super::actor_of(&app, &req, &current.user);
     let done = with_conn(&app, move |conn, app| {
         let now = crate::service::now();
         match crate::service::sign_in::with_code(conn, &app.key, &settings, &user, &code, ip, now)? {
-            Ok(()) => two_factor::disable(conn, &user).map(Ok),
+            Ok(()) => two_factor::disable(conn, &actor, &user, now).map(Ok),
             Err(m) => Ok(Err(m)),
         }
     })

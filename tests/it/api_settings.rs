@@ -38,6 +38,7 @@ fn defaults() -> Value {
         "token_expiry_notify_days": [60, 30, 7],
         "secret_push_protection_enabled": true,
         "revoke_leaked_tokens": false,
+        "audit_events_retention_days": 365,
     })
 }
 
@@ -138,6 +139,7 @@ fn settings_put_json_stores_and_returns_every_key() {
             "token_expiry_notify_days": [30, 14, 1],
             "secret_push_protection_enabled": false,
             "revoke_leaked_tokens": true,
+            "audit_events_retention_days": 90,
         });
         let r = srv.api("PUT", "/application/settings", Some(&rt), Some(&body));
         expect(&srv, "PUT every key", &r, 200, body.clone());

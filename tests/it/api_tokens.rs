@@ -19,7 +19,7 @@ use crate::support::server::TestServer;
 
 /// Every member of a token's JSON (`token` comes on top in create and
 /// rotate replies).
-const TOKEN_KEYS: [&str; 12] = [
+const TOKEN_KEYS: [&str; 14] = [
     "id",
     "name",
     "revoked",
@@ -32,6 +32,9 @@ const TOKEN_KEYS: [&str; 12] = [
     "expires_at",
     "impersonation",
     "last_used_ips",
+    // gitpat's restricted tokens: null when unrestricted.
+    "repositories",
+    "push_ref_patterns",
 ];
 
 const SCOPE_DESCRIPTION: &str = "The request requires higher privileges than provided by the access token.";
@@ -96,8 +99,7 @@ fn make(
         expires_at: expires,
         token: None,
         impersonation,
-        via: gitpat::service::tokens::Via::Cli,
-        by: None,
+        actor: &gitpat::service::audit::Actor::cli(),
     };
     let (row, plain) = tokens::create(conn, &srv.app.key, &settings, &req, Utc::now())
         .unwrap_or_else(|e| panic!("create the token {name} of {user}: {e}"));
@@ -138,7 +140,13 @@ fn set_expires(srv: &TestServer, id: i64, on: Option<NaiveDate>) {
 }
 
 fn revoke(srv: &TestServer, id: i64) {
-    tokens::revoke(&mut srv.conn(), id).unwrap_or_else(|e| panic!("revoke token {id}: {e}"));
+    tokens::revoke(
+        &mut srv.conn(),
+        &gitpat::service::audit::Actor::cli(),
+        id,
+        chrono::Utc::now(),
+    )
+    .unwrap_or_else(|e| panic!("revoke token {id}: {e}"));
 }
 
 fn at(s: &str) -> NaiveDateTime {
@@ -539,7 +547,14 @@ fn auth_token_of_a_blocked_user_is_403_account_blocked() {
     for srv in TestServer::each() {
         srv.user("alice", false, None);
         let t = srv.token("alice", &["api"], None);
-        users::set_blocked(&mut srv.conn(), "alice", true).expect("block alice");
+        users::set_blocked(
+            &mut srv.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            "alice",
+            true,
+            chrono::Utc::now(),
+        )
+        .expect("block alice");
         let r = srv.api("GET", "/user", Some(&t), None);
         expect(
             &srv,
@@ -550,7 +565,14 @@ fn auth_token_of_a_blocked_user_is_403_account_blocked() {
         );
         let r = srv.api("GET", "/user", Some("glpat-notarealtoken00000"), None);
         expect(&srv, "GET /user with an unknown token", &r, 401, unauthorized());
-        users::set_blocked(&mut srv.conn(), "alice", false).expect("unblock alice");
+        users::set_blocked(
+            &mut srv.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            "alice",
+            false,
+            chrono::Utc::now(),
+        )
+        .expect("unblock alice");
         let r = srv.api("GET", "/user", Some(&t), None);
         status(&srv, "GET /user once unblocked", &r, 200);
     }
@@ -1058,7 +1080,14 @@ fn sudo_to_a_blocked_user_is_refused_as_the_blocked_user_would_be() {
     for srv in TestServer::each() {
         srv.user("root", true, None);
         srv.user("bob", false, None);
-        users::set_blocked(&mut srv.conn(), "bob", true).unwrap();
+        users::set_blocked(
+            &mut srv.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            "bob",
+            true,
+            chrono::Utc::now(),
+        )
+        .unwrap();
         let t = srv.token("root", &["api", "sudo"], None);
         let before = srv.snapshot();
         let r = srv.api_raw("GET", "/user", &[("PRIVATE-TOKEN", &t), ("Sudo", "bob")], b"");

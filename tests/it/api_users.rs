@@ -462,6 +462,7 @@ fn get_users_search_matches_username_name_or_email_case_insensitively() {
         // Found only by the display name / only by the email.
         let carol = gitpat::service::users::create(
             &mut srv.conn(),
+            &gitpat::service::audit::Actor::cli(),
             &gitpat::service::users::NewUserRequest {
                 username: "carol",
                 email: "xylophone@mail.test",
@@ -502,7 +503,14 @@ fn get_users_filters_active_and_blocked() {
         let (root_id, rt) = root(&srv);
         let alice = srv.user("alice", false, None);
         let bob = srv.user("bob", false, None);
-        gitpat::service::users::set_blocked(&mut srv.conn(), "bob", true).expect("block bob");
+        gitpat::service::users::set_blocked(
+            &mut srv.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            "bob",
+            true,
+            chrono::Utc::now(),
+        )
+        .expect("block bob");
         let r = srv.api("GET", "/users?active=true", Some(&rt), None);
         status(&srv, "active=true", &r, 200);
         assert_eq!(r.ids(), [alice.id, root_id], "[{}] active=true", srv.backend());

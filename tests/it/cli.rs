@@ -499,8 +499,12 @@ fn token_create_prints_only_the_token_and_list_never_shows_it() {
             "expires_at",
             "impersonation",
             "last_used_ips",
+            "repositories",
+            "push_ref_patterns",
         ]);
         assert_eq!(keys(&entry), want, "[{b}] keys of {entry}");
+        assert_eq!(entry["repositories"], Value::Null, "[{b}] unrestricted: {entry}");
+        assert_eq!(entry["push_ref_patterns"], Value::Null, "[{b}] unrestricted: {entry}");
         assert_eq!(entry["name"], "ci", "[{b}] {entry}");
         assert_eq!(entry["description"], "for CI", "[{b}] {entry}");
         assert_eq!(entry["user_id"], alice, "[{b}] {entry}");
@@ -1948,5 +1952,64 @@ fn the_request_log_names_who_and_no_secret() {
             !log.contains(&tok) && !log.contains(&sudo) && !log.contains(&basic),
             "[{b}] a secret in the log"
         );
+    }
+}
+
+#[test]
+fn token_create_limits_a_token_and_refuses_bad_patterns() {
+    for g in Gitpat::each() {
+        let b = g.db.backend;
+        add_user(&g, "alice", &[]);
+        let (_, entry) = create_token(
+            &g,
+            &[
+                "--user",
+                "alice",
+                "--name",
+                "ci",
+                "--scopes",
+                "write_repository",
+                "--repositories",
+                "alice/tools,team/*",
+                "--push-ref-patterns",
+                "refs/heads/feature/*,refs/tags/v*",
+            ],
+        );
+        assert_eq!(
+            entry["repositories"],
+            serde_json::json!(["alice/tools", "team/*"]),
+            "[{b}] {entry}"
+        );
+        assert_eq!(
+            entry["push_ref_patterns"],
+            serde_json::json!(["refs/heads/feature/*", "refs/tags/v*"]),
+            "[{b}] {entry}"
+        );
+        // Rotation keeps both.
+        let id = entry["id"].as_i64().expect("an id").to_string();
+        let (_, rotated) = rotate_token(&g, &["--id", &id]);
+        assert_eq!(rotated["repositories"], entry["repositories"], "[{b}] {rotated}");
+        assert_eq!(
+            rotated["push_ref_patterns"], entry["push_ref_patterns"],
+            "[{b}] {rotated}"
+        );
+        let cases: [(&str, &str, &str); 5] = [
+            ("--repositories", "team/*/x", "may only be the whole last segment"),
+            ("--repositories", "alice/tools,", "an entry is empty"),
+            ("--repositories", "tools", "no namespace"),
+            ("--push-ref-patterns", "main", "does not start with refs/"),
+            ("--push-ref-patterns", "refs/heads/*/*", "more than one '*'"),
+        ];
+        for (flag, value, needle) in cases {
+            let before = list(&g, "token");
+            refused(
+                &g,
+                &[
+                    "token", "create", "--user", "alice", "--name", "x", "--scopes", "api", flag, value,
+                ],
+                needle,
+            );
+            assert_eq!(list(&g, "token"), before, "[{b}] {flag} {value} wrote a token");
+        }
     }
 }

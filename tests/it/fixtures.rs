@@ -119,7 +119,7 @@ fn fixtures_import_into_gitpat_with_every_ref() {
             password: None,
             is_admin: false,
         };
-        gitpat::service::users::create(conn, &req, Utc::now()).unwrap();
+        gitpat::service::users::create(conn, &gitpat::service::audit::Actor::cli(), &req, Utc::now()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = RepoStore::new(dir.path().join("repositories"));
         for name in ["basic", "empty", "many-refs"] {

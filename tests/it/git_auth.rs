@@ -50,9 +50,9 @@ fn setup(conn: &mut DbConn) -> World {
             password: Some(PASSWORD),
             is_admin: admin,
         };
-        users::create(conn, &req, Utc::now()).unwrap();
+        users::create(conn, &gitpat::service::audit::Actor::cli(), &req, Utc::now()).unwrap();
     }
-    users::enable_two_factor(conn, "twofa").unwrap();
+    users::enable_two_factor(conn, &gitpat::service::audit::Actor::cli(), "twofa", chrono::Utc::now()).unwrap();
     let new = |path, visibility| repos::NewRepoRequest {
         path,
         name: None,
@@ -84,8 +84,7 @@ fn token(conn: &mut DbConn, w: &World, user: &str, scopes: &[&str], expires_in_d
         expires_at: expires_in_days.map(|d| Utc::now().date_naive() + Duration::days(d)),
         token: None,
         impersonation: false,
-        via: gitpat::service::tokens::Via::Cli,
-        by: None,
+        actor: &gitpat::service::audit::Actor::cli(),
     };
     tokens::create(conn, &key(), &w.settings, &req, Utc::now())
         .unwrap()
@@ -226,13 +225,20 @@ fn expired_revoked_and_blocked_tokens_fail_with_a_challenge() {
         );
         let row =
             tokens::find_by_secret(conn, &key(), &gitpat::auth::token::PlainToken::new(tomorrow.clone())).unwrap();
-        tokens::revoke(conn, row.id).unwrap();
+        tokens::revoke(conn, &gitpat::service::audit::Actor::cli(), row.id, chrono::Utc::now()).unwrap();
         assert_eq!(
             check(conn, &w, Some(&creds("dev", &tomorrow)), "alice/private", PULL),
             denied
         );
         let t = token(conn, &w, "dev", &["api"], None);
-        users::set_blocked(conn, "dev", true).unwrap();
+        users::set_blocked(
+            conn,
+            &gitpat::service::audit::Actor::cli(),
+            "dev",
+            true,
+            chrono::Utc::now(),
+        )
+        .unwrap();
         assert_eq!(check(conn, &w, Some(&creds("dev", &t)), "alice/private", PULL), denied);
         assert_eq!(
             check(conn, &w, Some(&creds("dev", PASSWORD)), "alice/private", PULL),

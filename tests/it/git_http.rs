@@ -1202,7 +1202,13 @@ fn scopes_credentials_and_roles_through_git() {
         for u in ["dev", "rita", "stranger", "twofa", "blocky"] {
             srv.user(u, false, Some(PASSWORD));
         }
-        users::enable_two_factor(&mut srv.conn(), "twofa").unwrap();
+        users::enable_two_factor(
+            &mut srv.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            "twofa",
+            chrono::Utc::now(),
+        )
+        .unwrap();
         let path = "alice/scopes";
         srv.import(path, "alice", "private", &fixture("basic"));
         srv.import("alice/internal", "alice", "internal", &fixture("basic"));
@@ -1293,16 +1299,36 @@ fn scopes_credentials_and_roles_through_git() {
             // Revoked.
             let t = srv.token("dev", &["write_repository"], None);
             ok(pull("dev", &t), "a token before its revocation");
-            tokens::revoke(&mut srv.conn(), srv.token_row(&t).id).unwrap();
+            tokens::revoke(
+                &mut srv.conn(),
+                &gitpat::service::audit::Actor::cli(),
+                srv.token_row(&t).id,
+                chrono::Utc::now(),
+            )
+            .unwrap();
             refused(pull("dev", &t), ACCESS_DENIED, "a revoked token");
             refused(push("dev", &t, "revoked"), ACCESS_DENIED, "a revoked token");
             // A blocked user: neither token nor password.
             let t = srv.token("blocky", &["write_repository"], None);
             ok(pull("blocky", &t), "blocky before the block");
-            users::set_blocked(&mut srv.conn(), "blocky", true).unwrap();
+            users::set_blocked(
+                &mut srv.conn(),
+                &gitpat::service::audit::Actor::cli(),
+                "blocky",
+                true,
+                chrono::Utc::now(),
+            )
+            .unwrap();
             refused(pull("blocky", &t), ACCESS_DENIED, "a blocked user's token");
             refused(pull("blocky", PASSWORD), ACCESS_DENIED, "a blocked user's password");
-            users::set_blocked(&mut srv.conn(), "blocky", false).unwrap();
+            users::set_blocked(
+                &mut srv.conn(),
+                &gitpat::service::audit::Actor::cli(),
+                "blocky",
+                false,
+                chrono::Utc::now(),
+            )
+            .unwrap();
 
             // Passwords: refused for 2FA users, with a text git shows.
             let err = pull("twofa", PASSWORD).expect_err("a 2FA user's password must be refused");
@@ -1402,7 +1428,13 @@ fn http_details_of_the_smart_protocol() {
         srv.user("alice", false, None);
         srv.user("twofa", false, Some(PASSWORD));
         srv.user("stranger", false, None);
-        users::enable_two_factor(&mut srv.conn(), "twofa").unwrap();
+        users::enable_two_factor(
+            &mut srv.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            "twofa",
+            chrono::Utc::now(),
+        )
+        .unwrap();
         srv.import("alice/raw", "alice", "private", &fixture("basic"));
         srv.import("alice/pub", "alice", "public", &fixture("basic"));
         srv.member("alice/raw", "twofa", "developer");

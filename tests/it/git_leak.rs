@@ -38,8 +38,7 @@ fn token_named(srv: &TestServer, user: &str, name: &str) -> (String, i64) {
         expires_at: None,
         token: None,
         impersonation: false,
-        via: tokens::Via::Cli,
-        by: None,
+        actor: &gitpat::service::audit::Actor::cli(),
     };
     let (row, secret) = tokens::create(conn, &srv.app.key, &settings, &req, Utc::now()).expect("create a token");
     (secret.expose().to_string(), row.id)
@@ -259,7 +258,13 @@ fn a_revoked_or_expired_tokens_string_is_no_leak() {
                 .execute(&mut *srv.conn())
                 .unwrap();
             let (gone, gone_id) = token_named(&srv, "bob", "gone");
-            tokens::revoke(&mut srv.conn(), gone_id).unwrap();
+            tokens::revoke(
+                &mut srv.conn(),
+                &gitpat::service::audit::Actor::cli(),
+                gone_id,
+                Utc::now(),
+            )
+            .unwrap();
             for (gi, git) in gits().iter().enumerate() {
                 for (what, tok, id) in [("expired", &expired, expired_id), ("revoked", &gone, gone_id)] {
                     let ctx = format!("{} engine {engine}, {what}", git.context(srv.backend()));

@@ -425,7 +425,13 @@ fn the_daily_checks_run_once_a_day_from_their_hour() {
             password: None,
             is_admin: false,
         };
-        let alice = gitpat::service::users::create(conn, &req, at("2027-02-01T00:00:00Z")).unwrap();
+        let alice = gitpat::service::users::create(
+            conn,
+            &gitpat::service::audit::Actor::cli(),
+            &req,
+            at("2027-02-01T00:00:00Z"),
+        )
+        .unwrap();
         let settings = gitpat::settings::Settings::default();
         for (name, date) in [("soon", "2027-03-05"), ("today", "2027-03-01")] {
             let t = gitpat::service::tokens::NewTokenRequest {
@@ -436,8 +442,7 @@ fn the_daily_checks_run_once_a_day_from_their_hour() {
                 expires_at: Some(date.parse().unwrap()),
                 token: None,
                 impersonation: false,
-                via: gitpat::service::tokens::Via::Cli,
-                by: None,
+                actor: &gitpat::service::audit::Actor::cli(),
             };
             gitpat::service::tokens::create(
                 conn,
@@ -513,7 +518,13 @@ fn a_claim_older_than_an_hour_is_taken_again() {
             password: None,
             is_admin: false,
         };
-        let alice = gitpat::service::users::create(conn, &req, at("2027-02-01T00:00:00Z")).unwrap();
+        let alice = gitpat::service::users::create(
+            conn,
+            &gitpat::service::audit::Actor::cli(),
+            &req,
+            at("2027-02-01T00:00:00Z"),
+        )
+        .unwrap();
         let t = gitpat::service::tokens::NewTokenRequest {
             user: &alice,
             name: "t",
@@ -522,8 +533,7 @@ fn a_claim_older_than_an_hour_is_taken_again() {
             expires_at: None,
             token: None,
             impersonation: false,
-            via: gitpat::service::tokens::Via::Cli,
-            by: None,
+            actor: &gitpat::service::audit::Actor::cli(),
         };
         let t0 = at("2027-02-01T00:00:00Z");
         gitpat::service::tokens::create(

@@ -3,8 +3,10 @@
 
 mod support;
 
+mod api_audit;
 mod api_paging;
 mod api_projects;
+mod api_restricted;
 mod api_settings;
 mod api_tokens;
 mod api_users;
@@ -19,6 +21,7 @@ mod git_leak;
 mod git_lfs;
 mod git_load;
 mod git_push;
+mod git_restricted;
 mod git_shallow_server;
 mod mail;
 mod models;

@@ -36,8 +36,12 @@ fn user(conn: &mut DbConn, name: &str, admin: bool) -> User {
         password: None,
         is_admin: admin,
     };
-    users::create(conn, &req, Utc::now()).unwrap()
+    users::create(conn, &gitpat::service::audit::Actor::cli(), &req, Utc::now()).unwrap()
 }
+
+/// The command line's actor, for requests that outlive a statement.
+static CLI: std::sync::LazyLock<gitpat::service::audit::Actor> =
+    std::sync::LazyLock::new(gitpat::service::audit::Actor::cli);
 
 fn token_req<'a>(u: &'a User, scopes: &'a [String]) -> NewTokenRequest<'a> {
     NewTokenRequest {
@@ -48,8 +52,7 @@ fn token_req<'a>(u: &'a User, scopes: &'a [String]) -> NewTokenRequest<'a> {
         expires_at: None,
         token: None,
         impersonation: false,
-        via: gitpat::service::tokens::Via::Cli,
-        by: None,
+        actor: &CLI,
     }
 }
 
@@ -247,12 +250,26 @@ fn predetermined_tokens_authenticate_and_must_be_unique() {
         assert_eq!(token_count(conn), 1, "{}", tdb.backend);
         // Revoking by the string.
         let found = tokens::find_by_secret(conn, &key(), &PlainToken::new("token-string-here123")).unwrap();
-        tokens::revoke(conn, found.id).unwrap();
+        tokens::revoke(
+            conn,
+            &gitpat::service::audit::Actor::cli(),
+            found.id,
+            chrono::Utc::now(),
+        )
+        .unwrap();
         assert_eq!(
             auth(conn, &s, "token-string-here123", None, Utc::now()),
             Err(Rejection::Revoked)
         );
-        assert!(matches!(tokens::revoke(conn, found.id), Err(Error::Conflict(_))));
+        assert!(matches!(
+            tokens::revoke(
+                conn,
+                &gitpat::service::audit::Actor::cli(),
+                found.id,
+                chrono::Utc::now()
+            ),
+            Err(Error::Conflict(_))
+        ));
     }
 }
 
@@ -267,7 +284,16 @@ fn rotation_replaces_the_token_and_reuse_revokes_the_family() {
         req.impersonation = true;
         let now = at(2026, 11, 22, 8, 0, 0);
         let (t1, p1) = tokens::create(conn, &key(), &s, &req, now).unwrap();
-        let (t2, p2) = tokens::rotate(conn, &key(), &s, t1.id, None, now).unwrap();
+        let (t2, p2) = tokens::rotate(
+            conn,
+            &key(),
+            &s,
+            &gitpat::service::audit::Actor::cli(),
+            t1.id,
+            None,
+            now,
+        )
+        .unwrap();
         assert_ne!(p1.expose(), p2.expose());
         assert_eq!((t2.name.as_str(), t2.description.as_deref()), ("t", Some("for tests")));
         assert_eq!(t2.scopes, t1.scopes);
@@ -280,12 +306,31 @@ fn rotation_replaces_the_token_and_reuse_revokes_the_family() {
             tdb.backend
         );
         assert!(tokens::get(conn, t1.id).unwrap().revoked);
-        let err = tokens::rotate(conn, &key(), &s, t1.id, None, now).err().unwrap();
+        let err = tokens::rotate(
+            conn,
+            &key(),
+            &s,
+            &gitpat::service::audit::Actor::cli(),
+            t1.id,
+            None,
+            now,
+        )
+        .err()
+        .unwrap();
         assert!(
             matches!(&err, Error::Invalid(m) if m == "Token already revoked"),
             "{err}"
         );
-        let (t3, p3) = tokens::rotate(conn, &key(), &s, t2.id, Some(date(2027, 1, 1)), now).unwrap();
+        let (t3, p3) = tokens::rotate(
+            conn,
+            &key(),
+            &s,
+            &gitpat::service::audit::Actor::cli(),
+            t2.id,
+            Some(date(2027, 1, 1)),
+            now,
+        )
+        .unwrap();
         assert_eq!(t3.expires_at, Some(date(2027, 1, 1)));
         assert_eq!(auth(conn, &s, p3.expose(), None, now), Ok(t3.id));
         // An unrelated token of the same user is not part of the family.
@@ -305,7 +350,13 @@ fn rotation_replaces_the_token_and_reuse_revokes_the_family() {
         assert_eq!(auth(conn, &s, p3.expose(), None, now), Err(Rejection::Revoked));
         assert_eq!(auth(conn, &s, po.expose(), None, now), Ok(other.id));
         // A plainly revoked token (no successor) is only rejected.
-        tokens::revoke(conn, other.id).unwrap();
+        tokens::revoke(
+            conn,
+            &gitpat::service::audit::Actor::cli(),
+            other.id,
+            chrono::Utc::now(),
+        )
+        .unwrap();
         assert_eq!(auth(conn, &s, po.expose(), None, now), Err(Rejection::Revoked));
     }
 }
@@ -319,8 +370,26 @@ fn rotation_from_the_middle_of_a_family_revokes_all_of_it() {
         let sc = scopes(&["api"]);
         let now = Utc::now();
         let (t1, _) = tokens::create(conn, &key(), &s, &token_req(&alice, &sc), now).unwrap();
-        let (t2, p2) = tokens::rotate(conn, &key(), &s, t1.id, None, now).unwrap();
-        let (t3, p3) = tokens::rotate(conn, &key(), &s, t2.id, None, now).unwrap();
+        let (t2, p2) = tokens::rotate(
+            conn,
+            &key(),
+            &s,
+            &gitpat::service::audit::Actor::cli(),
+            t1.id,
+            None,
+            now,
+        )
+        .unwrap();
+        let (t3, p3) = tokens::rotate(
+            conn,
+            &key(),
+            &s,
+            &gitpat::service::audit::Actor::cli(),
+            t2.id,
+            None,
+            now,
+        )
+        .unwrap();
         assert_eq!(
             auth(conn, &s, p2.expose(), None, now),
             Err(Rejection::ReusedAfterRotation)
@@ -352,12 +421,26 @@ fn blocked_users_and_unknown_tokens_do_not_authenticate() {
             auth(conn, &s, &"x".repeat(10_000), None, Utc::now()),
             Err(Rejection::Unknown)
         );
-        users::set_blocked(conn, "alice", true).unwrap();
+        users::set_blocked(
+            conn,
+            &gitpat::service::audit::Actor::cli(),
+            "alice",
+            true,
+            chrono::Utc::now(),
+        )
+        .unwrap();
         assert_eq!(
             auth(conn, &s, p.expose(), None, Utc::now()),
             Err(Rejection::UserBlocked)
         );
-        users::set_blocked(conn, "alice", false).unwrap();
+        users::set_blocked(
+            conn,
+            &gitpat::service::audit::Actor::cli(),
+            "alice",
+            false,
+            chrono::Utc::now(),
+        )
+        .unwrap();
         assert_eq!(
             auth(conn, &s, p.expose(), None, Utc::now()),
             Ok(row.id),
@@ -439,29 +522,47 @@ fn usernames_and_emails_are_unique_case_insensitively() {
             }
         }
         assert!(matches!(
-            users::create(conn, &dup("alice", "other@example.com"), Utc::now()),
+            users::create(
+                conn,
+                &gitpat::service::audit::Actor::cli(),
+                &dup("alice", "other@example.com"),
+                Utc::now()
+            ),
             Err(Error::Conflict(_))
         ));
         assert!(matches!(
-            users::create(conn, &dup("bob", "ALICE@example.com"), Utc::now()),
+            users::create(
+                conn,
+                &gitpat::service::audit::Actor::cli(),
+                &dup("bob", "ALICE@example.com"),
+                Utc::now()
+            ),
             Err(Error::Conflict(_))
         ));
         assert!(matches!(
-            users::create(conn, &dup("bad name", "b@example.com"), Utc::now()),
+            users::create(
+                conn,
+                &gitpat::service::audit::Actor::cli(),
+                &dup("bad name", "b@example.com"),
+                Utc::now()
+            ),
             Err(Error::Invalid(_))
         ));
         let pw = users::NewUserRequest {
             password: Some("short"),
             ..dup("carol", "c@example.com")
         };
-        assert!(matches!(users::create(conn, &pw, Utc::now()), Err(Error::Invalid(_))));
+        assert!(matches!(
+            users::create(conn, &gitpat::service::audit::Actor::cli(), &pw, Utc::now()),
+            Err(Error::Invalid(_))
+        ));
         assert_eq!(db::user::list(conn).unwrap().len(), 1, "{}", tdb.backend);
         assert_eq!(users::get(conn, "ALICE").unwrap().username, "Alice");
         let pw = users::NewUserRequest {
             password: Some("long enough"),
             ..dup("carol", "c@example.com")
         };
-        let carol = users::create(conn, &pw, Utc::now()).unwrap();
+        let carol = users::create(conn, &gitpat::service::audit::Actor::cli(), &pw, Utc::now()).unwrap();
         let hash = carol.password_hash.unwrap();
         assert!(gitpat::auth::password::verify("long enough", &hash));
         assert!(!hash.contains("long enough"));
@@ -657,7 +758,14 @@ fn roles_and_visibility_decide_access() {
         assert_eq!(a(conn, Some(&owner), &p), acc(true, true, true, true), "owner");
         assert_eq!(a(conn, Some(&admin), &p), acc(true, true, true, true), "admin");
         // Blocked: nothing, whatever the role.
-        users::set_blocked(conn, "developer", true).unwrap();
+        users::set_blocked(
+            conn,
+            &gitpat::service::audit::Actor::cli(),
+            "developer",
+            true,
+            chrono::Utc::now(),
+        )
+        .unwrap();
         let blocked = users::get(conn, "developer").unwrap();
         assert_eq!(a(conn, Some(&blocked), &p), Access::NONE);
         // Internal: any signed-in user pulls; public: anyone pulls.
@@ -697,14 +805,49 @@ fn settings_persist_and_bad_values_change_nothing() {
     for tdb in backends() {
         let conn = &mut tdb.conn();
         assert_eq!(Settings::load(conn).unwrap(), Settings::default());
-        Settings::store(conn, "max_personal_access_token_lifetime", "30").unwrap();
-        Settings::store(conn, "password_authentication_enabled_for_git", "false").unwrap();
-        assert!(Settings::store(conn, "max_personal_access_token_lifetime", "forever").is_err());
-        assert!(Settings::store(conn, "nope", "1").is_err());
+        Settings::store(
+            conn,
+            &gitpat::service::audit::Actor::cli(),
+            "max_personal_access_token_lifetime",
+            "30",
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        Settings::store(
+            conn,
+            &gitpat::service::audit::Actor::cli(),
+            "password_authentication_enabled_for_git",
+            "false",
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        assert!(Settings::store(
+            conn,
+            &gitpat::service::audit::Actor::cli(),
+            "max_personal_access_token_lifetime",
+            "forever",
+            chrono::Utc::now()
+        )
+        .is_err());
+        assert!(Settings::store(
+            conn,
+            &gitpat::service::audit::Actor::cli(),
+            "nope",
+            "1",
+            chrono::Utc::now()
+        )
+        .is_err());
         let s = Settings::load(conn).unwrap();
         assert_eq!(s.max_personal_access_token_lifetime, Some(30), "{}", tdb.backend);
         assert!(!s.password_authentication_enabled_for_git);
-        Settings::store(conn, "max_personal_access_token_lifetime", "none").unwrap();
+        Settings::store(
+            conn,
+            &gitpat::service::audit::Actor::cli(),
+            "max_personal_access_token_lifetime",
+            "none",
+            chrono::Utc::now(),
+        )
+        .unwrap();
         assert_eq!(Settings::load(conn).unwrap().max_personal_access_token_lifetime, None);
     }
 }

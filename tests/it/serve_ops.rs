@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::repo::{assert_contains, commit, server_ref, tmp};
-use crate::support::serve::Server;
+use crate::support::serve::{exchange, Server};
 use crate::support::server::{basic, gits, pkt, Git};
 use crate::support::{Gitpat, TestDb};
 
@@ -27,19 +27,7 @@ struct InFlight {
 fn in_flight(config: &str) -> InFlight {
     let g = Gitpat::new(TestDb::sqlite());
     g.ok(&["user", "create", "alice", "--email", "alice@example.com"]);
-    let token = g
-        .ok(&[
-            "token",
-            "create",
-            "--user",
-            "alice",
-            "--name",
-            "ops",
-            "--scopes",
-            "write_repository",
-        ])
-        .trim()
-        .to_string();
+    let token = g.token("alice", "ops", "write_repository");
     let work = tmp();
     let file = work.path().join("gitpat.toml");
     std::fs::write(&file, config).expect("write the config");
@@ -177,13 +165,10 @@ fn a_push_cut_by_the_shutdown_deadline_leaves_nothing() {
 fn json_logs_are_one_object_per_line_with_the_request_fields() {
     let g = Gitpat::new(TestDb::sqlite());
     let server = Server::start_with_env(&g, &[], &[("GITPAT_LOG_FORMAT", "json".to_string())]);
-    let mut c = TcpStream::connect(server.addr()).expect("connect");
-    c.write_all(
-        b"GET /api/v4/version?private_token=glpat-secretsecretsecret1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    )
-    .expect("write");
-    let mut answer = Vec::new();
-    let _ = c.read_to_end(&mut answer);
+    exchange(
+        server.addr(),
+        "GET /api/v4/version?private_token=glpat-secretsecretsecret1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
     assert!(server.wait_for_log("/api/v4/version"), "{}", server.log());
     let log = server.log();
     assert!(!log.contains("secretsecret"), "a credential in the log:\n{log}");
@@ -205,12 +190,7 @@ fn json_logs_are_one_object_per_line_with_the_request_fields() {
 
 /// A scrape, as `name{labels}` → value.
 fn scrape(addr: std::net::SocketAddr) -> (u16, std::collections::BTreeMap<String, f64>) {
-    let mut c = TcpStream::connect(addr).expect("connect");
-    c.write_all(b"GET /-/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .expect("write");
-    let mut answer = Vec::new();
-    let _ = c.read_to_end(&mut answer);
-    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let answer = exchange(addr, "GET /-/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let status = answer
         .split_whitespace()
         .nth(1)
@@ -246,32 +226,8 @@ fn metrics_count_requests_git_operations_auth_results_and_the_pack_cache() {
         ],
         "a long password for alice\n",
     );
-    let token = g
-        .ok(&[
-            "token",
-            "create",
-            "--user",
-            "alice",
-            "--name",
-            "m",
-            "--scopes",
-            "api,write_repository",
-        ])
-        .trim()
-        .to_string();
-    let revoked = g
-        .ok(&[
-            "token",
-            "create",
-            "--user",
-            "alice",
-            "--name",
-            "r",
-            "--scopes",
-            "read_repository",
-        ])
-        .trim()
-        .to_string();
+    let token = g.token("alice", "m", "api,write_repository");
+    let revoked = g.token("alice", "r", "read_repository");
     g.ok(&["token", "revoke", "--token", &revoked]);
     let server = Server::start(&g);
     let (status, before) = scrape(server.addr());
@@ -292,10 +248,10 @@ fn metrics_count_requests_git_operations_auth_results_and_the_pack_cache() {
         .run(work.path(), &["ls-remote", &url("wrong-password-for-alice")])
         .status
         .success());
-    let mut c = TcpStream::connect(server.addr()).expect("connect");
-    c.write_all(b"GET /api/v4/user HTTP/1.1\r\nHost: x\r\nPRIVATE-TOKEN: glpat-nosuchtokennosuchtok\r\nConnection: close\r\n\r\n")
-        .expect("write");
-    let _ = c.read_to_end(&mut Vec::new());
+    exchange(
+        server.addr(),
+        "GET /api/v4/user HTTP/1.1\r\nHost: x\r\nPRIVATE-TOKEN: glpat-nosuchtokennosuchtok\r\nConnection: close\r\n\r\n",
+    );
 
     let (_, after) = scrape(server.addr());
     let moved = |key: &str| value(&after, key) - value(&before, key);
@@ -374,10 +330,51 @@ fn metrics_answer_only_the_allowlist_or_their_own_listener() {
     assert_eq!(status, 200);
     assert!(values.contains_key("gitpat_active_bans"), "{values:#?}");
     // The metrics listener serves the health checks and nothing else.
-    let mut c = TcpStream::connect(own).expect("connect");
-    c.write_all(b"GET /api/v4/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .expect("write");
-    let mut answer = Vec::new();
-    let _ = c.read_to_end(&mut answer);
-    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 404"));
+    let answer = exchange(
+        own,
+        "GET /api/v4/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+}
+
+#[test]
+fn metrics_count_mails_sent_and_failed() {
+    // A closed port: bound, then let go.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mail_dir = tmp();
+    let cases = [
+        (
+            "sent",
+            vec![
+                ("GITPAT_MAIL", "file".to_string()),
+                ("GITPAT_MAIL_DIR", mail_dir.path().display().to_string()),
+            ],
+        ),
+        (
+            "failed",
+            vec![
+                ("GITPAT_MAIL", "smtp".to_string()),
+                ("GITPAT_SMTP_HOST", "127.0.0.1".to_string()),
+                ("GITPAT_SMTP_PORT", closed.to_string()),
+                ("GITPAT_SMTP_TLS", "none".to_string()),
+            ],
+        ),
+    ];
+    for (result, env) in cases {
+        let g = Gitpat::new(TestDb::sqlite());
+        g.ok(&["user", "create", "alice", "--email", "alice@example.com"]);
+        // A new token's notice is queued with it; serve's first round of
+        // notices goes at once.
+        g.ok(&[
+            "token", "create", "--user", "alice", "--name", "n", "--scopes", "read_api",
+        ]);
+        let server = Server::start_with_env(&g, &[], &env);
+        assert!(server.wait_for_log("token notices:"), "[{result}] {}", server.log());
+        let (_, values) = scrape(server.addr());
+        let key = format!("gitpat_mails_total{{result=\"{result}\"}}");
+        assert_eq!(value(&values, &key), 1.0, "[{result}] {values:#?}\n{}", server.log());
+    }
 }

@@ -4,14 +4,11 @@
 //! SIGHUP, the redirecting plain listener, HSTS, and `gitpat tls
 //! self-signed`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use crate::support::repo::{assert_contains, commit, tmp};
-use crate::support::serve::Server;
+use crate::support::serve::{exchange, Server};
 use crate::support::server::{gits, gits_speaking, Git};
 use crate::support::tls::test_ca;
 use crate::support::{Gitpat, TestDb};
@@ -27,19 +24,7 @@ struct Https {
 fn https_server(cert: &Path, key: &Path, extra: &[&str]) -> Https {
     let g = Gitpat::new(TestDb::sqlite());
     g.ok(&["user", "create", "alice", "--email", "alice@example.com"]);
-    let token = g
-        .ok(&[
-            "token",
-            "create",
-            "--user",
-            "alice",
-            "--name",
-            "tls",
-            "--scopes",
-            "api,write_repository",
-        ])
-        .trim()
-        .to_string();
+    let token = g.token("alice", "tls", "api,write_repository");
     let cert = cert.display().to_string();
     let key = key.display().to_string();
     let mut args = vec!["--tls-cert", &cert, "--tls-key", &key];
@@ -84,8 +69,13 @@ fn certs() -> (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
 fn both_gits_clone_and_push_over_https_trusting_the_test_ca() {
     let (_certs, ca, cert, key) = certs();
     let s = https_server(&cert, &key, &[]);
+    // git's default (HTTP/2 by ALPN) with protocol v2, and HTTP/1.1 with v0.
     for git in gits_speaking(None).iter().chain(gits().iter()) {
         let label = git.context("sqlite");
+        let http_version = match git.protocol {
+            None => "http.version=HTTP/2",
+            Some(_) => "http.version=HTTP/1.1",
+        };
         let work = tmp();
         let branch = format!(
             "refs/heads/{}-v{}",
@@ -99,7 +89,13 @@ fn both_gits_clone_and_push_over_https_trusting_the_test_ca() {
             git,
             &src,
             &ca,
-            &["push", &s.url("/alice/tls.git"), &format!("HEAD:{branch}")],
+            &[
+                "-c",
+                http_version,
+                "push",
+                &s.url("/alice/tls.git"),
+                &format!("HEAD:{branch}"),
+            ],
         );
         ok(&push, &format!("{label} push"));
         let cloned = work.path().join("clone");
@@ -108,6 +104,8 @@ fn both_gits_clone_and_push_over_https_trusting_the_test_ca() {
             work.path(),
             &ca,
             &[
+                "-c",
+                http_version,
                 "clone",
                 "-q",
                 "--branch",
@@ -187,17 +185,6 @@ fn git_refuses_a_server_whose_certificate_another_ca_signed() {
         serde_json::json!([]),
         "nothing was created"
     );
-}
-
-/// Writes `request` to `addr` and reads what comes back until the server
-/// closes.
-fn exchange(addr: SocketAddr, request: &str) -> String {
-    let mut c = TcpStream::connect(addr).expect("connect");
-    c.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    c.write_all(request.as_bytes()).expect("write");
-    let mut got = Vec::new();
-    let _ = c.read_to_end(&mut got);
-    String::from_utf8_lossy(&got).into_owned()
 }
 
 #[test]

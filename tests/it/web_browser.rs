@@ -187,7 +187,13 @@ fn code(secret: &str, at: chrono::DateTime<Utc>) -> String {
 fn a_2fa_user_signs_in_with_a_code_that_works_once() {
     let srv = TestServer::start(TestDb::sqlite());
     srv.user("tfa", false, Some(PASSWORD));
-    let uri = gitpat::service::users::enable_two_factor(&mut srv.conn(), "tfa").expect("2FA on");
+    let uri = gitpat::service::users::enable_two_factor(
+        &mut srv.conn(),
+        &gitpat::service::audit::Actor::cli(),
+        "tfa",
+        chrono::Utc::now(),
+    )
+    .expect("2FA on");
     let secret = secret_of(&uri);
     let b = Browser::open();
     sign_in(&b, &srv, "tfa", PASSWORD);

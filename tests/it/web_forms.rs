@@ -116,6 +116,42 @@ fn the_token_form_refuses_bad_input_next_to_the_field_and_writes_nothing() {
                 "field-scopes-error",
                 "only for tokens of administrators",
             ),
+            bad(
+                "a repository pattern with * inside",
+                vec![
+                    ("name", "x"),
+                    ("scopes", "api"),
+                    ("repositories", "alice/tools, team/*/x"),
+                ],
+                "field-repositories-error",
+                "may only be the whole last segment",
+            ),
+            bad(
+                "an empty repository pattern",
+                vec![
+                    ("name", "x"),
+                    ("scopes", "api"),
+                    ("repositories", "alice/tools,,team/*"),
+                ],
+                "field-repositories-error",
+                "an entry is empty",
+            ),
+            bad(
+                "a push ref pattern outside refs/",
+                vec![("name", "x"), ("scopes", "api"), ("push_ref_patterns", "main")],
+                "field-push_ref_patterns-error",
+                "does not start with refs/",
+            ),
+            bad(
+                "a push ref pattern with two stars",
+                vec![
+                    ("name", "x"),
+                    ("scopes", "api"),
+                    ("push_ref_patterns", "refs/heads/*/*"),
+                ],
+                "field-push_ref_patterns-error",
+                "more than one",
+            ),
         ];
         srv.setting("max_personal_access_token_lifetime", "365");
         let mut all = cases;
@@ -156,6 +192,63 @@ fn the_token_form_refuses_bad_input_next_to_the_field_and_writes_nothing() {
         assert!(
             !web.get(TOKENS).text().contains("glpat-"),
             "[{b}] the token shown twice"
+        );
+    }
+}
+
+#[test]
+fn the_token_form_makes_a_restricted_token_and_lists_its_patterns() {
+    for srv in TestServer::each() {
+        let b = srv.backend();
+        srv.user("alice", false, Some(PASSWORD));
+        let mut web = WebClient::new(&srv);
+        web.sign_in("alice", PASSWORD);
+        let r = web.post(
+            TOKENS,
+            &[
+                ("name", "limited"),
+                ("scopes", "write_repository"),
+                ("repositories", " alice/tools , team/** "),
+                ("push_ref_patterns", "refs/heads/feature/*,refs/tags/v*"),
+            ],
+        );
+        assert_eq!(
+            (r.status, r.header("location")),
+            (303, Some(TOKENS)),
+            "[{b}] {}",
+            r.text()
+        );
+        // An empty field is no restriction.
+        let r = web.post(
+            TOKENS,
+            &[
+                ("name", "plain"),
+                ("scopes", "api"),
+                ("repositories", " "),
+                ("push_ref_patterns", ""),
+            ],
+        );
+        assert_eq!(r.status, 303, "[{b}] {}", r.text());
+        let rows = gitpat::db::token::list(&mut srv.conn(), None).expect("tokens");
+        let limited = rows.iter().find(|t| t.name == "limited").expect("the limited token");
+        assert_eq!(limited.repositories.as_deref(), Some("alice/tools\nteam/**"), "[{b}]");
+        assert_eq!(
+            limited.push_ref_patterns.as_deref(),
+            Some("refs/heads/feature/*\nrefs/tags/v*"),
+            "[{b}]"
+        );
+        let plain = rows.iter().find(|t| t.name == "plain").expect("the plain token");
+        assert_eq!(
+            (plain.repositories.as_deref(), plain.push_ref_patterns.as_deref()),
+            (None, None),
+            "[{b}]"
+        );
+        let page = web.get(TOKENS).text();
+        assert_contains(&page, "Repositories: alice/tools, team/**", &format!("[{b}] the page"));
+        assert_contains(
+            &page,
+            "Push refs: refs/heads/feature/*, refs/tags/v*",
+            &format!("[{b}] the page"),
         );
     }
 }
@@ -238,7 +331,14 @@ fn sign_in_answers_alike_for_unknown_users_and_wrong_passwords_and_is_throttled(
         let b = srv.backend();
         srv.user("alice", false, Some(PASSWORD));
         srv.user("blocked", false, Some(PASSWORD));
-        gitpat::service::users::set_blocked(&mut srv.conn(), "blocked", true).expect("block");
+        gitpat::service::users::set_blocked(
+            &mut srv.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            "blocked",
+            true,
+            chrono::Utc::now(),
+        )
+        .expect("block");
         let attempt = |login: &str, password: &str| {
             let mut web = WebClient::new(&srv);
             web.get("/users/sign_in");
@@ -312,14 +412,35 @@ fn sessions_end_when_blocked_on_a_new_password_and_when_idle() {
             password: Some("another long password"),
             ..Default::default()
         };
-        gitpat::service::users::update(&mut srv.conn(), alice.id, &update).expect("a new password");
+        gitpat::service::users::update(
+            &mut srv.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            alice.id,
+            &update,
+            chrono::Utc::now(),
+        )
+        .expect("a new password");
         assert_eq!(one.get(TOKENS).status, 303, "[{b}] a session survived the new password");
         assert_eq!(two.get(TOKENS).status, 303, "[{b}]");
         one.sign_in("alice", "another long password");
-        gitpat::service::users::set_blocked(&mut srv.conn(), "alice", true).expect("block");
+        gitpat::service::users::set_blocked(
+            &mut srv.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            "alice",
+            true,
+            chrono::Utc::now(),
+        )
+        .expect("block");
         assert_eq!(one.get(TOKENS).status, 303, "[{b}] a session survived the block");
         assert_eq!(session_count(&srv, "alice"), 0, "[{b}]");
-        gitpat::service::users::set_blocked(&mut srv.conn(), "alice", false).expect("unblock");
+        gitpat::service::users::set_blocked(
+            &mut srv.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            "alice",
+            false,
+            chrono::Utc::now(),
+        )
+        .expect("unblock");
         // Idle past session_expire_delay (here a minute), a session is over.
         let mut settings = srv.app.settings();
         settings.session_expire_delay = 1;
@@ -737,7 +858,13 @@ fn the_other_forms_refuse_bad_input_next_to_the_field_and_write_nothing() {
 }
 
 fn totp_secret(srv: &TestServer, user: &str) -> String {
-    let uri = gitpat::service::users::enable_two_factor(&mut srv.conn(), user).expect("2FA on");
+    let uri = gitpat::service::users::enable_two_factor(
+        &mut srv.conn(),
+        &gitpat::service::audit::Actor::cli(),
+        user,
+        chrono::Utc::now(),
+    )
+    .expect("2FA on");
     let q = uri.split_once('?').map(|(_, q)| q).unwrap_or_default();
     form_urlencoded::parse(q.as_bytes())
         .find(|(k, _)| k == "secret")
@@ -815,8 +942,7 @@ fn impersonation_tokens_are_not_the_owners_to_see_rotate_or_revoke() {
             expires_at: None,
             token: None,
             impersonation: true,
-            via: gitpat::service::tokens::Via::Cli,
-            by: None,
+            actor: &gitpat::service::audit::Actor::cli(),
         };
         let (row, secret) =
             gitpat::service::tokens::create(&mut srv.conn(), &srv.app.key, &srv.app.settings(), &req, Utc::now())

@@ -97,7 +97,7 @@ impl TestServer {
         self.api_raw(method, path, &headers, form.as_bytes())
     }
 
-    /// Every row of every table, in a stable order, as text: equal
+    /// Every row of every table (the audit log too), in a stable order, as text: equal
     /// snapshots before and after a request mean it wrote nothing.
     pub fn snapshot(&self) -> Vec<String> {
         use gitpat::db;
@@ -117,6 +117,10 @@ impl TestServer {
                 out.push(format!("member {m:?}"));
             }
             out.push(format!("project {p:?}"));
+        }
+        let events = gitpat::service::audit::list(conn, &Default::default(), None).expect("audit events");
+        for e in events {
+            out.push(format!("audit {e:?}"));
         }
         let mut settings = db::setting::all(conn).expect("settings");
         settings.sort();

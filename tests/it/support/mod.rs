@@ -199,6 +199,13 @@ impl Gitpat {
         String::from_utf8(out.stderr).expect("utf-8 stderr")
     }
 
+    /// `gitpat token create` for `user`: the token.
+    pub fn token(&self, user: &str, name: &str, scopes: &str) -> String {
+        self.ok(&["token", "create", "--user", user, "--name", name, "--scopes", scopes])
+            .trim()
+            .to_string()
+    }
+
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         serde_json::from_str(&self.ok(args)).expect("JSON output")
     }

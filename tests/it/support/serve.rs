@@ -142,6 +142,18 @@ impl Drop for Server {
     }
 }
 
+/// Writes `request` (a whole HTTP/1.1 request) to `addr` and reads what
+/// comes back until the server closes.
+pub fn exchange(addr: SocketAddr, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    c.write_all(request.as_bytes()).expect("write");
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
 /// The `host:port` that `text` starts with (the log may be JSON, so the
 /// address ends at the first character no address has).
 fn address_at(text: &str) -> String {

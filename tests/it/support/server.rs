@@ -165,7 +165,14 @@ impl TestServer {
     }
 
     pub fn setting(&self, key: &str, value: &str) {
-        Settings::store(&mut self.conn(), key, value).unwrap_or_else(|e| panic!("setting {key}={value}: {e}"));
+        Settings::store(
+            &mut self.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            key,
+            value,
+            chrono::Utc::now(),
+        )
+        .unwrap_or_else(|e| panic!("setting {key}={value}: {e}"));
         // As the settings API would: this instance applies it at once.
         self.app.reload_settings();
     }
@@ -181,7 +188,13 @@ impl TestServer {
             password,
             is_admin: admin,
         };
-        users::create(&mut self.conn(), &req, Utc::now()).unwrap_or_else(|e| panic!("create user {name}: {e}"))
+        users::create(
+            &mut self.conn(),
+            &gitpat::service::audit::Actor::cli(),
+            &req,
+            Utc::now(),
+        )
+        .unwrap_or_else(|e| panic!("create user {name}: {e}"))
     }
 
     /// A new token of `user`; its secret.
@@ -198,8 +211,7 @@ impl TestServer {
             expires_at: expires,
             token: None,
             impersonation: false,
-            via: gitpat::service::tokens::Via::Cli,
-            by: None,
+            actor: &gitpat::service::audit::Actor::cli(),
         };
         tokens::create(conn, &self.app.key, &settings, &req, Utc::now())
             .unwrap_or_else(|e| panic!("create a token for {user}: {e}"))
