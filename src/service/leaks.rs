@@ -7,7 +7,7 @@
 //! [`SKIP_OPTION`] on a private repository. In a public or internal
 //! repository, or with the `revoke_leaked_tokens` setting, the token is
 //! revoked at once. Either way its owner is told (a `leaked` notice) and
-//! the leak is recorded ([`record_leak`]). A revoked or expired token's
+//! the leak is recorded in the audit log ([`record_leak`]). A revoked or expired token's
 //! string is no leak: it opens nothing.
 
 use chrono::{DateTime, Utc};
@@ -18,11 +18,13 @@ use crate::error::{Error, Result};
 use crate::git::intake::Quarantine;
 use crate::git::leak_scan::{self, Finding, Place, TokenFormat};
 use crate::git::receive_pack::Screened;
-use crate::service::{notify, tokens, Conns};
+use crate::service::{audit, notify, tokens, Conns};
 use crate::settings::Settings;
 
 /// GitLab's push option that lets a push through secret push protection.
 pub const SKIP_OPTION: &str = "secret_push_protection.skip_all";
+/// The audit event of a live token found in a push.
+pub const LEAK_EVENT: &str = "personal_access_token_leaked";
 /// The `ng` reason of every command of a refused push.
 pub const REFUSED: &str = "secret push protection: a live access token is in this push";
 
@@ -36,9 +38,10 @@ pub fn token_format(settings: &Settings) -> TokenFormat {
     )
 }
 
-/// A live token found in a push, and the index of its finding.
+/// A live token found in a push, its owner, and the index of its finding.
 pub struct Live {
     pub token: TokenRow,
+    pub owner: User,
     pub finding: usize,
 }
 
@@ -61,7 +64,11 @@ pub fn live_tokens(
             continue;
         }
         match db::user::find(conn, row.user_id)? {
-            Some(u) if !u.is_blocked() => out.push(Live { token: row, finding: i }),
+            Some(u) if !u.is_blocked() => out.push(Live {
+                token: row,
+                owner: u,
+                finding: i,
+            }),
             _ => {}
         }
     }
@@ -141,7 +148,11 @@ pub fn screen(
     let leaks: Vec<Leak> = live
         .iter()
         .zip(&places)
-        .map(|(l, place)| Leak { token: &l.token, place })
+        .map(|(l, place)| Leak {
+            token: &l.token,
+            owner: &l.owner,
+            place,
+        })
         .collect();
     match db.get().and_then(|mut c| respond(&mut c, settings, push, &leaks, now)) {
         Ok(s) => s,
@@ -161,9 +172,10 @@ fn unchecked() -> Screened {
     }
 }
 
-/// A live token and where it was found.
+/// A live token, its owner, and where it was found.
 pub struct Leak<'a> {
     pub token: &'a TokenRow,
+    pub owner: &'a User,
     pub place: &'a Place,
 }
 
@@ -188,7 +200,12 @@ pub fn respond(
     db::write_transaction(conn, |conn| {
         for leak in leaks {
             if revoke {
-                db::token::revoke(conn, leak.token.id)?;
+                // gitpat revokes it (its own audit event); one revoked
+                // meanwhile is revoked all the same.
+                match tokens::revoke(conn, &audit::Actor::system(None), leak.token.id, now) {
+                    Ok(_) | Err(Error::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
             notify::queue_leaked(
                 conn,
@@ -242,33 +259,53 @@ pub fn respond(
     })
 }
 
-/// Records one leak: the audit log's call point. The audit log
-/// (`service::audit`, an `audit_events` table) is not on this branch yet,
-/// so the event goes to the log, at the `audit` target, with what an
-/// audit event would hold: who pushed where, whose token (id and name,
-/// never the token), where it was, whether it was revoked or let through.
+/// Records one leak in the audit log (in the transaction of its
+/// revocation and notice): an event on the token's owner, by the pusher,
+/// naming the repository, the token (id and name, never the token) and
+/// where it was, and whether it was revoked or let through.
 pub fn record_leak(
-    _conn: &mut DbConn,
+    conn: &mut DbConn,
     push: &PushContext<'_>,
     leak: &Leak<'_>,
     revoked: bool,
     skipped: bool,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    let actor = audit::Actor {
+        via: None,
+        ..audit::Actor::user(push.pusher, notify::Via::Api, None)
+    };
+    let outcome = match (revoked, skipped) {
+        (true, _) => "revoked",
+        (false, true) => "let through with secret_push_protection.skip_all",
+        (false, false) => "the push refused",
+    };
+    let event = audit::Event::on_user(
+        LEAK_EVENT,
+        leak.owner,
+        format!(
+            "Personal access token with id {} found in a push to {} {}: {outcome}",
+            leak.token.id, push.repo, leak.place
+        ),
+    )
+    .target(audit::TOKEN, Some(leak.token.id), leak.token.name.clone())
+    .with("token_id", leak.token.id)
+    .with("token_name", leak.token.name.clone())
+    .with("repository", push.repo.to_string())
+    .with("visibility", push.visibility.to_string())
+    .with("place", leak.place.to_string())
+    .with("revoked", revoked)
+    .with("skipped", skipped);
+    audit::record(conn, &actor, event, now)?;
     tracing::warn!(
-        target: "audit",
-        event = "token_leaked_in_push",
-        at = %now.to_rfc3339(),
+        token_id = leak.token.id,
+        owner_id = leak.token.user_id,
         pusher = %push.pusher.username,
         repository = %push.repo,
-        visibility = %push.visibility,
-        token_id = leak.token.id,
-        token_name = %leak.token.name,
-        owner_id = leak.token.user_id,
-        place = %leak.place,
         revoked,
         skipped,
-        "a live access token was pushed"
+        "a live access token was pushed {}",
+        leak.place
     );
     Ok(())
 }

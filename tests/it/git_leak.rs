@@ -44,6 +44,23 @@ fn token_named(srv: &TestServer, user: &str, name: &str) -> (String, i64) {
     (secret.expose().to_string(), row.id)
 }
 
+/// The audit events of a leak of token `id`: (author, revoked, skipped).
+fn leak_events(srv: &TestServer, id: i64) -> Vec<(String, bool, bool)> {
+    use gitpat::db::schema::audit_events as ae;
+    let rows: Vec<(String, String)> = ae::table
+        .filter(ae::event_name.eq(gitpat::service::leaks::LEAK_EVENT))
+        .filter(ae::target_id.eq(Some(id)))
+        .select((ae::author_name, ae::details))
+        .load(&mut *srv.conn())
+        .unwrap();
+    rows.into_iter()
+        .map(|(author, details)| {
+            let d: serde_json::Value = serde_json::from_str(&details).unwrap();
+            (author, d["revoked"] == true, d["skipped"] == true)
+        })
+        .collect()
+}
+
 fn revoked(srv: &TestServer, id: i64) -> bool {
     gitpat::db::token::find(&mut srv.conn(), id).unwrap().unwrap().revoked
 }
@@ -241,6 +258,11 @@ fn a_live_token_anywhere_in_a_push_refuses_it_and_writes_nothing() {
                     // Private, revoke_leaked_tokens off: told, not revoked.
                     assert!(!revoked(&srv, p.leaked_id), "{ctx}");
                     assert_eq!(notices(&srv, p.leaked_id), ["leaked"], "{ctx}");
+                    assert_eq!(
+                        leak_events(&srv, p.leaked_id).last(),
+                        Some(&("alice".to_string(), false, false)),
+                        "{ctx}: the audit event"
+                    );
                 }
             }
         }
@@ -343,6 +365,11 @@ fn public_and_internal_repositories_revoke_the_token_even_when_skipped() {
                 assert_eq!(state(git, &dir), before, "{ctx}");
                 assert!(revoked(&srv, leaked_id), "{ctx}: the token was not revoked");
                 assert_eq!(notices(&srv, leaked_id), ["leaked"], "{ctx}");
+                assert_eq!(
+                    leak_events(&srv, leaked_id),
+                    [("alice".to_string(), true, false)],
+                    "{ctx}"
+                );
                 // Revoked, the same string passes now.
                 push_ok(git, work.path(), &url, &refspecs, &[]);
             }
@@ -379,6 +406,11 @@ fn skip_all_lets_a_private_push_land_and_the_owner_is_told() {
                 }
                 assert!(!revoked(&srv, p.leaked_id), "{ctx}");
                 assert_eq!(notices(&srv, p.leaked_id), ["leaked"], "{ctx}");
+                assert_eq!(
+                    leak_events(&srv, p.leaked_id).last(),
+                    Some(&("alice".to_string(), false, true)),
+                    "{ctx}: the audit event"
+                );
             }
         }
     }
@@ -415,6 +447,7 @@ fn the_scan_can_be_switched_off() {
         assert!(!err.contains("secret push protection"), "engine {engine}: {err}");
         assert!(!revoked(&srv, p.leaked_id));
         assert!(notices(&srv, p.leaked_id).is_empty());
+        assert!(leak_events(&srv, p.leaked_id).is_empty());
     }
 }
 
