@@ -245,22 +245,28 @@ pub fn scan(
                 .step_by(per)
                 .map(|from| {
                     let idx = &idx;
-                    s.spawn(move || -> Result<Found, ScanError> {
-                        let here = if holds_objects(objects) {
-                            Some(odb_of(objects)?)
-                        } else {
-                            None
-                        };
-                        let mut pack = PackReader::open(idx)?;
-                        let mut found = Found::default();
-                        pack.scan(format, here.as_ref(), from..(from + per).min(n), &mut found)?;
-                        Ok(found)
-                    })
+                    std::thread::Builder::new()
+                        .name("leak-scan".into())
+                        .stack_size(STACK_BYTES)
+                        .spawn_scoped(s, move || -> Result<Found, ScanError> {
+                            let here = if holds_objects(objects) {
+                                Some(odb_of(objects)?)
+                            } else {
+                                None
+                            };
+                            let mut pack = PackReader::open(idx)?;
+                            let mut found = Found::default();
+                            pack.scan(format, here.as_ref(), from..(from + per).min(n), &mut found)?;
+                            Ok(found)
+                        })
                 })
                 .collect();
             workers
                 .into_iter()
-                .map(|w| w.join().unwrap_or_else(|_| Err(bad("a scan thread panicked"))))
+                .map(|w| match w {
+                    Ok(h) => h.join().unwrap_or_else(|_| Err(bad("a scan thread panicked"))),
+                    Err(e) => Err(bad(format!("cannot start a scan thread: {e}"))),
+                })
                 .collect()
         });
         for part in parts {
@@ -269,6 +275,13 @@ pub fn scan(
                     found.findings.push(f);
                 }
             }
+        }
+        // Past the cap the rest went unread: a push cannot hide a live
+        // token behind a thousand look-alikes.
+        if found.seen.len() >= MAX_CANDIDATES {
+            return Err(bad(format!(
+                "it holds {MAX_CANDIDATES} or more strings shaped like tokens, too many to check"
+            )));
         }
     }
     Ok(found.findings)
@@ -308,8 +321,19 @@ const CACHE_BYTES: usize = 64 << 20;
 /// git never deltifies a blob of at most 1 MiB against one 32 times its
 /// size): a pack that needs a larger one is not checked, and refused.
 const MAX_INFLATED: u64 = CACHE_BYTES as u64;
-/// The longest delta chain followed.
-const MAX_DEPTH: usize = 10_000;
+/// The longest delta chain followed: git's own limit (`pack-objects
+/// --depth` stops at 4095). Reads recurse once per level, so the scan's
+/// threads get [`STACK_BYTES`] of stack.
+const MAX_DEPTH: usize = 4095;
+/// The stack of a scan thread: enough for [`MAX_DEPTH`] levels of
+/// `read_range` with room to spare (only what is touched is used).
+const STACK_BYTES: usize = 64 << 20;
+/// The most delta instructions one worker follows for a pack: past it (a
+/// pack made of long chains of tiny copies, which git does not write) the
+/// push is refused as not checked, rather than hold a thread for hours.
+const MAX_VISITS: u64 = 100_000_000;
+/// The most instructions one delta may hold (32 bytes each in memory).
+const MAX_OPS: usize = 1 << 20;
 
 /// How an entry of a pack is stored.
 #[derive(Debug, Clone, Copy)]
@@ -372,6 +396,8 @@ struct PackReader {
     order: std::collections::VecDeque<usize>,
     cached: usize,
     z: flate2::Decompress,
+    /// Delta instructions followed so far ([`MAX_VISITS`]).
+    visits: u64,
 }
 
 /// A pack file read through a window of it kept in memory: entries are
@@ -443,6 +469,7 @@ impl PackReader {
             cache: vec![None; n],
             order: std::collections::VecDeque::new(),
             cached: 0,
+            visits: 0,
             z: flate2::Decompress::new(true),
         })
     }
@@ -644,6 +671,10 @@ impl PackReader {
                     if op.at >= to {
                         break;
                     }
+                    self.visits += 1;
+                    if self.visits > MAX_VISITS {
+                        return Err(bad("its deltas take too long to read"));
+                    }
                     let a = from.max(op.at);
                     let b = to.min(op.at + op.len);
                     match op.part {
@@ -672,7 +703,15 @@ impl PackReader {
         } as u64;
         let size = match self.header(pos)? {
             (Stored::Whole(_), size, _) => size,
-            (Stored::Delta(_), _, _) => self.load(pos)?.size(),
+            (Stored::Delta(_), _, _) => match &self.cache[pos] {
+                Some(l) => l.size(),
+                // The result's size is the delta's second varint: no need
+                // to parse (or keep) its instructions to know it.
+                None => {
+                    let (_, size, data_at) = self.header(pos)?;
+                    delta_result_size(&self.inflate(pos, data_at, size)?)?
+                }
+            },
         };
         Ok(size <= limit)
     }
@@ -785,6 +824,20 @@ fn windows(ops: &[Op], pad: u64, size: u64) -> Vec<(u64, u64)> {
     out
 }
 
+/// The size of a delta's result: its second varint.
+fn delta_result_size(d: &[u8]) -> Result<u64, ScanError> {
+    let mut varints = d.split_inclusive(|c| c & 0x80 == 0);
+    let _base = varints.next();
+    let bytes = varints.next().ok_or_else(|| bad("a delta is cut"))?;
+    if bytes.len() > 10 || bytes.last().is_none_or(|c| c & 0x80 != 0) {
+        return Err(bad("a delta size overflows"));
+    }
+    Ok(bytes
+        .iter()
+        .enumerate()
+        .fold(0u64, |v, (k, c)| v | (u64::from(c & 0x7f) << (7 * k))))
+}
+
 /// A delta's parts and the size of its result (git's delta format: the
 /// base's size and the result's as varints, then copy and insert
 /// instructions).
@@ -832,6 +885,9 @@ fn parse_delta(d: &[u8]) -> Result<(Vec<Op>, u64), ScanError> {
             if len == 0 {
                 len = 0x10000;
             }
+            if ops.len() >= MAX_OPS {
+                return Err(bad("a delta has too many instructions"));
+            }
             ops.push(Op {
                 at,
                 len,
@@ -842,6 +898,9 @@ fn parse_delta(d: &[u8]) -> Result<(Vec<Op>, u64), ScanError> {
             let len = u64::from(c);
             if i + c as usize > d.len() {
                 return Err(bad("a delta insert is cut"));
+            }
+            if ops.len() >= MAX_OPS {
+                return Err(bad("a delta has too many instructions"));
             }
             ops.push(Op {
                 at,
@@ -1214,6 +1273,48 @@ mod tests {
             .unwrap();
         assert!(out.status.success());
         (src, server, head, q)
+    }
+
+    #[test]
+    fn a_thousand_look_alikes_make_the_push_unchecked_not_clean() {
+        let f = TokenFormat::new(&["glpat-"], 20);
+        // 1000 distinct strings of the format, then the one that matters.
+        let mut text: String = (0..MAX_CANDIDATES).map(|i| format!("glpat-{i:020}\n")).collect();
+        text.push_str(&format!("glpat-{T20}\n"));
+        let (_src, server, _head, q) = pushed(&text, "fixtures");
+        let err = scan(&f, &server.path().join("objects"), &q, 1).expect_err("not every candidate was checked");
+        assert!(err.to_string().contains("too many to check"), "{err}");
+        // Fewer are all returned.
+        let few: String = (0..10).map(|i| format!("glpat-{i:020}\n")).collect();
+        let (_src, server, _head, q) = pushed(&few, "ten");
+        assert_eq!(scan(&f, &server.path().join("objects"), &q, 1).unwrap().len(), 10);
+    }
+
+    #[test]
+    fn deltas_are_bounded_in_instructions_and_sized_from_their_header() {
+        // base size 1, result size MAX_OPS + 1, then as many 1-byte copies.
+        let n = MAX_OPS as u64 + 1;
+        let mut d = vec![1u8];
+        let mut v = n;
+        loop {
+            let c = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                d.push(c);
+                break;
+            }
+            d.push(c | 0x80);
+        }
+        assert_eq!(delta_result_size(&d).unwrap(), n);
+        for _ in 0..n {
+            d.extend_from_slice(&[0x90, 0x01]);
+        }
+        let err = parse_delta(&d).map(|_| ()).expect_err("too many instructions");
+        assert!(err.to_string().contains("too many instructions"), "{err}");
+        assert!(delta_result_size(&[1]).is_err(), "a cut header");
+        let small = [1u8, 3, 0x90, 0x01, 0x90, 0x01, 0x90, 0x01];
+        assert_eq!(parse_delta(&small).unwrap().1, 3);
+        assert_eq!(delta_result_size(&small).unwrap(), 3);
     }
 
     #[test]
