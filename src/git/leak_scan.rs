@@ -1284,6 +1284,9 @@ mod tests {
         let (_src, server, _head, q) = pushed(&text, "fixtures");
         let err = scan(&f, &server.path().join("objects"), &q, 1).expect_err("not every candidate was checked");
         assert!(err.to_string().contains("too many to check"), "{err}");
+        // An empty new file reads as empty.
+        let (_src, server, _head, q) = pushed("", "an empty file");
+        assert_eq!(scan(&f, &server.path().join("objects"), &q, 1).unwrap().len(), 0);
         // Fewer are all returned.
         let few: String = (0..10).map(|i| format!("glpat-{i:020}\n")).collect();
         let (_src, server, _head, q) = pushed(&few, "ten");
