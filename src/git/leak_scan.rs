@@ -628,6 +628,11 @@ impl PackReader {
         }
         let (stored, size, data_at) = self.header(pos)?;
         let data = self.inflate(pos, data_at, size)?;
+        self.keep(pos, stored, data)
+    }
+
+    /// Entry `pos` from its inflated `data`, kept in the cache if it fits.
+    fn keep(&mut self, pos: usize, stored: Stored, data: Vec<u8>) -> Result<std::rc::Rc<Loaded>, ScanError> {
         let loaded = match stored {
             Stored::Whole(_) => Loaded::Whole(data),
             Stored::Delta(_) => {
@@ -705,11 +710,18 @@ impl PackReader {
             (Stored::Whole(_), size, _) => size,
             (Stored::Delta(_), _, _) => match &self.cache[pos] {
                 Some(l) => l.size(),
-                // The result's size is the delta's second varint: no need
-                // to parse (or keep) its instructions to know it.
+                // The result's size is the delta's second varint: its
+                // instructions are parsed (and kept) only when it is to be
+                // searched, so a huge delta outside the limits costs no more
+                // than its inflated bytes.
                 None => {
-                    let (_, size, data_at) = self.header(pos)?;
-                    delta_result_size(&self.inflate(pos, data_at, size)?)?
+                    let (stored, size, data_at) = self.header(pos)?;
+                    let data = self.inflate(pos, data_at, size)?;
+                    let result = delta_result_size(&data)?;
+                    if result <= limit {
+                        self.keep(pos, stored, data)?;
+                    }
+                    result
                 }
             },
         };
