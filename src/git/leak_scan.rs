@@ -706,24 +706,20 @@ impl PackReader {
             ObjectType::Commit | ObjectType::Tag => MAX_MESSAGE_SIZE,
             _ => return Ok(false),
         } as u64;
-        let size = match self.header(pos)? {
-            (Stored::Whole(_), size, _) => size,
-            (Stored::Delta(_), _, _) => match &self.cache[pos] {
-                Some(l) => l.size(),
-                // The result's size is the delta's second varint: its
-                // instructions are parsed (and kept) only when it is to be
-                // searched, so a huge delta outside the limits costs no more
-                // than its inflated bytes.
-                None => {
-                    let (stored, size, data_at) = self.header(pos)?;
-                    let data = self.inflate(pos, data_at, size)?;
-                    let result = delta_result_size(&data)?;
-                    if result <= limit {
-                        self.keep(pos, stored, data)?;
-                    }
-                    result
+        // A delta's result size is its second varint: its instructions are
+        // parsed (and kept) only when it is to be searched, so a huge delta
+        // outside the limits costs no more than its inflated bytes.
+        let size = match (self.header(pos)?, &self.cache[pos]) {
+            ((Stored::Whole(_), size, _), _) => size,
+            (_, Some(l)) => l.size(),
+            ((stored, size, data_at), None) => {
+                let data = self.inflate(pos, data_at, size)?;
+                let result = delta_result_size(&data)?;
+                if result <= limit {
+                    self.keep(pos, stored, data)?;
                 }
-            },
+                result
+            }
         };
         Ok(size <= limit)
     }
