@@ -144,8 +144,17 @@ impl Browser {
             .unwrap_or_else(|e| panic!("set {css}: {e}"));
     }
 
+    /// Clicks `css`. The page is marked first, so that
+    /// [`Browser::wait_for_path`] waits for the answer's page even when it
+    /// has the same path as this one (a form that posts back to its page).
     pub fn click(&self, css: &str) {
         let e = self.find(css);
+        self.rt
+            .block_on(
+                self.c()
+                    .execute("document.documentElement.setAttribute('data-test-left', '');", vec![]),
+            )
+            .unwrap_or_else(|err| panic!("mark the page before clicking {css}: {err}"));
         self.rt
             .block_on(e.click())
             .unwrap_or_else(|err| panic!("click {css}: {err}"));
@@ -206,10 +215,11 @@ impl Browser {
             .map(|c| c.value().to_string())
     }
 
-    /// Waits until the page's path is `path`.
+    /// Waits until the page's path is `path` and, after a click, until the
+    /// page is the click's answer (not the page clicked on).
     pub fn wait_for_path(&self, path: &str) {
         let started = Instant::now();
-        while self.path() != path {
+        while self.path() != path || self.is_the_clicked_page() {
             assert!(
                 started.elapsed() < WAIT,
                 "still on {} instead of {path}:\n{}",
@@ -218,6 +228,16 @@ impl Browser {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Whether the page is still the one [`Browser::click`] marked (while
+    /// it navigates the script may fail: then it is not yet the answer).
+    fn is_the_clicked_page(&self) -> bool {
+        let script = "return document.documentElement.hasAttribute('data-test-left');";
+        !matches!(
+            self.rt.block_on(self.c().execute(script, vec![])),
+            Ok(serde_json::Value::Bool(false))
+        )
     }
 }
 
