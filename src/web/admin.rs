@@ -491,7 +491,7 @@ pub async fn revoke_impersonation_token(
 }
 
 /// The settings the page edits: (key, label, kind).
-const EDITABLE: [(&str, &str, &str); 12] = [
+const EDITABLE: [(&str, &str, &str); 15] = [
     (
         "max_personal_access_token_lifetime",
         "Maximum lifetime of access tokens (days; empty: none)",
@@ -535,6 +535,21 @@ const EDITABLE: [(&str, &str, &str); 12] = [
         "token_expiry_notify_days",
         "Days before expiry to mail (such as 60,30,7)",
         "text",
+    ),
+    (
+        "secret_push_protection_enabled",
+        "Refuse pushes that hold a live access token",
+        "bool",
+    ),
+    (
+        "revoke_leaked_tokens",
+        "Revoke a token found in a push, in private repositories too",
+        "bool",
+    ),
+    (
+        "audit_events_retention_days",
+        "Keep audit events for this many days",
+        "number",
     ),
 ];
 

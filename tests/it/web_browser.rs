@@ -481,6 +481,8 @@ fn an_administrator_manages_users_impersonation_tokens_and_settings() {
     );
     b.fill("#field-git_auth_ban_max_failures", "20");
     b.click("#field-password_authentication_enabled_for_git");
+    b.click("#field-revoke_leaked_tokens");
+    b.fill("#field-audit_events_retention_days", "90");
     b.click("form.stack button[type=submit]");
     assert_contains(&b.text("p.alert.ok"), "The settings were saved.", "the notice");
     let s = gitpat::settings::Settings::load(&mut srv.conn()).unwrap();
@@ -488,9 +490,12 @@ fn an_administrator_manages_users_impersonation_tokens_and_settings() {
         (
             s.max_personal_access_token_lifetime,
             s.git_auth_ban_max_failures,
-            s.password_authentication_enabled_for_git
+            s.password_authentication_enabled_for_git,
+            s.revoke_leaked_tokens,
+            s.audit_events_retention_days,
+            s.secret_push_protection_enabled
         ),
-        (Some(30), 20, false)
+        (Some(30), 20, false, true, 90, true)
     );
     let dir = tmp();
     let err = gits()[0].fails(

@@ -741,6 +741,12 @@ fn the_other_forms_refuse_bad_input_next_to_the_field_and_write_nothing() {
                 "field-session_expire_delay-error",
                 "from 1 to",
             ),
+            bad(
+                "audit events kept no day",
+                vec![("audit_events_retention_days", "0")],
+                "field-audit_events_retention_days-error",
+                "from 1 to",
+            ),
         ];
         for Bad {
             what,
