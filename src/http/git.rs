@@ -78,6 +78,8 @@ pub(super) fn internal(e: impl std::fmt::Display) -> HttpResponse {
 pub(super) struct Granted {
     pub grant: Grant,
     pub settings: Settings,
+    /// The client (behind trusted proxies, the one they name).
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// Authenticates and authorizes `op` on the repository of the URL
@@ -93,11 +95,12 @@ pub(super) async fn grant(app: &App, req: &HttpRequest, op: Operation) -> Result
         Some(Some(Ok(c))) => Creds::Basic(c),
         Some(_) => Creds::Malformed,
     };
+    let ip = super::client_ip(req, &settings);
     let request = GitRequest {
         repo: req.match_info().get("repo").unwrap_or_default().to_string(),
         op,
         creds,
-        ip: super::client_ip(req, &settings),
+        ip,
         now: chrono::Utc::now(),
     };
     let app2 = app.clone();
@@ -115,7 +118,7 @@ pub(super) async fn grant(app: &App, req: &HttpRequest, op: Operation) -> Result
                     sudo_by: None,
                 });
             }
-            Ok(Granted { grant: g, settings })
+            Ok(Granted { grant: g, settings, ip })
         }
         Ok(Ok(Err(d))) => Err(denied(&d)),
         Ok(Err(e)) => Err(internal(e)),

@@ -226,7 +226,7 @@ async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStre
     let (report, head) = {
         let (app, path, intake) = (app.clone(), g.grant.path.clone(), intake.clone());
         let (policy, user) = (target.policy.clone(), caller.user.clone());
-        let (settings, project) = (g.settings.clone(), target.project.clone());
+        let (settings, project, ip) = (g.settings.clone(), target.project.clone(), g.ip);
         blocking(move || -> anyhow::Result<(Report, Option<String>)> {
             let sig = signature(&user);
             let repo = app.store.open(&path)?;
@@ -235,6 +235,7 @@ async fn push(app: &std::sync::Arc<App>, g: Granted, body: super::body::BodyStre
                 repo: &project.path,
                 visibility: &project.visibility,
                 pusher: &user,
+                ip,
                 push_options: &request.push_options,
             };
             let mut screen = |repo: &git2::Repository, q: &crate::git::intake::Quarantine, tips: &[git2::Oid]| {

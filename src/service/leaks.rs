@@ -82,13 +82,15 @@ pub struct PushContext<'a> {
     /// `public`, `internal` or `private`.
     pub visibility: &'a str,
     pub pusher: &'a User,
+    /// The pusher's address, for the audit log.
+    pub ip: Option<std::net::IpAddr>,
     pub push_options: &'a [String],
 }
 
 /// The `ng` reason when the push could not be checked: it does not land.
 pub const UNCHECKED: &str = "secret push protection could not check this push";
 
-/// How many threads read a push's objects (each may keep 64 MiB).
+/// How many threads read a push's objects (each keeps a few MiB, at most 64).
 fn scan_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).min(2)
 }
@@ -273,7 +275,7 @@ pub fn record_leak(
 ) -> Result<()> {
     let actor = audit::Actor {
         via: None,
-        ..audit::Actor::user(push.pusher, notify::Via::Api, None)
+        ..audit::Actor::user(push.pusher, notify::Via::Api, push.ip.map(|ip| ip.to_string()))
     };
     let outcome = match (revoked, skipped) {
         (true, _) => "revoked",

@@ -45,16 +45,18 @@ fn token_named(srv: &TestServer, user: &str, name: &str) -> (String, i64) {
 }
 
 /// The audit events of a leak of token `id`: (author, revoked, skipped).
+/// Each must name the pusher's address (the tests push from loopback).
 fn leak_events(srv: &TestServer, id: i64) -> Vec<(String, bool, bool)> {
     use gitpat::db::schema::audit_events as ae;
-    let rows: Vec<(String, String)> = ae::table
+    let rows: Vec<(String, Option<String>, String)> = ae::table
         .filter(ae::event_name.eq(gitpat::service::leaks::LEAK_EVENT))
         .filter(ae::target_id.eq(Some(id)))
-        .select((ae::author_name, ae::details))
+        .select((ae::author_name, ae::ip_address, ae::details))
         .load(&mut *srv.conn())
         .unwrap();
     rows.into_iter()
-        .map(|(author, details)| {
+        .map(|(author, ip, details)| {
+            assert_eq!(ip.as_deref(), Some("127.0.0.1"), "the leak event's client address");
             let d: serde_json::Value = serde_json::from_str(&details).unwrap();
             (author, d["revoked"] == true, d["skipped"] == true)
         })
