@@ -3,7 +3,9 @@
 # (release build, git engine), pushes timed with the scan on and off
 # (secret_push_protection_enabled, switched through the settings API between
 # runs), interleaved: a full push of a repository (heads and tags) into a new
-# one, and ten one-commit pushes on top of it. Prints medians and on/off.
+# one, and ten one-commit pushes on top of it. Prints medians, their ratio
+# on/off, and the median of each run's own on/off ("paired": steadier on a
+# noisy machine), and the scan's own time as the server logged it.
 #
 # Usage: bench/push-scan.sh [RUNS]     (default 7; medians)
 #   REPO=/path/to/repo   the repository to push (default: the ripgrep mirror,
@@ -73,13 +75,16 @@ for i in $(seq "$runs"); do
 done
 
 echo "$(basename "$src"): $($git -C "$root/src.git" count-objects -v | awk '/in-pack/ {print $2}') objects; $runs runs, alternating; medians in seconds"
-printf '%-22s %10s %10s %8s\n' operation "scan off" "scan on" "on/off"
+printf '%-22s %10s %10s %8s %8s\n' operation "scan off" "scan on" "on/off" "paired"
 for name in "full push" "ten 1-commit pushes"; do
   python3 - "$name" "${results[$name/off]}" "${results[$name/on]}" <<'PY'
 import statistics, sys
 name, off, on = sys.argv[1], [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
 a, b = statistics.median(off), statistics.median(on)
-print(f"{name:<22} {a:10.3f} {b:10.3f} {b/a:8.3f}")
+# paired: the median of each run's on/off (the two pushes of a run are
+# next to each other in time, so the machine's drift cancels).
+paired = statistics.median(y / x for x, y in zip(off, on))
+print(f"{name:<22} {a:10.3f} {b:10.3f} {b/a:8.3f} {paired:8.3f}")
 PY
 done
 # What the scan itself took, as the server logged it (debug).
