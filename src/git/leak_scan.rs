@@ -322,11 +322,25 @@ impl Found {
 /// 8 MiB 39, with 2 MiB 36; 8 leaves room for packs written in another
 /// order than git's).
 const CACHE_BYTES: usize = 8 << 20;
-/// The largest object a worker inflates (a base of a delta it searches;
-/// git never deltifies a blob of at most 1 MiB against one 32 times its
+/// The largest entry a worker inflates (a base of a delta it searches,
+/// or a step between: git never deltifies a blob against one 32 times its
 /// size): a pack that needs a larger one is not checked, and refused.
-/// The cache then holds up to twice this.
-const MAX_INFLATED: u64 = 32 << 20;
+/// The cache keeps any entry up to this, with [`CACHE_BYTES`] of room
+/// beside the largest.
+const MAX_INFLATED: u64 = 64 << 20;
+/// The most bytes the entries of one chain being read may hold at once
+/// (each level stays in memory while the levels below it are read).
+const MAX_PINNED: usize = if cfg!(test) { 8 << 20 } else { 256 << 20 };
+/// The most bytes a worker inflates for a pack of `n` bytes: 32 times
+/// the pack, at least 1 GiB (ripgrep's 6.1 MB pack inflates 13.6 MB;
+/// the unit tests, at least 64 MiB).
+/// Past it (a pack whose objects are read again and again) the push is
+/// refused as not checked, rather than hold a thread for hours.
+fn max_inflated_total(pack_bytes: u64) -> u64 {
+    pack_bytes
+        .saturating_mul(32)
+        .max(if cfg!(test) { 64 << 20 } else { 1 << 30 })
+}
 /// The longest delta chain followed: git's own limit (`pack-objects
 /// --depth` stops at 4095). Reads recurse once per level, so the scan's
 /// threads get [`STACK_BYTES`] of stack.
@@ -406,6 +420,11 @@ struct PackReader {
     z: flate2::Decompress,
     /// Delta instructions followed so far ([`MAX_VISITS`]).
     visits: u64,
+    /// Bytes inflated so far, and the most allowed ([`max_inflated_total`]).
+    inflated: u64,
+    max_inflated: u64,
+    /// Bytes held by the chain being read ([`MAX_PINNED`]).
+    pinned: usize,
 }
 
 /// A pack file read through a window of it kept in memory: entries are
@@ -479,6 +498,9 @@ impl PackReader {
             cached: 0,
             budget: CACHE_BYTES,
             visits: 0,
+            inflated: 0,
+            max_inflated: max_inflated_total(len),
+            pinned: 0,
             z: flate2::Decompress::new(true),
         })
     }
@@ -597,6 +619,10 @@ impl PackReader {
                 MAX_INFLATED >> 20
             )));
         }
+        self.inflated += size;
+        if self.inflated > self.max_inflated {
+            return Err(bad("its objects take too long to read (read again and again)"));
+        }
         let size = usize::try_from(size).map_err(|_| bad("an object is too large"))?;
         let mut out = Vec::with_capacity(size);
         self.z.reset(true);
@@ -652,9 +678,9 @@ impl PackReader {
         let loaded = std::rc::Rc::new(loaded);
         let cost = loaded.cost();
         if cost as u64 <= MAX_INFLATED {
-            // Room for two of the largest entry kept so far: a big base
-            // stays while the small deltas on it come and go.
-            self.budget = self.budget.max(2 * cost);
+            // Room beside the largest entry kept so far: a big base stays
+            // while the small deltas on it come and go.
+            self.budget = self.budget.max(cost + CACHE_BYTES);
             while self.cached + cost > self.budget {
                 let Some(old) = self.order.pop_front() else { break };
                 if let Some(l) = self.cache[old].take() {
@@ -674,10 +700,33 @@ impl PackReader {
             return Err(bad("a delta chain is too long"));
         }
         let l = self.load(pos)?;
+        let cost = l.cost();
+        self.pinned += cost;
+        if self.pinned > MAX_PINNED {
+            return Err(bad(format!(
+                "a delta chain needs more than {} MiB to read",
+                MAX_PINNED >> 20
+            )));
+        }
+        let read = self.read_loaded(&l, pos, from, to, out, depth);
+        self.pinned -= cost;
+        read
+    }
+
+    /// [`PackReader::read_range`] of the entry at `pos`, loaded as `l`.
+    fn read_loaded(
+        &mut self,
+        l: &Loaded,
+        pos: usize,
+        from: u64,
+        to: u64,
+        out: &mut Vec<u8>,
+        depth: usize,
+    ) -> Result<(), ScanError> {
         if to > l.size() || from > to {
             return Err(bad("a delta reads past its base"));
         }
-        match &*l {
+        match l {
             Loaded::Whole(d) => out.extend_from_slice(&d[from as usize..to as usize]),
             Loaded::Delta { data, ops, .. } => {
                 let Stored::Delta(base) = self.header(pos)?.0 else {
@@ -1550,6 +1599,7 @@ mod tests {
 
     /// A delta instruction: copy `len` bytes of the base from `offset`, or
     /// insert these bytes.
+    #[derive(Clone, Copy)]
     enum Ins<'a> {
         Copy(usize, usize),
         Insert(&'a [u8]),
@@ -1658,6 +1708,62 @@ mod tests {
         }
     }
 
+    /// Scans `pack` as the quarantine of an empty repository.
+    fn scan_hand_pack(pack: HandPack) -> Result<Vec<Finding>, ScanError> {
+        let f = TokenFormat::new(&["glpat-"], 20);
+        let server = tempfile::tempdir().unwrap();
+        git(server.path(), &["init", "-q", "--bare", "."]);
+        let q = index_into(server.path(), &pack.finish());
+        scan(&f, &server.path().join("objects"), &q, 1)
+    }
+
+    #[test]
+    fn a_chain_that_holds_too_much_at_once_is_refused() {
+        // Ten deltas of about 1.3 MiB each (inserts), each copying the
+        // first 200 bytes of the one before; the last, a small blob, is
+        // read through all ten (its base is over the size limit, so it is
+        // read whole): more than MAX_PINNED (8 MiB in the unit tests).
+        let mut pack = HandPack::new();
+        let mut prev = pack.add(None, &[b'.'; 200]);
+        let mut size = 200;
+        let run = [b'y'; 127];
+        for _ in 0..10 {
+            let mut ins = vec![Ins::Copy(0, 200)];
+            ins.extend(std::iter::repeat_n(Ins::Insert(&run), 8300));
+            prev = pack.add(Some(prev), &delta(size, &ins));
+            size = 200 + 127 * 8300;
+        }
+        pack.add(Some(prev), &delta(size, &[Ins::Copy(0, 100), Ins::Insert(b"end")]));
+        let err = scan_hand_pack(pack).expect_err("read holding every level");
+        assert!(err.to_string().contains("a delta chain needs more than 8 MiB"), "{err}");
+    }
+
+    #[test]
+    fn bases_read_again_and_again_are_refused_not_read_for_hours() {
+        // Three bases of 7 MiB (a few KiB in the pack), and small blobs
+        // taken from each in turn: the cache keeps two of them, so every
+        // small blob inflates its base again, past 64 MiB (the unit tests'
+        // floor) for a pack of some 100 KiB.
+        let mut pack = HandPack::new();
+        let big = 7 << 20;
+        let bases: Vec<usize> = (0..3u8)
+            .map(|i| {
+                let mut b = vec![b'a' + i; big];
+                b[0] = b'#';
+                pack.add(None, &b)
+            })
+            .collect();
+        for i in 0..15 {
+            let base = bases[i % 3];
+            pack.add(
+                Some(base),
+                &delta(big, &[Ins::Copy(0, 1000), Ins::Insert(&[b'0' + i as u8])]),
+            );
+        }
+        let err = scan_hand_pack(pack).expect_err("read again and again");
+        assert!(err.to_string().contains("read again and again"), "{err}");
+    }
+
     #[test]
     fn a_delta_chain_as_deep_as_git_allows_is_read_and_a_deeper_one_refused() {
         let f = TokenFormat::new(&["glpat-"], 20);
@@ -1700,7 +1806,7 @@ mod tests {
                 assert_eq!(found[0].object, Oid::hash_object(ObjectType::Blob, &expected).unwrap());
             } else {
                 let err = got.expect_err("a chain deeper than git's limit was read");
-                assert!(err.to_string().contains("too long"), "{err}");
+                assert!(err.to_string().contains("a delta chain is too long"), "{err}");
             }
         }
     }
