@@ -52,6 +52,11 @@ impl App {
         let pool = db::open_pool(&config.database_url, config.db_pool_size)?;
         let settings = {
             let mut conn = pool.get().context("no database connection available")?;
+            let sealed = crate::service::two_factor::seal_kept_in_clear(&mut conn, &key)
+                .map_err(|e| anyhow::anyhow!("cannot seal the two-factor secrets: {e}"))?;
+            if sealed > 0 {
+                tracing::info!("sealed {sealed} two-factor secrets an earlier version kept in clear");
+            }
             Settings::load(&mut conn).map_err(|e| anyhow::anyhow!("cannot read the settings: {e}"))?
         };
         Ok(App {

@@ -465,7 +465,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 users::set_blocked(conn, &actor, &username, false, now)?;
             }
             UserCmd::TwoFactor(TwoFactorCmd::Enable { username }) => {
-                writeln!(out, "{}", users::enable_two_factor(conn, &actor, &username, now)?)?;
+                writeln!(
+                    out,
+                    "{}",
+                    users::enable_two_factor(conn, &app.key, &actor, &username, now)?
+                )?;
             }
             UserCmd::TwoFactor(TwoFactorCmd::Disable { username }) => {
                 users::disable_two_factor(conn, &actor, &username, now)?

@@ -252,6 +252,24 @@ pub fn set_pending_otp_secret(conn: &mut DbConn, id: i64, secret: &str) -> Query
         .execute(conn)
 }
 
+/// Every (id, stored TOTP secret) not starting with `sealed_prefix`.
+pub fn otp_secrets_not_sealed(conn: &mut DbConn, sealed_prefix: &str) -> QueryResult<Vec<(i64, String)>> {
+    let rows: Vec<(i64, Option<String>)> = users::table
+        .filter(users::otp_secret.is_not_null())
+        .filter(users::otp_secret.not_like(format!("{sealed_prefix}%")))
+        .select((users::id, users::otp_secret))
+        .load(conn)?;
+    Ok(rows.into_iter().filter_map(|(id, s)| s.map(|s| (id, s))).collect())
+}
+
+/// Replaces user `id`'s stored TOTP secret `old` with `new` (nothing if it
+/// is no longer `old`).
+pub fn replace_otp_secret(conn: &mut DbConn, id: i64, old: &str, new: &str) -> QueryResult<usize> {
+    diesel::update(users::table.find(id).filter(users::otp_secret.eq(old)))
+        .set(users::otp_secret.eq(Some(new)))
+        .execute(conn)
+}
+
 /// Turns two-factor authentication on with the secret being enrolled.
 pub fn confirm_otp_secret(conn: &mut DbConn, id: i64, secret: &str) -> QueryResult<usize> {
     diesel::update(

@@ -221,11 +221,11 @@ pub fn with_code(
     if let Some(until) = bans::account_locked(conn, &user.username, now)? {
         return Ok(Err(bans::locked_sentence(until)));
     }
-    let ok = match &user.otp_secret {
+    let ok = match two_factor::secret_of(key, user)? {
         Some(_) if two_factor::looks_like_recovery_code(code) => {
             two_factor::use_recovery_code(conn, key, user, code, now)?
         }
-        Some(secret) => two_factor::code_ok(conn, user, secret, code, now)?,
+        Some(secret) => two_factor::code_ok(conn, user, &secret, code, now)?,
         None => false,
     };
     if !ok {

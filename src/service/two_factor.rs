@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use hmac::Mac;
 
 use crate::auth::token::SecretKey;
-use crate::auth::{password, totp};
+use crate::auth::{password, seal, totp};
 use crate::db::{self, user::User, DbConn};
 use crate::error::{Error, Result};
 use crate::service::audit::{self, Actor, Event};
@@ -19,14 +19,48 @@ pub const WRONG_PASSWORD: &str = "The current password is wrong.";
 
 /// A new secret to enrol for `user`, replacing any earlier one: each
 /// showing of the enrolment page has its own, so a secret someone saw
-/// once is not the one a later enrolment turns on.
-pub fn begin(conn: &mut DbConn, user: &User) -> Result<String> {
+/// once is not the one a later enrolment turns on. The database keeps it
+/// sealed ([`sealed`]).
+pub fn begin(conn: &mut DbConn, key: &SecretKey, user: &User) -> Result<String> {
     if user.two_factor_enabled {
         return Err(Error::Conflict("two-factor authentication is already on".into()));
     }
     let secret = totp::generate_secret();
-    db::user::set_pending_otp_secret(conn, user.id, &secret)?;
+    db::user::set_pending_otp_secret(conn, user.id, &sealed(key, user.id, &secret)?)?;
     Ok(secret)
+}
+
+/// What a sealed secret of user `id` is bound to.
+fn context(id: i64) -> Vec<u8> {
+    format!("users.otp_secret of user {id}").into_bytes()
+}
+
+/// `secret`, TOTP secret of user `id`, as the database keeps it: sealed
+/// with the instance's key (`auth::seal`), never in clear.
+pub fn sealed(key: &SecretKey, id: i64, secret: &str) -> Result<String> {
+    seal::seal(key, &context(id), secret).map_err(|e| Error::Internal(anyhow::anyhow!(e)))
+}
+
+/// `user`'s TOTP secret (enrolled or being enrolled), opened.
+pub fn secret_of(key: &SecretKey, user: &User) -> Result<Option<String>> {
+    match &user.otp_secret {
+        Some(stored) => seal::open(key, &context(user.id), stored)
+            .map(Some)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("the two-factor secret of {}: {e}", user.username))),
+        None => Ok(None),
+    }
+}
+
+/// Seals the TOTP secrets an earlier version kept in clear (once, when
+/// the instance opens). Returns how many.
+pub fn seal_kept_in_clear(conn: &mut DbConn, key: &SecretKey) -> Result<usize> {
+    let mut n = 0;
+    // The prefix holds no LIKE wildcard (`_` or `%`).
+    for (id, stored) in db::user::otp_secrets_not_sealed(conn, seal::PREFIX)? {
+        // Compare-and-set: a secret changed meanwhile is left to its writer.
+        n += db::user::replace_otp_secret(conn, id, &stored, &sealed(key, id, &stored)?)?;
+    }
+    Ok(n)
 }
 
 /// Does `pass` match `user`'s password? (argon2: call with no connection
@@ -127,14 +161,17 @@ pub fn confirm(
     code: &str,
     now: DateTime<Utc>,
 ) -> Result<std::result::Result<Vec<String>, String>> {
-    let Some(secret) = user.otp_secret.clone().filter(|_| !user.two_factor_enabled) else {
+    let (Some(stored), Some(secret)) = (
+        user.otp_secret.clone().filter(|_| !user.two_factor_enabled),
+        secret_of(key, user)?,
+    ) else {
         return Ok(Err("Start the set-up again: there is no secret being enrolled.".into()));
     };
     if !code_ok(conn, user, &secret, code, now)? {
         return Ok(Err(crate::service::sign_in::INVALID_CODE.into()));
     }
     db::write_transaction(conn, |conn| {
-        if db::user::confirm_otp_secret(conn, user.id, &secret)? != 1 {
+        if db::user::confirm_otp_secret(conn, user.id, &stored)? != 1 {
             return Ok(Err("Start the set-up again: the secret changed meanwhile.".into()));
         }
         record_enabled(conn, actor, user, now)?;

@@ -365,7 +365,13 @@ pub fn set_blocked(
 
 /// Enables two-factor authentication with a new secret; returns the
 /// `otpauth://` URI to give an authenticator app.
-pub fn enable_two_factor(conn: &mut DbConn, actor: &Actor, username: &str, now: DateTime<Utc>) -> Result<String> {
+pub fn enable_two_factor(
+    conn: &mut DbConn,
+    key: &crate::auth::token::SecretKey,
+    actor: &Actor,
+    username: &str,
+    now: DateTime<Utc>,
+) -> Result<String> {
     let user = get(conn, username)?;
     if user.two_factor_enabled {
         return Err(Error::Conflict(format!(
@@ -377,7 +383,8 @@ pub fn enable_two_factor(conn: &mut DbConn, actor: &Actor, username: &str, now: 
     let uri = totp::provisioning_uri(&secret, &user.username)?;
     crate::db::write_transaction(conn, |conn| {
         // Compare-and-set: only while it is off.
-        if db::user::enable_two_factor(conn, user.id, &secret)? != 1 {
+        let sealed = crate::service::two_factor::sealed(key, user.id, &secret)?;
+        if db::user::enable_two_factor(conn, user.id, &sealed)? != 1 {
             return Err(Error::Conflict(format!(
                 "two-factor authentication is already enabled for {}",
                 user.username

@@ -119,9 +119,9 @@ async fn respond(app: &web::Data<App>, current: Current, status: StatusCode, e: 
             let codes = svc::take_flash(conn, &app.key, &row, &secret, FlashKind::RecoveryCodes)?;
             Ok(Err((codes, two_factor::recovery_codes_left(conn, &user)?)))
         } else {
-            let s = match (&user.otp_secret, fresh) {
-                (Some(s), false) => s.clone(),
-                _ => two_factor::begin(conn, &user)?,
+            let s = match (two_factor::secret_of(&app.key, &user)?, fresh) {
+                (Some(s), false) => s,
+                _ => two_factor::begin(conn, &app.key, &user)?,
             };
             let uri = totp::provisioning_uri(&s, &user.username)?;
             Ok(Ok((s, uri)))

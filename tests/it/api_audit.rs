@@ -134,11 +134,11 @@ fn stored_secrets(srv: &TestServer) -> Vec<(&'static str, String)> {
         v.push(("token digest", t.token_digest));
     }
     for u in gitpat::db::user::list(conn).unwrap() {
+        if let Some(s) = gitpat::service::two_factor::secret_of(&srv.app.key, &u).unwrap() {
+            v.push(("TOTP secret", s));
+        }
         if let Some(h) = u.password_hash {
             v.push(("password hash", h));
-        }
-        if let Some(s) = u.otp_secret {
-            v.push(("TOTP secret", s));
         }
     }
     v
@@ -854,7 +854,9 @@ fn the_pages_record_sign_ins_failures_and_changes() {
         // The second factor: on (by an administrator's command), then a
         // wrong code, then the right one.
         let m = mark(&srv);
-        let uri = gitpat::service::users::enable_two_factor(&mut srv.conn(), &Actor::cli(), "tfa", Utc::now()).unwrap();
+        let uri =
+            gitpat::service::users::enable_two_factor(&mut srv.conn(), &srv.app.key, &Actor::cli(), "tfa", Utc::now())
+                .unwrap();
         expect_events(
             &srv,
             m,
@@ -973,7 +975,7 @@ fn the_pages_record_sign_ins_failures_and_changes() {
         web.get("/-/user_settings/two_factor_auth");
         let pending = gitpat::db::user::find(&mut srv.conn(), alice.id)
             .unwrap()
-            .and_then(|u| u.otp_secret)
+            .and_then(|u| gitpat::service::two_factor::secret_of(&srv.app.key, &u).unwrap())
             .expect("a secret being enrolled");
         let m = mark(&srv);
         let r = web.post(
@@ -1106,7 +1108,7 @@ fn a_change_whose_event_cannot_be_written_is_not_made() {
         srv.user("blocked", false, None);
         users::set_blocked(&mut srv.conn(), &Actor::cli(), "blocked", true, Utc::now()).unwrap();
         srv.user("tfa", false, None);
-        users::enable_two_factor(&mut srv.conn(), &Actor::cli(), "tfa", Utc::now()).unwrap();
+        users::enable_two_factor(&mut srv.conn(), &srv.app.key, &Actor::cli(), "tfa", Utc::now()).unwrap();
         let live = srv.token("alice", &["api"], None);
         let live_id = srv.token_row(&live).id;
         let key = srv.app.key.clone();
@@ -1174,7 +1176,7 @@ fn a_change_whose_event_cannot_be_written_is_not_made() {
             ),
             (
                 "2FA on",
-                Box::new(|c| users::enable_two_factor(c, &cli, "alice", now).map(|_| ())),
+                Box::new(|c| users::enable_two_factor(c, &srv.app.key, &cli, "alice", now).map(|_| ())),
             ),
             (
                 "2FA off",

@@ -52,7 +52,14 @@ fn setup(conn: &mut DbConn) -> World {
         };
         users::create(conn, &gitpat::service::audit::Actor::cli(), &req, Utc::now()).unwrap();
     }
-    users::enable_two_factor(conn, &gitpat::service::audit::Actor::cli(), "twofa", chrono::Utc::now()).unwrap();
+    users::enable_two_factor(
+        conn,
+        &key(),
+        &gitpat::service::audit::Actor::cli(),
+        "twofa",
+        chrono::Utc::now(),
+    )
+    .unwrap();
     let new = |path, visibility| repos::NewRepoRequest {
         path,
         name: None,

@@ -1204,6 +1204,7 @@ fn scopes_credentials_and_roles_through_git() {
         }
         users::enable_two_factor(
             &mut srv.conn(),
+            &srv.app.key,
             &gitpat::service::audit::Actor::cli(),
             "twofa",
             chrono::Utc::now(),
@@ -1430,6 +1431,7 @@ fn http_details_of_the_smart_protocol() {
         srv.user("stranger", false, None);
         users::enable_two_factor(
             &mut srv.conn(),
+            &srv.app.key,
             &gitpat::service::audit::Actor::cli(),
             "twofa",
             chrono::Utc::now(),

@@ -189,6 +189,7 @@ fn a_2fa_user_signs_in_with_a_code_that_works_once() {
     srv.user("tfa", false, Some(PASSWORD));
     let uri = gitpat::service::users::enable_two_factor(
         &mut srv.conn(),
+        &srv.app.key,
         &gitpat::service::audit::Actor::cli(),
         "tfa",
         chrono::Utc::now(),

@@ -866,6 +866,7 @@ fn the_other_forms_refuse_bad_input_next_to_the_field_and_write_nothing() {
 fn totp_secret(srv: &TestServer, user: &str) -> String {
     let uri = gitpat::service::users::enable_two_factor(
         &mut srv.conn(),
+        &srv.app.key,
         &gitpat::service::audit::Actor::cli(),
         user,
         chrono::Utc::now(),
@@ -976,6 +977,36 @@ fn secrets_never_reach_the_database_in_clear_and_sessions_change_at_sign_in() {
         srv.user("alice", false, Some(PASSWORD));
         srv.user("tfa", false, Some(PASSWORD));
         let secret = totp_secret(&srv, "tfa");
+        // The TOTP secret is kept sealed with the instance's key.
+        let tfa = gitpat::db::user::find_by_username(&mut srv.conn(), "tfa")
+            .unwrap()
+            .unwrap();
+        let stored = tfa.otp_secret.clone().expect("a TOTP secret");
+        assert!(
+            gitpat::auth::seal::is_sealed(&stored) && !stored.contains(&secret),
+            "[{b}] the TOTP secret in clear: {stored}"
+        );
+        // One an earlier version kept in clear is sealed when the instance
+        // opens, and still works.
+        gitpat::db::user::replace_otp_secret(&mut srv.conn(), tfa.id, &stored, &secret).unwrap();
+        assert_eq!(
+            gitpat::service::two_factor::seal_kept_in_clear(&mut srv.conn(), &srv.app.key).unwrap(),
+            1,
+            "[{b}]"
+        );
+        let resealed = gitpat::db::user::find(&mut srv.conn(), tfa.id).unwrap().unwrap();
+        let again = resealed.otp_secret.clone().unwrap();
+        assert!(
+            gitpat::auth::seal::is_sealed(&again) && !again.contains(&secret),
+            "[{b}] {again}"
+        );
+        assert_eq!(
+            gitpat::service::two_factor::secret_of(&srv.app.key, &resealed)
+                .unwrap()
+                .as_deref(),
+            Some(secret.as_str()),
+            "[{b}]"
+        );
         let mut web = WebClient::new(&srv);
         web.sign_in("alice", PASSWORD);
         let cookie = web.cookies["_gitpat_session"].clone();
