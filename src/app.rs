@@ -38,6 +38,44 @@ pub struct App {
     pub pack_cache: Option<Arc<PackCache>>,
 }
 
+/// Where the database keeps its key's fingerprint.
+const KEY_FINGERPRINT: &str = "secret_key_fingerprint";
+
+/// The instance secret key in `path`, made on first use, and checked
+/// against the one the database was set up with: under another key every
+/// token would be unknown, every session and CSRF token refused and no
+/// two-factor secret would open, so gitpat refuses to start instead (and
+/// makes no new key for a database that had one). A database of an earlier
+/// version, with no fingerprint yet, takes the key it is opened with.
+fn secret_key_for(conn: &mut db::DbConn, path: &Path) -> anyhow::Result<SecretKey> {
+    let recorded = db::instance::get(conn, KEY_FINGERPRINT).context("cannot read the instance facts")?;
+    if recorded.is_some() && !path.exists() {
+        anyhow::bail!(
+            "the secret key file {} is missing, and this database was set up with a key: put that file back \
+             (a backup holds it as secret_key) or point secret_key_file at it. gitpat makes no new key \
+             for it: tokens, sessions and two-factor secrets made under the old one would stop working",
+            path.display()
+        );
+    }
+    let key = SecretKey::load_or_create(path)?;
+    let mine = key.fingerprint();
+    let kept = match recorded {
+        Some(r) => r,
+        None => {
+            db::instance::record_once(conn, KEY_FINGERPRINT, &mine).context("cannot record the key's fingerprint")?
+        }
+    };
+    if kept != mine {
+        anyhow::bail!(
+            "the secret key in {} is not the one this database was set up with: tokens, sessions and \
+             two-factor secrets made under that key would not work with this one. Use the key file the \
+             database came with (a backup holds it as secret_key); instances sharing a database share one key",
+            path.display()
+        );
+    }
+    Ok(key)
+}
+
 impl App {
     /// Prepares the data directory (mode 0700), the secret key and the
     /// repositories folder, migrates the database and opens the pool.
@@ -46,18 +84,19 @@ impl App {
             .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
         let repos = config.repositories_dir();
         std::fs::create_dir_all(&repos).with_context(|| format!("cannot create {}", repos.display()))?;
-        let key = SecretKey::load_or_create(&config.secret_key_file)?;
         let engine = PackEngine::resolve(&config.pack_engine, std::env::var_os("PATH").as_deref())
             .map_err(anyhow::Error::new)?;
         let pool = db::open_pool(&config.database_url, config.db_pool_size)?;
-        let settings = {
+        let (key, settings) = {
             let mut conn = pool.get().context("no database connection available")?;
+            let key = secret_key_for(&mut conn, &config.secret_key_file)?;
             let sealed = crate::service::two_factor::seal_kept_in_clear(&mut conn, &key)
                 .map_err(|e| anyhow::anyhow!("cannot seal the two-factor secrets: {e}"))?;
             if sealed > 0 {
                 tracing::info!("sealed {sealed} two-factor secrets an earlier version kept in clear");
             }
-            Settings::load(&mut conn).map_err(|e| anyhow::anyhow!("cannot read the settings: {e}"))?
+            let settings = Settings::load(&mut conn).map_err(|e| anyhow::anyhow!("cannot read the settings: {e}"))?;
+            (key, settings)
         };
         Ok(App {
             store: RepoStore::new(repos).with_git(engine.git_binary().map(Path::to_path_buf)),

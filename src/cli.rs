@@ -886,12 +886,21 @@ fn tls_self_signed(dir: &std::path::Path, hosts: &[String], days: u32, out: &mut
     Ok(())
 }
 
+use actix_web::rt::signal::unix::{signal, Signal, SignalKind};
+
+/// The signals `serve` handles, caught from before it listens (a signal
+/// that came between the first connection and the handlers' first poll
+/// would otherwise have its default action: the end of the process).
+struct Signals {
+    term: std::io::Result<Signal>,
+    int: std::io::Result<Signal>,
+}
+
 /// Stops the server on SIGTERM or SIGINT: no new connections, the requests
 /// in flight finish (up to `shutdown_timeout_seconds`), then `serve`
 /// returns and the process exits 0. A second signal stops at once.
-async fn stop_on_signal(handle: actix_server::ServerHandle, timeout: std::time::Duration) {
-    use actix_web::rt::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+async fn stop_on_signal(signals: Signals, handle: actix_server::ServerHandle, timeout: std::time::Duration) {
+    let (Ok(mut term), Ok(mut int)) = (signals.term, signals.int) else {
         tracing::error!("cannot watch SIGTERM and SIGINT: stop the server with SIGKILL");
         return;
     };
@@ -912,15 +921,19 @@ async fn stop_on_signal(handle: actix_server::ServerHandle, timeout: std::time::
 }
 
 /// Reads the certificate and key again on each SIGHUP; a pair that does
-/// not load leaves the one in use.
-async fn reload_tls_on_sighup(store: std::sync::Arc<crate::tls::CertStore>) {
-    use actix_web::rt::signal::unix::{signal, SignalKind};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+/// not load leaves the one in use. Without TLS there is nothing to read
+/// again, but SIGHUP is still caught (a `systemctl reload` must not stop
+/// the server, which is what the signal's default would do).
+async fn reload_on_sighup(hup: std::io::Result<Signal>, store: Option<std::sync::Arc<crate::tls::CertStore>>) {
+    let Ok(mut hup) = hup else {
         tracing::error!("cannot watch SIGHUP: the certificate is read at start only");
         return;
     };
     while hup.recv().await.is_some() {
-        let store = store.clone();
+        let Some(store) = store.clone() else {
+            tracing::info!("SIGHUP: nothing to reload (serving without TLS)");
+            continue;
+        };
         match crate::metrics::block(move || store.reload()).await {
             Ok(Ok(loaded)) => tracing::info!("SIGHUP: now serving {loaded}"),
             Ok(Err(e)) => tracing::error!("SIGHUP: {e}; still serving the certificate loaded before"),
@@ -975,9 +988,11 @@ fn serve(config: Config) -> anyhow::Result<()> {
         if let Some(cache) = app.pack_cache.clone() {
             actix_web::rt::spawn(purge_pack_cache(cache));
         }
-        if let Some(store) = tls.clone() {
-            actix_web::rt::spawn(reload_tls_on_sighup(store));
-        }
+        let signals = Signals {
+            term: signal(SignalKind::terminate()),
+            int: signal(SignalKind::interrupt()),
+        };
+        actix_web::rt::spawn(reload_on_sighup(signal(SignalKind::hangup()), tls.clone()));
         let running = crate::http::server::start(
             app,
             crate::http::server::Listen {
@@ -996,7 +1011,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         for a in &running.metrics {
             tracing::info!("metrics on http://{a}/-/metrics");
         }
-        actix_web::rt::spawn(stop_on_signal(running.server.handle(), shutdown_timeout));
+        actix_web::rt::spawn(stop_on_signal(signals, running.server.handle(), shutdown_timeout));
         let stopped = running.server.await.context("the server stopped with an error");
         wait_for_cleanup().await;
         stopped

@@ -93,6 +93,11 @@ impl SecretKey {
             crate::fsutil::write_new_private(path, format!("{}\n", hex::encode(bytes)).as_bytes())
                 .with_context(|| format!("cannot create the secret key file {}", path.display()))?;
         }
+        Self::load(path)
+    }
+
+    /// Reads the key file (64 hex digits).
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the secret key file {}", path.display()))?;
         let bytes = hex::decode(text.trim())
@@ -100,6 +105,13 @@ impl SecretKey {
             .and_then(|v| <[u8; 32]>::try_from(v).ok())
             .with_context(|| format!("the secret key file {} must hold 64 hex digits", path.display()))?;
         Ok(SecretKey(bytes))
+    }
+
+    /// What tells this key from another without telling anything of it:
+    /// hex of a MAC of a constant under it. The database keeps the one it
+    /// was set up with.
+    pub fn fingerprint(&self) -> String {
+        hex::encode(self.mac(&[b"gitpat key fingerprint v1"]).finalize().into_bytes())
     }
 
     /// HMAC-SHA-256 under this key of `parts`, each length-prefixed (so

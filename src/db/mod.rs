@@ -4,6 +4,7 @@
 
 pub mod audit_event;
 pub mod auth_failure;
+pub mod instance;
 pub mod member;
 pub mod notification;
 pub mod page;

@@ -72,6 +72,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    instance_facts (name) {
+        name -> Text,
+        value -> Text,
+    }
+}
+
 diesel::joinable!(personal_access_tokens -> users (user_id));
 diesel::joinable!(projects -> users (owner_id));
 diesel::joinable!(project_members -> projects (project_id));

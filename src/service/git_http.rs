@@ -223,10 +223,14 @@ fn authenticate(
     req: &GitRequest,
     banned: Option<DateTime<Utc>>,
 ) -> Result<Step> {
-    let refused = |banned: Option<DateTime<Utc>>| {
+    // Each attempt is counted once in the metrics: `count` is false where
+    // a token's refusal (revoked, expired, ...) was counted already.
+    let refused = |banned: Option<DateTime<Utc>>, count: bool| {
         Step::Done(Err(match banned {
             Some(until) => {
-                crate::metrics::get().auth(AuthResult::Banned);
+                if count {
+                    crate::metrics::get().auth(AuthResult::Banned);
+                }
                 Denied::Forbidden(bans::banned_message(until).into())
             }
             None => denied_access(),
@@ -234,11 +238,11 @@ fn authenticate(
     };
     let c = match &req.creds {
         Creds::None => return Ok(Step::Done(Ok(None))),
-        Creds::Malformed => return Ok(refused(banned)),
+        Creds::Malformed => return Ok(refused(banned, true)),
         Creds::Basic(c) => c,
     };
     if c.password.is_empty() {
-        return Ok(refused(banned));
+        return Ok(refused(banned, true));
     }
     // A token, whatever the username (GitLab ignores it), even when banned.
     let ip = req.ip.map(|i| i.to_string());
@@ -251,11 +255,11 @@ fn authenticate(
             }))));
         }
         AuthOutcome::Rejected(tokens::Rejection::Unknown) => {}
-        AuthOutcome::Rejected(_) => return Ok(refused(banned)),
+        AuthOutcome::Rejected(_) => return Ok(refused(banned, false)),
     }
     // A password: never checked for a banned client.
     if banned.is_some() || c.username.is_empty() {
-        return Ok(refused(banned));
+        return Ok(refused(banned, true));
     }
     let user = db::user::find_by_username(conn, &c.username)?;
     // Where passwords are refused, they are refused unchecked: the same

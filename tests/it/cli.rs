@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use chrono::{NaiveDate, Utc};
+use diesel::RunQueryDsl;
 use serde_json::Value;
 
 use crate::support::serve::Server;
@@ -1091,20 +1092,37 @@ fn data_dir_and_secret_key_are_private_and_digests_keyed() {
             "[{b}] the key file changed"
         );
 
-        // under another key the token is unknown, and stays active
+        // Another key, or none, is refused before anything is read or made:
+        // under it the token would be unknown (and sessions and 2FA secrets
+        // unreadable).
         let other = test_root(&g).join("other_key");
         let other_s = other.to_str().unwrap();
-        refused(
-            &g,
-            &["--secret-key-file", other_s, "token", "revoke", "--token", &tok],
-            "no such token",
-        );
-        assert_eq!(mode(&other), 0o600, "[{b}] mode of a new key file");
-        assert_ne!(
-            std::fs::read_to_string(&other).unwrap(),
-            key_text,
-            "[{b}] two random keys are equal"
-        );
+        let revoke_under = |key: &str, needle: &str| {
+            refused(
+                &g,
+                &["--secret-key-file", key, "token", "revoke", "--token", &tok],
+                needle,
+            )
+        };
+        let err = revoke_under(other_s, "is missing, and this database was set up with a key");
+        assert!(!err.contains(&key_text.trim()[..16]), "[{b}] the key shows in {err}");
+        assert!(!other.exists(), "[{b}] a new key was made for a database that had one");
+        std::fs::write(&other, format!("{}\n", "ab".repeat(32))).unwrap();
+        revoke_under(other_s, "is not the one this database was set up with");
+        // A database of an earlier version, with no fingerprint, takes the
+        // key it is next opened with: here the other one first, which the
+        // instance's own key is then refused for.
+        let forget = || {
+            diesel::sql_query("DELETE FROM instance_facts")
+                .execute(&mut g.conn())
+                .unwrap()
+        };
+        assert_eq!(forget(), 1, "[{b}] the fingerprint's row");
+        g.ok(&["--secret-key-file", other_s, "user", "list"]);
+        refused(&g, &["user", "list"], "is not the one this database was set up with");
+        forget();
+        g.ok(&["user", "list"]);
+        revoke_under(other_s, "is not the one this database was set up with");
         let id = entry["id"].as_i64().unwrap();
         assert_eq!(token_by_id(&g, id)["active"], true, "[{b}]");
         // under the instance key it is found

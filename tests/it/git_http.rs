@@ -2107,7 +2107,7 @@ fn bad_api_tokens_and_malformed_headers_count_toward_the_ban() {
 fn two_instances_on_one_database_share_a_ban() {
     for srv in TestServer::each() {
         let b = srv.backend();
-        let other = TestServer::start(srv.db.same());
+        let other = srv.another_instance();
         srv.user("alice", false, Some(PASSWORD));
         srv.import("alice/two", "alice", "private", &fixture("basic"));
         let refs = "/alice/two.git/info/refs?service=git-upload-pack";

@@ -162,6 +162,26 @@ fn a_push_cut_by_the_shutdown_deadline_leaves_nothing() {
 }
 
 #[test]
+fn sighup_without_tls_keeps_the_server_running() {
+    // The README's systemd unit reloads with SIGHUP, whose default action
+    // would end the process: a server without TLS must catch it too.
+    let g = Gitpat::new(TestDb::sqlite());
+    let mut server = Server::start(&g);
+    server.signal(libc::SIGHUP);
+    assert!(server.wait_for_log("SIGHUP: nothing to reload"), "{}", server.log());
+    assert!(
+        server.wait_exit(Duration::from_millis(300)).is_none(),
+        "{}",
+        server.log()
+    );
+    let answer = exchange(
+        server.addr(),
+        "GET /-/liveness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
 fn json_logs_are_one_object_per_line_with_the_request_fields() {
     let g = Gitpat::new(TestDb::sqlite());
     let server = Server::start_with_env(&g, &[], &[("GITPAT_LOG_FORMAT", "json".to_string())]);
@@ -377,4 +397,145 @@ fn metrics_count_mails_sent_and_failed() {
         let key = format!("gitpat_mails_total{{result=\"{result}\"}}");
         assert_eq!(value(&values, &key), 1.0, "[{result}] {values:#?}\n{}", server.log());
     }
+}
+
+#[test]
+fn metrics_count_each_refusal_kind_fetches_and_the_bans() {
+    use diesel::prelude::*;
+    use gitpat::db::schema::personal_access_tokens as pat;
+    let g = Gitpat::new(TestDb::sqlite());
+    for name in ["alice", "bob"] {
+        let out = g.run_with_stdin(
+            &[
+                "user",
+                "create",
+                name,
+                "--email",
+                &format!("{name}@example.com"),
+                "--password-stdin",
+            ],
+            &format!("correct horse battery staple {name}\n"),
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let token = g.token("alice", "m", "write_repository");
+    let expired = g.token("alice", "old", "read_repository");
+    diesel::update(pat::table.filter(pat::name.eq("old")))
+        .set(pat::expires_at.eq(Some(chrono::Utc::now().date_naive())))
+        .execute(&mut g.conn())
+        .expect("expire the token");
+    let key = gitpat::auth::token::SecretKey::load(&g.data_dir.join("secret_key")).expect("the key");
+    gitpat::service::users::enable_two_factor(
+        &mut g.conn(),
+        &key,
+        &gitpat::service::audit::Actor::cli(),
+        "bob",
+        chrono::Utc::now(),
+    )
+    .expect("2FA for bob");
+    g.ok(&["settings", "set", "max_login_attempts", "2"]);
+    let server = Server::start(&g);
+    let (_, before) = scrape(server.addr());
+    assert_eq!(value(&before, "gitpat_active_bans"), 0.0, "{before:#?}");
+
+    // A clone, then a fetch of a commit pushed after it.
+    let git = &gits()[0];
+    let work = tmp();
+    git.ok(work.path(), &["init", "-q", "src"]);
+    let src = work.path().join("src");
+    let url = format!("http://alice:{token}@{}/alice/m.git", server.addr());
+    commit(git, &src, "a.txt", "one", "one");
+    git.ok(&src, &["push", "-q", &url, "HEAD:refs/heads/main"]);
+    git.ok(work.path(), &["clone", "-q", &url, "copy"]);
+    commit(git, &src, "a.txt", "two", "two");
+    git.ok(&src, &["push", "-q", &url, "HEAD:refs/heads/main"]);
+    git.ok(&work.path().join("copy"), &["fetch", "-q", "origin"]);
+
+    // One request per refusal, each with its credentials sent at once.
+    let refs = |user: &str, secret: &str| {
+        let answer = exchange(
+            server.addr(),
+            &format!(
+                "GET /alice/m.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+                basic(user, secret)
+            ),
+        );
+        answer.split_whitespace().nth(1).unwrap_or_default().to_string()
+    };
+    assert_eq!(refs("alice", &expired), "401", "the expired token");
+    assert_eq!(
+        refs("bob", "correct horse battery staple bob"),
+        "401",
+        "bob's password, with 2FA on"
+    );
+    for _ in 0..2 {
+        assert_eq!(refs("alice", "not alice's password"), "401");
+    }
+    assert_eq!(
+        refs("alice", "correct horse battery staple alice"),
+        "401",
+        "alice's account is locked"
+    );
+    // The rest of the ten failures that ban this client, then a refusal
+    // for the ban (of a password that is never checked).
+    for _ in 0..5 {
+        assert_eq!(refs("nobody", "a guess"), "401");
+    }
+    assert_eq!(refs("nobody", "a guess"), "403", "the client is banned");
+
+    let (_, after) = scrape(server.addr());
+    let moved = |key: &str| value(&after, key) - value(&before, key);
+    for (key, want) in [
+        ("gitpat_git_operations_total{operation=\"clone\"}", 1.0),
+        ("gitpat_git_operations_total{operation=\"fetch\"}", 1.0),
+        ("gitpat_git_operations_total{operation=\"push\"}", 2.0),
+        ("gitpat_auth_results_total{result=\"token_expired\"}", 1.0),
+        (
+            "gitpat_auth_results_total{result=\"password_refused_token_required\"}",
+            1.0,
+        ),
+        ("gitpat_auth_results_total{result=\"password_wrong\"}", 7.0),
+        ("gitpat_auth_results_total{result=\"account_locked\"}", 1.0),
+        ("gitpat_auth_results_total{result=\"banned\"}", 1.0),
+    ] {
+        assert_eq!(moved(key), want, "{key}: {after:#?}");
+    }
+    assert!(moved("gitpat_git_bytes_total{operation=\"fetch\",direction=\"out\"}") > 100.0);
+    // Alice's account and this client.
+    assert_eq!(value(&after, "gitpat_active_bans"), 2.0, "{after:#?}");
+    let pool = value(&after, "gitpat_db_pool_connections{state=\"idle\"}")
+        + value(&after, "gitpat_db_pool_connections{state=\"in_use\"}");
+    assert!(pool >= 1.0, "the pool's connections: {after:#?}");
+}
+
+#[test]
+fn metrics_show_the_pool_in_use_and_the_blocking_threads_waiting_on_it() {
+    use crate::support::server::TestServer;
+    let srv = TestServer::start(TestDb::sqlite());
+    srv.user("alice", false, None);
+    let token = srv.token("alice", &["api"], None);
+    // Every connection of the pool (4) taken: an API request waits for
+    // one on a blocking thread.
+    let held: Vec<_> = (0..4).map(|_| srv.conn()).collect();
+    let waiting = std::thread::scope(|s| {
+        let request = s.spawn(|| srv.raw("GET", "/api/v4/user", &[("PRIVATE-TOKEN", &token)], b"").status);
+        std::thread::sleep(Duration::from_millis(500));
+        let (status, values) = scrape(srv.addr);
+        drop(held);
+        (status, values, request.join().expect("the request"))
+    });
+    let (status, values, answered) = waiting;
+    assert_eq!(status, 200, "a scrape answers with the pool exhausted");
+    assert_eq!(answered, 200, "the request went on once a connection came back");
+    assert_eq!(
+        value(&values, "gitpat_db_pool_connections{state=\"in_use\"}"),
+        4.0,
+        "{values:#?}"
+    );
+    assert_eq!(
+        value(&values, "gitpat_db_pool_connections{state=\"idle\"}"),
+        0.0,
+        "{values:#?}"
+    );
+    assert!(value(&values, "gitpat_blocking_threads_busy") >= 1.0, "{values:#?}");
 }

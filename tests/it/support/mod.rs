@@ -199,6 +199,16 @@ impl Gitpat {
         String::from_utf8(out.stderr).expect("utf-8 stderr")
     }
 
+    /// A connection to the database the binary uses: on SQLite the one in
+    /// its data directory (`self.db`'s own file is not it).
+    pub fn conn(&self) -> DbConn {
+        let url = match self.db.backend {
+            "sqlite" => db::sqlite_url_for(&self.data_dir),
+            _ => self.db.url.clone(),
+        };
+        db::establish(&url).expect("connect to the binary's database")
+    }
+
     /// `gitpat token create` for `user`: the token.
     pub fn token(&self, user: &str, name: &str, scopes: &str) -> String {
         self.ok(&["token", "create", "--user", user, "--name", name, "--scopes", scopes])

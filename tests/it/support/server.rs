@@ -71,6 +71,36 @@ impl TestServer {
         adjust: impl FnOnce(&mut App),
     ) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
+        TestServer::start_in(dir, db, engine, external_url, max_age, adjust)
+    }
+
+    /// A second instance on this one's database, with a data directory
+    /// of its own and the same secret key (as instances sharing a
+    /// database must have: the database records which key it was set up
+    /// with).
+    pub fn another_instance(&self) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        std::fs::create_dir_all(&data_dir).expect("the data dir");
+        std::fs::copy(&self.app.config.secret_key_file, data_dir.join("secret_key")).expect("copy the secret key");
+        TestServer::start_in(
+            dir,
+            self.db.same(),
+            self.app.engine.name(),
+            None,
+            PACK_CACHE_MAX_AGE,
+            |_| {},
+        )
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        db: TestDb,
+        engine: &str,
+        external_url: Option<&str>,
+        max_age: Option<Duration>,
+        adjust: impl FnOnce(&mut App),
+    ) -> TestServer {
         let data_dir = dir.path().join("data");
         let config = Config {
             data_dir: data_dir.clone(),
