@@ -358,3 +358,96 @@ fn half_a_tls_configuration_is_refused_at_start() {
     let err = g.fails(&["serve", "--listen", "127.0.0.1:0", "--listen-http", "127.0.0.1:0"]);
     assert_contains(&err, "needs tls_cert", "a redirect without https");
 }
+
+/// `curl` trusting `ca` with `extra` flags: its exit status and its
+/// verbose output.
+fn curl_tls(ca: &Path, url: &str, extra: &[&str]) -> (bool, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-v", "-o", "/dev/null", "--cacert"])
+        .arg(ca)
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn tls_comes_from_the_config_file_or_the_environment_too() {
+    let (_certs, ca, cert, key) = certs();
+    let dir = tmp();
+    let file = dir.path().join("gitpat.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "tls_cert = {:?}\ntls_key = {:?}\nlisten_http = \"127.0.0.1:0\"\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    )
+    .expect("write the config");
+    let g = Gitpat::new(TestDb::sqlite());
+    let env = [
+        ("GITPAT_TLS_CERT", cert.display().to_string()),
+        ("GITPAT_TLS_KEY", key.display().to_string()),
+        ("GITPAT_LISTEN_HTTP", "127.0.0.1:0".to_string()),
+    ];
+    let servers = [
+        (
+            "config file",
+            Server::start_with(&g, &["--config", &file.display().to_string()]),
+        ),
+        ("environment", Server::start_with_env(&g, &[], &env)),
+    ];
+    for (from, server) in &servers {
+        assert!(
+            server.wait_for_log("gitpat listening on https://"),
+            "{from}: {}",
+            server.log()
+        );
+        let url = format!("https://localhost:{}/-/liveness", server.addr().port());
+        let (ok, log) = curl_tls(&ca, &url, &[]);
+        assert!(ok, "{from}: {log}");
+        let http = server.logged_addr("redirecting http://");
+        let answer = exchange(
+            http,
+            "GET /-/liveness HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        );
+        assert!(answer.starts_with("HTTP/1.1 308 "), "{from}: {answer}");
+    }
+}
+
+#[test]
+fn tls_1_2_and_1_3_are_spoken_and_older_versions_refused() {
+    let (_certs, ca, cert, key) = certs();
+    let s = https_server(&cert, &key, &[]);
+    let url = format!("https://localhost:{}/-/liveness", s.server.addr().port());
+    for (flags, want) in [
+        (&["--tlsv1.2", "--tls-max", "1.2"][..], "SSL connection using TLSv1.2"),
+        (&["--tlsv1.3"][..], "SSL connection using TLSv1.3"),
+    ] {
+        let (ok, log) = curl_tls(&ca, &url, flags);
+        assert!(ok, "{flags:?}: {log}");
+        assert_contains(&log, want, "curl's handshake");
+    }
+    // A client that offers TLS 1.1 at most (security level 0, so that the
+    // client itself does not rule it out) is refused by the server's alert.
+    let out = Command::new("openssl")
+        .args(["s_client", "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", "-connect"])
+        .arg(s.server.addr().to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let log = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a TLS 1.1 handshake succeeded: {log}");
+    // rustls answers a ClientHello without 1.2 or 1.3 with a
+    // handshake_failure alert (number 40): the refusal comes from the
+    // server, not from the client giving up on its own ("no protocols
+    // available").
+    assert!(
+        !log.contains("no protocols available"),
+        "the client refused by itself: {log}"
+    );
+    assert_contains(&log, "alert number 40", "the server's refusal of TLS 1.1");
+    assert_contains(&log, "Cipher is (NONE)", "no session was agreed");
+}
