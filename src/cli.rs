@@ -74,7 +74,8 @@ pub enum Command {
 pub enum AuditCmd {
     /// List audit events, newest first.
     List {
-        /// Only events of this entity type (User or Instance).
+        /// Only events of this entity type: User or Gitlab::Audit::InstanceScope
+        /// (GitLab's names; Group and Project find none).
         #[arg(long)]
         entity_type: Option<String>,
         /// Only events of this entity id.

@@ -54,6 +54,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::put().to(settings::update)),
             )
             .service(resource("/audit_events").route(get().to(audit::list)))
+            .service(resource("/audit_events/{id}").route(get().to(audit::show)))
             .service(resource("/user").route(get().to(users::me)))
             .service(
                 resource("/users")

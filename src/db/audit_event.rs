@@ -48,6 +48,10 @@ pub fn insert(conn: &mut DbConn, new: &NewAuditEvent) -> QueryResult<usize> {
     diesel::insert_into(a::table).values(new).execute(conn)
 }
 
+pub fn find(conn: &mut DbConn, id: i64) -> QueryResult<Option<AuditEvent>> {
+    a::table.find(id).select(AuditEvent::as_select()).first(conn).optional()
+}
+
 /// Deletes the events created before `cutoff`; answers how many.
 pub fn delete_before(conn: &mut DbConn, cutoff: NaiveDateTime) -> QueryResult<usize> {
     diesel::delete(a::table.filter(a::created_at.lt(cutoff))).execute(conn)
@@ -61,6 +65,9 @@ pub struct AuditQuery {
     pub created_before: Option<NaiveDateTime>,
     pub entity_type: Option<String>,
     pub entity_id: Option<i64>,
+    /// Keyset pages: only ids above / below these.
+    pub id_after: Option<i64>,
+    pub id_before: Option<i64>,
     /// Oldest first instead.
     pub ascending: bool,
 }
@@ -79,6 +86,12 @@ impl AuditQuery {
         }
         if let Some(id) = self.entity_id {
             q = q.filter(a::entity_id.eq(id));
+        }
+        if let Some(id) = self.id_after {
+            q = q.filter(a::id.gt(id));
+        }
+        if let Some(id) = self.id_before {
+            q = q.filter(a::id.lt(id));
         }
         q
     }

@@ -223,6 +223,38 @@ mod tests {
     }
 
     #[test]
+    fn instance_events_recorded_before_gitlabs_name_take_it() {
+        use diesel::connection::SimpleConnection;
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = establish(&sqlite_url_for(dir.path())).unwrap();
+        migrate(&mut conn).unwrap();
+        let DbConn::Sqlite(c) = &mut conn else { unreachable!() };
+        // Back to before the rename, with events of both kinds.
+        while c
+            .applied_migrations()
+            .unwrap()
+            .iter()
+            .any(|v| v.to_string().starts_with("20261209000001"))
+        {
+            c.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+        }
+        c.batch_execute(
+            "INSERT INTO audit_events (author_name, entity_type, entity_id, event_name, details, created_at)
+             VALUES ('cli', 'Instance', 1, 'application_setting_updated', '{}', '2026-12-01 00:00:00'),
+                    ('cli', 'User', 1, 'user_blocked', '{}', '2026-12-01 00:00:00');",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let rows = audit_event::AuditQuery::default();
+        let types: Vec<String> = page::Listing::rows(&rows, &mut conn, 0, None)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.entity_type)
+            .collect();
+        assert_eq!(types, ["User", "Gitlab::Audit::InstanceScope"]);
+    }
+
+    #[test]
     fn migration_folders_match_across_backends() {
         let names = |dir: &str| {
             let mut v: Vec<String> = std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(dir))

@@ -27,8 +27,8 @@ pub use crate::service::notify::Via;
 /// The entity type of events about a user (and their tokens).
 pub const USER: &str = "User";
 /// The entity type of events about the instance (settings, bans,
-/// sign-ins of unknown logins).
-pub const INSTANCE: &str = "Instance";
+/// sign-ins of unknown logins), GitLab's name for it.
+pub const INSTANCE: &str = "Gitlab::Audit::InstanceScope";
 /// The instance's entity id.
 pub const INSTANCE_ID: i64 = 1;
 pub const TOKEN: &str = "PersonalAccessToken";
@@ -237,13 +237,19 @@ fn message_of(e: &AuditEvent) -> Option<String> {
         .and_then(|v| v["custom_message"].as_str().map(str::to_string))
 }
 
-/// The entity types an event may have (the `entity_type` filter's values).
-pub const ENTITY_TYPES: [&str; 2] = [USER, INSTANCE];
+/// The `entity_type` filter's values, GitLab's: gitpat records events
+/// about users and the instance only, so `Group` and `Project` find none.
+pub const ENTITY_TYPES: [&str; 4] = [USER, "Group", "Project", INSTANCE];
 
 /// The events of `q` (at most `limit`), newest first.
 pub fn list(conn: &mut DbConn, q: &AuditQuery, limit: Option<i64>) -> Result<Vec<AuditEvent>> {
     use crate::db::page::Listing;
     Ok(q.rows(conn, 0, limit)?)
+}
+
+/// The event `id`, if there is one.
+pub fn find(conn: &mut DbConn, id: i64) -> Result<Option<AuditEvent>> {
+    Ok(db::audit_event::find(conn, id)?)
 }
 
 /// One line of `gitpat audit list`: time, event, author, entity, target,
@@ -343,7 +349,7 @@ mod tests {
                 "id": rows[0].id,
                 "author_id": 7,
                 "entity_id": 1,
-                "entity_type": "Instance",
+                "entity_type": "Gitlab::Audit::InstanceScope",
                 "event_name": "application_setting_updated",
                 "details": {
                     "author_name": "root",

@@ -11,6 +11,7 @@ use gitpat::db::schema::audit_events as ae;
 use gitpat::service::audit::{self, Actor, Event};
 use serde_json::{json, Value};
 
+use crate::api_paging::keyset_walk;
 use crate::api_users::{root, someone};
 use crate::support::api::{expect, forbidden, status, unauthorized, unchanged};
 use crate::support::server::TestServer;
@@ -404,7 +405,7 @@ fn every_api_change_records_exactly_its_event() {
                 json!({"max_login_attempts": 5, "git_auth_ban_enabled": true}),
                 vec![want(
                     "application_setting_updated",
-                    ("Instance", 1),
+                    (audit::INSTANCE, 1),
                     root_by,
                     from_here(json!({
                         "setting": "max_login_attempts", "from": "10", "to": "5",
@@ -501,7 +502,7 @@ fn every_api_change_records_exactly_its_event() {
             "three bad tokens",
             &[want(
                 "client_banned",
-                ("Instance", 1),
+                (audit::INSTANCE, 1),
                 (None, "gitpat"),
                 json!({"ip_address": LOCAL, "target_type": "Client", "target_details": "ip:127.0.0.1", "failures": 3}),
             )],
@@ -651,7 +652,7 @@ fn a_refused_request_records_nothing() {
             (
                 "an unknown entity_type",
                 "GET",
-                "/audit_events?entity_type=Project".into(),
+                "/audit_events?entity_type=Instance".into(),
                 Some(&rt),
                 json!(null),
                 &[],
@@ -726,8 +727,8 @@ fn the_list_filters_and_pages_as_gitlabs() {
             (format!("entity_type=User&entity_id={bob_id}"), user_events(bob_id)),
             (format!("entity_type=User&entity_id={root_id}"), user_events(root_id)),
             (
-                "entity_type=Instance".into(),
-                of(&|e: &Value| e["entity_type"] == "Instance"),
+                "entity_type=Gitlab::Audit::InstanceScope".into(),
+                of(&|e: &Value| e["entity_type"] == audit::INSTANCE),
             ),
             (
                 "created_after=2026-11-03T10:00:00Z".into(),
@@ -742,6 +743,10 @@ fn the_list_filters_and_pages_as_gitlabs() {
                 of(&|e: &Value| created(e, 2, 4)),
             ),
             ("created_after=2027-01-01T00:00:00Z".into(), vec![]),
+            // GitLab's other entity types are valid filters; gitpat
+            // records no group or project events.
+            ("entity_type=Project".into(), vec![]),
+            ("entity_type=Group&entity_id=1".into(), vec![]),
         ];
         for (q, want) in cases {
             let r = srv.api("GET", &format!("/audit_events?per_page=100&{q}"), Some(&rt), None);
@@ -755,7 +760,7 @@ fn the_list_filters_and_pages_as_gitlabs() {
             srv.backend()
         );
         assert_eq!(
-            of(&|e: &Value| e["entity_type"] == "Instance").len(),
+            of(&|e: &Value| e["entity_type"] == audit::INSTANCE).len(),
             2,
             "[{}] two settings changes",
             srv.backend()
@@ -775,13 +780,52 @@ fn the_list_filters_and_pages_as_gitlabs() {
             "[{}] page 2's headers",
             srv.backend()
         );
-        // Bad values.
-        for q in ["entity_type=Project", "entity_id=x", "created_after=yesterday"] {
-            let r = srv.api("GET", &format!("/audit_events?{q}"), Some(&rt), None);
-            status(&srv, q, &r, 400);
+        // Keyset pages, newest first, follow the next links to the end.
+        let walked = keyset_walk(&srv, Some(&rt), "/audit_events?pagination=keyset&per_page=4");
+        assert_eq!(walked, every, "[{}] keyset pages", srv.backend());
+        let walked = keyset_walk(
+            &srv,
+            Some(&rt),
+            &format!("/audit_events?pagination=keyset&per_page=1&entity_type=User&entity_id={alice_id}"),
+        );
+        assert_eq!(
+            walked,
+            user_events(alice_id),
+            "[{}] filtered keyset pages",
+            srv.backend()
+        );
+        // One event by id, as the list shows it.
+        for e in [&all[0], &all[all.len() - 1]] {
+            let r = srv.api("GET", &format!("/audit_events/{}", e["id"]), Some(&ro), None);
+            expect(&srv, "GET /audit_events/:id", &r, 200, e);
         }
-        let r = srv.api("GET", "/audit_events?pagination=keyset", Some(&rt), None);
-        status(&srv, "keyset pagination", &r, 405);
+        // Bad values, and what GitLab says of them.
+        for (q, want) in [
+            (
+                "entity_type=Instance",
+                json!({"error": "entity_type does not have a valid value"}),
+            ),
+            ("entity_id=1", json!({"error": "entity_type is missing"})),
+            ("entity_type=User&entity_id=x", json!({"error": "entity_id is invalid"})),
+            ("created_after=yesterday", json!({"error": "created_after is invalid"})),
+        ] {
+            let r = srv.api("GET", &format!("/audit_events?{q}"), Some(&rt), None);
+            expect(&srv, q, &r, 400, want);
+        }
+        let last = all[all.len() - 1]["id"].as_i64().unwrap();
+        let r = srv.api("GET", &format!("/audit_events/{}", last + 1), Some(&rt), None);
+        expect(
+            &srv,
+            "an event that is not there",
+            &r,
+            404,
+            json!({"message": "404 Audit Event Not Found"}),
+        );
+        let r = srv.api("GET", "/audit_events/x", Some(&rt), None);
+        expect(&srv, "a non-numeric id", &r, 400, json!({"error": "id is invalid"}));
+        let (_, at) = someone(&srv, "carol");
+        let r = srv.api("GET", &format!("/audit_events/{last}"), Some(&at), None);
+        expect(&srv, "a user's GET /audit_events/:id", &r, 403, forbidden());
     }
 }
 
@@ -844,7 +888,7 @@ fn the_pages_record_sign_ins_failures_and_changes() {
                 ),
                 want(
                     "login_failed_with_standard_authentication",
-                    ("Instance", 1),
+                    (audit::INSTANCE, 1),
                     (None, "nobody"),
                     web_here(json!({"target_type": "User", "target_details": "nobody"})),
                 ),
@@ -1287,9 +1331,19 @@ fn the_cli_records_its_changes_and_lists_them() {
             table.contains("user_blocked") && table.contains("Blocked user alice"),
             "[{b}] {table}"
         );
-        let err = g.fails(&["audit", "list", "--entity-type", "Project"]);
+        let instance = g.json(&["audit", "list", "--json", "--entity-type", audit::INSTANCE]);
+        let names: Vec<&str> = instance
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event_name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["application_setting_updated"], "[{b}] {instance}");
+        let none = g.json(&["audit", "list", "--json", "--entity-type", "Project"]);
+        assert_eq!(none, json!([]), "[{b}] no project events");
+        let err = g.fails(&["audit", "list", "--entity-type", "Instance"]);
         assert!(
-            err.contains("--entity-type must be one of User, Instance"),
+            err.contains("--entity-type must be one of User, Group, Project, Gitlab::Audit::InstanceScope"),
             "[{b}] {err}"
         );
     }

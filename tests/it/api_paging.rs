@@ -618,7 +618,7 @@ fn project_and_member_lists_page_in_sql_as_they_filtered_and_sorted_in_memory() 
 }
 
 /// Follows `Link: rel="next"` from `first` to the end; the ids in order.
-fn keyset_walk(srv: &TestServer, token: Option<&str>, first: &str) -> Vec<i64> {
+pub(crate) fn keyset_walk(srv: &TestServer, token: Option<&str>, first: &str) -> Vec<i64> {
     let mut seen = Vec::new();
     let mut url = format!("/api/v4{first}");
     for _ in 0..100 {
