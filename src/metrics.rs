@@ -66,11 +66,13 @@ pub struct Metrics {
     blocking_count: AtomicI64,
 }
 
-/// The route group of a request path, a label of few values.
+/// The route group of a request path, a label of few values: `api`,
+/// `monitoring` (the probes and the metrics), `git`, `git_lfs`, `web` (the
+/// pages, under `/-/` too, and their assets).
 pub fn route_group(path: &str) -> &'static str {
     if path.starts_with("/api/") {
         "api"
-    } else if path.starts_with("/-/") {
+    } else if matches!(path, "/-/liveness" | "/-/readiness" | "/-/metrics") {
         "monitoring"
     } else if path.contains(".git/info/lfs") || path.contains("/info/lfs/") {
         "git_lfs"
@@ -353,11 +355,15 @@ mod tests {
         for (path, group) in [
             ("/api/v4/projects", "api"),
             ("/-/metrics", "monitoring"),
+            ("/-/liveness", "monitoring"),
+            ("/-/readiness", "monitoring"),
             ("/alice/tools.git/info/refs", "git"),
             ("/alice/tools.git/git-upload-pack", "git"),
             ("/alice/tools/git-receive-pack", "git"),
             ("/alice/tools.git/info/lfs/objects/batch", "git_lfs"),
-            ("/-/user_settings/personal_access_tokens", "monitoring"),
+            ("/-/user_settings/personal_access_tokens", "web"),
+            ("/-/user_settings/two_factor_auth", "web"),
+            ("/-/assets/gitpat.css", "web"),
             ("/users/sign_in", "web"),
             ("/alice/tools", "web"),
         ] {

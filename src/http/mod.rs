@@ -5,6 +5,7 @@ pub mod body;
 pub mod git;
 pub mod pack_out;
 pub mod receive;
+pub mod request_log;
 pub mod server;
 
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_http::{HttpService, KeepAlive, Request, Response};
 use actix_server::{Server, ServerBuilder};
@@ -18,14 +18,12 @@ use actix_service::{map_config, IntoServiceFactory, Service, ServiceFactory, Ser
 use actix_web::body::MessageBody;
 use actix_web::dev::AppConfig;
 use actix_web::middleware::{Condition, DefaultHeaders};
-use actix_web::{web, App as ActixApp, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, App as ActixApp, HttpRequest, HttpResponse};
 use anyhow::Context;
 use futures::future::LocalBoxFuture;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::WhoSlot;
 use crate::app::App;
-use crate::config::LogFormat;
 
 /// What to listen on.
 #[derive(Debug, Default)]
@@ -83,7 +81,7 @@ pub fn start(app: App, listen: Listen<'_>) -> anyhow::Result<Listening> {
                     hsts.is_some(),
                     DefaultHeaders::new().add(("Strict-Transport-Security", hsts.clone().unwrap_or_default())),
                 ))
-                .wrap_fn(log_request)
+                .wrap_fn(super::request_log::log_request)
                 .configure(super::configure)
         };
         builder = listen_on(builder, lst, addr, make_app, tls.clone(), shutdown.clone())?;
@@ -102,7 +100,7 @@ pub fn start(app: App, listen: Listen<'_>) -> anyhow::Result<Listening> {
             let make_app = move || {
                 ActixApp::new()
                     .app_data(target.clone())
-                    .wrap_fn(log_request)
+                    .wrap_fn(super::request_log::log_request)
                     .default_service(web::to(to_https))
             };
             builder = listen_on(builder, lst, addr, make_app, None, shutdown.clone())?;
@@ -211,57 +209,6 @@ where
         }),
     };
     builder.with_context(|| format!("cannot listen on {addr}"))
-}
-
-/// The request log: one line per request, as text or JSON, with the user,
-/// token and Sudo administrator the handler found (never a secret).
-fn log_request<S, B>(
-    req: actix_web::dev::ServiceRequest,
-    srv: &S,
-) -> impl std::future::Future<Output = Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>>
-where
-    S: Service<actix_web::dev::ServiceRequest, Response = actix_web::dev::ServiceResponse<B>, Error = actix_web::Error>,
-{
-    let start = Instant::now();
-    // The path and query only: an absolute- or authority-form target's
-    // scheme and authority (userinfo included) are never printed.
-    let target = req.uri().path_and_query().map(|pq| pq.as_str()).unwrap_or("*");
-    let target = crate::redact::url(target, false);
-    let method = req.method().to_string();
-    let path = req.path().to_string();
-    let peer = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
-    let who = WhoSlot::default();
-    req.extensions_mut().insert(who.clone());
-    let fut = srv.call(req);
-    async move {
-        let res = fut.await;
-        let status = match &res {
-            Ok(r) => r.status().as_u16(),
-            Err(e) => e.as_response_error().status_code().as_u16(),
-        };
-        let who = who.get();
-        let elapsed = start.elapsed().as_secs_f64();
-        crate::metrics::get().request(&path, status, elapsed);
-        let ms = elapsed * 1e3;
-        match crate::logging::format() {
-            LogFormat::Text => {
-                tracing::info!(target: "gitpat::http", "{peer} \"{method} {target}\" {status} {ms:.1}ms{who}")
-            }
-            LogFormat::Json => tracing::info!(
-                target: "gitpat::http",
-                peer = %peer,
-                method = %method,
-                path = %target,
-                status,
-                duration_ms = (ms * 10.0).round() / 10.0,
-                user_id = who.user_id,
-                token_id = who.token_id,
-                sudo_by = who.sudo_by,
-                "request"
-            ),
-        }
-        res
-    }
 }
 
 /// Where the redirecting listener sends clients.

@@ -208,6 +208,97 @@ fn json_logs_are_one_object_per_line_with_the_request_fields() {
     assert_eq!(request["level"], "INFO", "{request}");
 }
 
+#[test]
+fn a_request_is_logged_and_timed_when_its_body_ends_not_its_head() {
+    let g = Gitpat::new(TestDb::sqlite());
+    g.ok(&["user", "create", "alice", "--email", "alice@example.com"]);
+    let token = g.token("alice", "ops", "write_repository");
+    let server = Server::start_with_env(&g, &[], &[("GITPAT_LOG_FORMAT", "json".to_string())]);
+    let git = &gits()[0];
+    let work = tmp();
+    git.ok(work.path(), &["init", "-q", "src"]);
+    let src = work.path().join("src");
+    // 24 MiB that do not compress: more than the sockets buffer, so the
+    // pack cannot be sent while the client does not read.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let noise: Vec<u8> = (0..24 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(src.join("noise.bin"), noise).expect("write the noise");
+    git.ok(&src, &["add", "noise.bin"]);
+    git.ok(&src, &["commit", "-q", "-m", "noise"]);
+    let head = crate::support::repo::rev_parse(git, &src, "HEAD");
+    let url = format!("http://alice:{token}@{}/alice/big.git", server.addr());
+    git.ok(&src, &["push", "-q", &url, "HEAD:refs/heads/main"]);
+    let (_, before) = scrape(server.addr());
+
+    let mut body = pkt(format!("want {head}\n").as_bytes());
+    body.extend_from_slice(b"0000");
+    body.extend_from_slice(&pkt(b"done\n"));
+    let request = format!(
+        "POST /alice/big.git/git-upload-pack HTTP/1.1\r\nHost: gitpat\r\nAuthorization: {}\r\n\
+         Content-Type: application/x-git-upload-pack-request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        basic("alice", &token),
+        body.len()
+    );
+    let mut c = TcpStream::connect(server.addr()).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    c.write_all(request.as_bytes()).expect("write the head");
+    c.write_all(&body).expect("write the body");
+    let mut first = vec![0u8; 4096];
+    let n = c.read(&mut first).expect("the response starts");
+    assert!(
+        first[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    // The head is out and the pack is streaming; the client stops reading.
+    let pause = Duration::from_millis(2500);
+    std::thread::sleep(pause);
+    let line = |log: &str| {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["path"] == "/alice/big.git/git-upload-pack")
+    };
+    assert_eq!(
+        line(&server.log()),
+        None,
+        "logged before its body was sent:\n{}",
+        server.log()
+    );
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).expect("the rest of the pack");
+    assert!(
+        n + rest.len() > 24 << 20,
+        "the whole pack came: {} bytes",
+        n + rest.len()
+    );
+    assert!(
+        server.wait_for_log("/alice/big.git/git-upload-pack"),
+        "{}",
+        server.log()
+    );
+    let v = line(&server.log()).expect("the request's line");
+    assert_eq!(v["status"], 200, "{v}");
+    let ms = v["duration_ms"].as_f64().expect("a duration");
+    assert!(
+        ms >= pause.as_millis() as f64,
+        "the line's duration stops at the head: {v}"
+    );
+    let (_, after) = scrape(server.addr());
+    let key = "gitpat_http_request_duration_seconds_sum{group=\"git\"}";
+    let timed = value(&after, key) - value(&before, key);
+    assert!(
+        timed >= pause.as_secs_f64(),
+        "the histogram's time stops at the head: {timed}"
+    );
+}
+
 /// A scrape, as `name{labels}` → value.
 fn scrape(addr: std::net::SocketAddr) -> (u16, std::collections::BTreeMap<String, f64>) {
     let answer = exchange(addr, "GET /-/metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
@@ -272,6 +363,17 @@ fn metrics_count_requests_git_operations_auth_results_and_the_pack_cache() {
         server.addr(),
         "GET /api/v4/user HTTP/1.1\r\nHost: x\r\nPRIVATE-TOKEN: glpat-nosuchtokennosuchtok\r\nConnection: close\r\n\r\n",
     );
+    // A page under /-/ (a redirect to the sign-in page, without a session) is the
+    // web's, a probe the monitoring's.
+    let page = exchange(
+        server.addr(),
+        "GET /-/user_settings/personal_access_tokens HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(page.starts_with("HTTP/1.1 303"), "{page}");
+    exchange(
+        server.addr(),
+        "GET /-/liveness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
 
     let (_, after) = scrape(server.addr());
     let moved = |key: &str| value(&after, key) - value(&before, key);
@@ -324,6 +426,15 @@ fn metrics_count_requests_git_operations_auth_results_and_the_pack_cache() {
         "{after:#?}"
     );
     assert!(moved("gitpat_http_request_duration_seconds_count{group=\"git\"}") >= 6.0);
+    assert_eq!(
+        moved("gitpat_http_requests_total{group=\"web\",status=\"303\"}"),
+        1.0,
+        "{after:#?}"
+    );
+    assert!(
+        moved("gitpat_http_requests_total{group=\"monitoring\",status=\"200\"}") >= 1.0,
+        "{after:#?}"
+    );
     assert!(
         after.contains_key("gitpat_db_pool_connections{state=\"idle\"}"),
         "{after:#?}"
