@@ -1156,6 +1156,19 @@ fn a_change_whose_event_cannot_be_written_is_not_made() {
         let live = srv.token("alice", &["api"], None);
         let live_id = srv.token_row(&live).id;
         let key = srv.app.key.clone();
+        // A rotated-away token, whose use revokes its family.
+        let rotated = srv.token("alice", &["api"], None);
+        let rotated_id = srv.token_row(&rotated).id;
+        tokens::rotate(
+            &mut srv.conn(),
+            &key,
+            &gitpat::settings::Settings::default(),
+            &Actor::cli(),
+            rotated_id,
+            None,
+            Utc::now(),
+        )
+        .unwrap();
         refuse_audit_inserts(&srv);
         let before = srv.snapshot();
         let cli = Actor::cli();
@@ -1180,8 +1193,28 @@ fn a_change_whose_event_cannot_be_written_is_not_made() {
                 }),
             ),
             (
+                "an impersonation token created",
+                Box::new(|c| {
+                    let req = tokens::NewTokenRequest {
+                        user: &alice,
+                        name: "n",
+                        description: None,
+                        scopes: &scopes,
+                        expires_at: None,
+                        token: None,
+                        impersonation: true,
+                        actor: &cli,
+                    };
+                    tokens::create(c, &key, &settings, &req, now).map(|_| ())
+                }),
+            ),
+            (
                 "a token revoked",
                 Box::new(|c| tokens::revoke(c, &cli, live_id, now).map(|_| ())),
+            ),
+            (
+                "a token family revoked (a rotated-away token used)",
+                Box::new(|c| tokens::verify(c, &key, &settings, &rotated, Some("192.0.2.7"), now).map(|_| ())),
             ),
             (
                 "a token rotated",
@@ -1205,6 +1238,16 @@ fn a_change_whose_event_cannot_be_written_is_not_made() {
                 Box::new(|c| {
                     let req = users::UserUpdate {
                         is_admin: Some(true),
+                        ..Default::default()
+                    };
+                    users::update(c, &cli, alice.id, &req, now).map(|_| ())
+                }),
+            ),
+            (
+                "a password changed",
+                Box::new(|c| {
+                    let req = users::UserUpdate {
+                        password: Some("a new password, long enough 42"),
                         ..Default::default()
                     };
                     users::update(c, &cli, alice.id, &req, now).map(|_| ())
