@@ -128,12 +128,14 @@ fn a_backup_taken_during_pushes_restores_every_acknowledged_ref() {
         let v1 = rev_parse(&git, work.path(), "v1");
 
         // The stream: each push moves main and makes p<i>, both on the
-        // same new commit; what git reported pushed is recorded.
+        // same new commit; what git reported pushed is recorded, and
+        // when each push ran.
         let acked: Arc<Mutex<Vec<(usize, String)>>> = Arc::default();
+        let ran: Arc<Mutex<Vec<(Instant, Instant)>>> = Arc::default();
         let failed: Arc<Mutex<Option<String>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let pusher = {
-            let (acked, failed, stop) = (acked.clone(), failed.clone(), stop.clone());
+            let (acked, ran, failed, stop) = (acked.clone(), ran.clone(), failed.clone(), stop.clone());
             let git = Git::new(git.bin.clone());
             let url = url("alice/stream");
             std::thread::spawn(move || {
@@ -144,6 +146,7 @@ fn a_backup_taken_during_pushes_restores_every_acknowledged_ref() {
                         break;
                     }
                     let c = commit(&git, work.path(), "n", &format!("{i}\n"), &format!("push {i}"));
+                    let start = Instant::now();
                     let out = git.run(
                         work.path(),
                         &[
@@ -154,6 +157,7 @@ fn a_backup_taken_during_pushes_restores_every_acknowledged_ref() {
                             &format!("HEAD:refs/heads/p{i}"),
                         ],
                     );
+                    ran.lock().unwrap().push((start, Instant::now()));
                     if !out.status.success() {
                         *failed.lock().unwrap() = Some(String::from_utf8_lossy(&out.stderr).into_owned());
                         break;
@@ -176,7 +180,9 @@ fn a_backup_taken_during_pushes_restores_every_acknowledged_ref() {
         let before = acked.lock().unwrap().clone();
         let backup = tmp();
         let dir = backup.path().join("b");
+        let began = Instant::now();
         let out = g.ok(&["backup", "create", dir.to_str().unwrap()]);
+        let ended = Instant::now();
         let during = acked.lock().unwrap().len() - before.len();
         // The server goes on taking pushes after it.
         let n = acked.lock().unwrap().len();
@@ -186,6 +192,19 @@ fn a_backup_taken_during_pushes_restores_every_acknowledged_ref() {
         stop.store(true, Ordering::SeqCst);
         pusher.join().unwrap();
         assert_eq!(*failed.lock().unwrap(), None, "{ctx} a push failed");
+        // The backup did run during the stream: a push was in flight
+        // while it did.
+        let overlapped = ran
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, e)| *s < ended && *e > began)
+            .count();
+        assert!(
+            overlapped >= 1,
+            "{ctx} no push ran during the backup ({:?})",
+            ended - began
+        );
         eprintln!(
             "{ctx} {} pushes acknowledged before the backup, {during} during it",
             before.len()
