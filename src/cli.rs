@@ -394,7 +394,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(_) => return serve(config),
         Command::Tls(TlsCmd::SelfSigned { hosts, out, days }) => {
             let dir = out.unwrap_or_else(|| config.data_dir.join("tls"));
-            return tls_self_signed(&dir, &hosts, days, &mut std::io::stdout().lock());
+            let port = config
+                .listen
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse().ok())
+                .unwrap_or(443);
+            return tls_self_signed(&dir, &hosts, days, port, &mut std::io::stdout().lock());
         }
         Command::Backup(cmd) => return backup(&config, &cmd),
         _ => {}
@@ -859,7 +864,15 @@ async fn purge_pack_cache(cache: std::sync::Arc<crate::git::pack_cache::PackCach
     }
 }
 
-fn tls_self_signed(dir: &std::path::Path, hosts: &[String], days: u32, out: &mut impl Write) -> anyhow::Result<()> {
+/// Writes the pair and says how to serve it and trust it, at the port
+/// gitpat listens on (`listen` of the config file, or the default).
+fn tls_self_signed(
+    dir: &std::path::Path,
+    hosts: &[String],
+    days: u32,
+    port: u16,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
     if days == 0 {
         bail!("--days must be at least 1");
     }
@@ -870,14 +883,18 @@ fn tls_self_signed(dir: &std::path::Path, hosts: &[String], days: u32, out: &mut
     } else {
         host.to_string()
     };
+    let origin = match port {
+        443 => format!("https://{host}"),
+        port => format!("https://{host}:{port}"),
+    };
     writeln!(
         out,
         "wrote {cert} (the certificate for {names}, valid until {until}) and {key} (its key)\n\
          serve https with:\n  gitpat serve --tls-cert {cert} --tls-key {key}\n\
          clients must trust {ca}, the CA that signed it (its key was not kept):\n  \
-         git -c http.sslCAInfo={ca} clone https://{host}:8080/<namespace>/<project>.git\n  \
-         git config --global http.https://{host}:8080/.sslCAInfo {ca}\n  \
-         curl --cacert {ca} https://{host}:8080/-/liveness",
+         git -c http.sslCAInfo={ca} clone {origin}/<namespace>/<project>.git\n  \
+         git config --global http.{origin}/.sslCAInfo {ca}\n  \
+         curl --cacert {ca} {origin}/-/liveness",
         cert = made.cert.display(),
         key = made.key.display(),
         ca = made.ca.display(),

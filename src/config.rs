@@ -443,11 +443,23 @@ impl Config {
     }
 
     /// The URL of this instance where no request names one (mail): the
-    /// external URL, else the scheme and the listen address.
+    /// external URL, else the scheme and the listen address, where a
+    /// wildcard address (`0.0.0.0`, `[::]`), which no client can reach,
+    /// is this machine's host name.
     pub fn base_url(&self) -> String {
         match &self.external_url {
             Some(u) => u.clone(),
-            None => format!("{}://{}", self.scheme(), self.listen),
+            None => {
+                let (host, port) = self.listen.rsplit_once(':').unwrap_or((self.listen.as_str(), ""));
+                let host = match host {
+                    "" | "0.0.0.0" | "[::]" | "::" => host_name(),
+                    h => h.to_string(),
+                };
+                match port {
+                    "" => format!("{}://{host}", self.scheme()),
+                    p => format!("{}://{host}:{p}", self.scheme()),
+                }
+            }
         }
     }
 
@@ -456,9 +468,45 @@ impl Config {
     }
 }
 
+/// This machine's host name (Linux's), or `localhost`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+        .unwrap_or_else(|| "localhost".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_base_url_names_a_host_clients_can_reach() {
+        let with = |listen: &str, external: Option<&str>| Config {
+            listen: listen.into(),
+            external_url: external.map(str::to_string),
+            ..Config::load(None, Overrides::default()).unwrap()
+        };
+        assert_eq!(with("127.0.0.1:8080", None).base_url(), "http://127.0.0.1:8080");
+        assert_eq!(with("[::1]:8080", None).base_url(), "http://[::1]:8080");
+        let me = host_name();
+        assert_ne!(me, "0.0.0.0");
+        assert_eq!(with("0.0.0.0:8080", None).base_url(), format!("http://{me}:8080"));
+        assert_eq!(with("[::]:8080", None).base_url(), format!("http://{me}:8080"));
+        let tls = Config {
+            tls: Some(TlsConfig {
+                cert: "c.pem".into(),
+                key: "k.pem".into(),
+            }),
+            ..with("0.0.0.0:8443", None)
+        };
+        assert_eq!(tls.base_url(), format!("https://{me}:8443"));
+        assert_eq!(
+            with("0.0.0.0:8080", Some("https://git.example.com")).base_url(),
+            "https://git.example.com"
+        );
+    }
 
     #[test]
     fn defaults_then_file_then_overrides() {

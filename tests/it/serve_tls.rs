@@ -310,6 +310,29 @@ fn tls_self_signed_writes_a_pair_that_serves_and_a_ca_git_trusts() {
         &dir_s,
     ]);
     assert_contains(&printed, "http.sslCAInfo=", "the instructions");
+    assert_contains(&printed, "curl --cacert", "the instructions");
+    assert_contains(&printed, "https://127.0.0.1:8080/-/liveness", "the default port");
+    // The port gitpat is configured to listen on is the one named; 443
+    // goes unnamed.
+    for (listen, origin) in [
+        ("0.0.0.0:9443", "https://example.test:9443/"),
+        ("[::]:443", "https://example.test/"),
+    ] {
+        let conf = out_dir.path().join(format!("{}.toml", listen.len()));
+        std::fs::write(&conf, format!("listen = \"{listen}\"\n")).expect("the config");
+        let printed = g.ok(&[
+            "--config",
+            &conf.display().to_string(),
+            "tls",
+            "self-signed",
+            "--host",
+            "example.test",
+            "--out",
+            &out_dir.path().join(format!("p{}", listen.len())).display().to_string(),
+        ]);
+        assert_contains(&printed, &format!("clone {origin}<namespace>"), listen);
+        assert_contains(&printed, &format!("http.{origin}.sslCAInfo"), listen);
+    }
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join("key.pem")).expect("key").permissions());
     assert_eq!(mode & 0o077, 0, "the key is private");
