@@ -56,7 +56,7 @@ fn mask(bits: u128, width: u32, prefix: u8) -> u128 {
 }
 
 /// An IPv4 address seen as `::ffff:a.b.c.d` is the IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,

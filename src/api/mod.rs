@@ -230,16 +230,14 @@ impl FromRequest for ApiCall {
                 .filter(|v| !v.trim().is_empty());
             params.merge_body(content_type, &body)?;
             let creds = Credentials::read(req.headers(), &params);
-            let info = req.connection_info();
             let url = RequestUrl {
                 base: match &app.config.external_url {
                     Some(u) => u.clone(),
-                    None => format!("{}://{}", info.scheme(), info.host()),
+                    None => crate::http::request_origin(&req, &app.settings()),
                 },
                 path: req.path().to_string(),
                 query: req.query_string().to_string(),
             };
-            drop(info);
             let mut segments = Vec::new();
             for (name, value) in req.match_info().iter() {
                 segments.push((name.to_string(), unescape(value)?));

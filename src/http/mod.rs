@@ -132,6 +132,37 @@ pub fn client_ip(req: &actix_web::HttpRequest, settings: &crate::settings::Setti
     crate::net::client_ip(req.peer_addr().map(|a| a.ip()), forwarded, &settings.trusted_proxies)
 }
 
+/// Is the request's peer one of the `trusted_proxies`?
+fn from_trusted_proxy(req: &actix_web::HttpRequest, settings: &crate::settings::Settings) -> bool {
+    req.peer_addr()
+        .map(|a| crate::net::canonical(a.ip()))
+        .is_some_and(|ip| settings.trusted_proxies.iter().any(|c| c.contains(ip)))
+}
+
+/// The host (and port) the client addressed: the `Host` header, or
+/// HTTP/2's `:authority` (which has no `Host` header).
+pub fn request_host(req: &actix_web::HttpRequest) -> Option<String> {
+    req.headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
+        .filter(|h| !h.is_empty())
+}
+
+/// `scheme://host[:port]` as the client addressed us. `Forwarded`,
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` are believed from a trusted
+/// proxy only: anyone else could make our links point elsewhere.
+pub fn request_origin(req: &actix_web::HttpRequest, settings: &crate::settings::Settings) -> String {
+    if from_trusted_proxy(req, settings) {
+        let info = req.connection_info();
+        return format!("{}://{}", info.scheme(), info.host());
+    }
+    let scheme = if req.app_config().secure() { "https" } else { "http" };
+    let host = request_host(req).unwrap_or_else(|| req.app_config().host().to_string());
+    format!("{scheme}://{host}")
+}
+
 /// A path that is no route: a sentence, as every refusal has.
 pub async fn not_found() -> HttpResponse {
     HttpResponse::NotFound()

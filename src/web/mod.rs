@@ -326,7 +326,8 @@ impl Form {
 
 /// Is the POST from one of our own pages? Its `Origin` (or, without one,
 /// its `Referer`) must be this server: the external URL's origin when set,
-/// else the `Host` the request was sent to.
+/// else the host the request was sent to (`Host`, or HTTP/2's
+/// `:authority`).
 fn same_origin(app: &App, req: &HttpRequest) -> bool {
     let origin_of = |url: &str| -> Option<String> {
         let (scheme, rest) = url.split_once("://")?;
@@ -350,7 +351,7 @@ fn same_origin(app: &App, req: &HttpRequest) -> bool {
     match app.config.external_url.as_deref().and_then(origin_of) {
         Some(ours) => claimed == ours,
         None => {
-            let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+            let host = crate::http::request_host(req);
             host.is_some_and(|h| {
                 let h = h.to_ascii_lowercase();
                 claimed == format!("http://{h}") || claimed == format!("https://{h}")

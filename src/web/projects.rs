@@ -2,7 +2,7 @@
 //! a page per repository at its path with its clone URL and the hint to
 //! use a personal access token as the password. No code browser.
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::html;
 
@@ -12,18 +12,13 @@ use crate::app::App;
 use crate::db::project::Project;
 use crate::service::{access, repos};
 
-/// The URL the clone commands name: the external URL, else the host the
+/// The URL the clone commands name: the external URL, else the origin the
 /// browser used.
 fn base_url(app: &App, req: &HttpRequest) -> String {
-    if let Some(u) = &app.config.external_url {
-        return u.trim_end_matches('/').to_string();
+    match &app.config.external_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None => crate::http::request_origin(req, &app.settings()),
     }
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("localhost");
-    format!("{}://{host}", app.config.scheme())
 }
 
 pub async fn list(app: web::Data<App>, req: HttpRequest) -> HttpResponse {

@@ -12,6 +12,7 @@ use gitpat::service::{tokens, users};
 use gitpat::settings::Settings;
 use serde_json::{json, Value};
 
+use crate::api_users::links;
 use crate::support::api::{
     expect, expect_bad_request, forbidden, is_iso_ms, status, unauthorized, unchanged, ApiReply,
 };
@@ -258,27 +259,6 @@ fn list(srv: &TestServer, secret: &str, query: &str) -> ApiReply {
 fn header<'a>(srv: &TestServer, r: &'a ApiReply, name: &str) -> &'a str {
     r.header(name)
         .unwrap_or_else(|| panic!("[{}] no {name} header in {:?}", srv.backend(), r.raw.headers))
-}
-
-/// The `Link` header as rel → URL.
-fn links(srv: &TestServer, r: &ApiReply) -> BTreeMap<String, String> {
-    let mut m = BTreeMap::new();
-    for part in header(srv, r, "Link").split(',') {
-        let (url, rel) = part
-            .split_once(';')
-            .unwrap_or_else(|| panic!("[{}] a Link entry without `;`: {part:?}", srv.backend()));
-        let url = url.trim().strip_prefix('<').and_then(|u| u.strip_suffix('>'));
-        let rel = rel.trim().strip_prefix("rel=\"").and_then(|r| r.strip_suffix('"'));
-        let (Some(url), Some(rel)) = (url, rel) else {
-            panic!("[{}] a Link entry not like <url>; rel=\"x\": {part:?}", srv.backend());
-        };
-        assert!(
-            m.insert(rel.to_string(), url.to_string()).is_none(),
-            "[{}] rel {rel} twice in Link",
-            srv.backend()
-        );
-    }
-    m
 }
 
 // ---------------------------------------------------------------------

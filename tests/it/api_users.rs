@@ -584,6 +584,35 @@ fn get_users_shows_email_and_admin_flag_only_to_admins_and_the_user() {
 }
 
 #[test]
+fn forwarded_headers_shape_the_links_only_from_a_trusted_proxy() {
+    for srv in TestServer::each() {
+        let (_, rt) = root(&srv);
+        let forged = [
+            ("PRIVATE-TOKEN", rt.as_str()),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "elsewhere.example"),
+        ];
+        let first = |what: &str| {
+            let r = srv.api_raw("GET", "/users?per_page=1", &forged, b"");
+            status(&srv, what, &r, 200);
+            links(&srv, &r)["first"].clone()
+        };
+        // Any client could send them: believed from none but a proxy.
+        let own = srv.url("/api/v4/users?");
+        let got = first("untrusted X-Forwarded-*");
+        assert!(got.starts_with(&own), "[{}] {got}, not {own}...", srv.backend());
+        srv.setting("trusted_proxies", "127.0.0.0/8");
+        let got = first("X-Forwarded-* from a trusted proxy");
+        assert!(
+            got.starts_with("https://elsewhere.example/api/v4/users?"),
+            "[{}] {got}",
+            srv.backend()
+        );
+        srv.setting("trusted_proxies", "");
+    }
+}
+
+#[test]
 fn get_users_paginates_with_headers_and_links() {
     for srv in TestServer::each() {
         let (root_id, rt) = root(&srv);

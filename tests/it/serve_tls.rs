@@ -474,3 +474,73 @@ fn tls_1_2_and_1_3_are_spoken_and_older_versions_refused() {
     assert_contains(&log, "alert number 40", "the server's refusal of TLS 1.1");
     assert_contains(&log, "Cipher is (NONE)", "no session was agreed");
 }
+
+/// curl over https, HTTP/2 by ALPN, trusting `ca`: the status line, the
+/// headers and the body, as one text.
+fn curl_h2(ca: &Path, jar: &Path, args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "-i", "--http2", "--cacert"])
+        .arg(ca)
+        .arg("-b")
+        .arg(jar)
+        .arg("-c")
+        .arg(jar)
+        .args(args)
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn over_http2_the_api_links_and_the_pages_forms_know_the_host_they_were_sent_to() {
+    let (certs, ca, cert, key) = certs();
+    let s = https_server(&cert, &key, &[]);
+    let origin = format!("https://localhost:{}", s.server.addr().port());
+    let jar = certs.path().join("cookies");
+    // HTTP/2 has no Host header, only :authority.
+    let api = curl_h2(
+        &ca,
+        &jar,
+        &[
+            "-H",
+            &format!("PRIVATE-TOKEN: {}", s.token),
+            &format!("{origin}/api/v4/users?per_page=1"),
+        ],
+    );
+    assert!(api.starts_with("HTTP/2 200"), "{api}");
+    assert_contains(&api, &format!("<{origin}/api/v4/users?"), "the Link header over HTTP/2");
+    // A form of the pages, posted back from the page: not taken for a
+    // forgery (a wrong password is told so instead).
+    let page = curl_h2(&ca, &jar, &[&format!("{origin}/users/sign_in")]);
+    assert!(page.starts_with("HTTP/2 200"), "{page}");
+    let csrf = page
+        .split("name=\"authenticity_token\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_else(|| panic!("no authenticity_token in {page}"));
+    let posted = curl_h2(
+        &ca,
+        &jar,
+        &[
+            "-H",
+            &format!("Origin: {origin}"),
+            "--data-urlencode",
+            &format!("authenticity_token={csrf}"),
+            "--data-urlencode",
+            "login=alice",
+            "--data-urlencode",
+            "password=not her password at all",
+            &format!("{origin}/users/sign_in"),
+        ],
+    );
+    assert!(
+        !posted.starts_with("HTTP/2 403"),
+        "refused as forged over HTTP/2: {posted}"
+    );
+    assert_contains(&posted, "Invalid login or password", "the sign-in's answer");
+}
