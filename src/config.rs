@@ -515,11 +515,19 @@ mod tests {
         assert_eq!(c.listen, DEFAULT_LISTEN);
         assert!(c.database_url.ends_with("gitpat-data/gitpat.db"));
         assert_eq!(c.secret_key_file, PathBuf::from(DEFAULT_DATA_DIR).join("secret_key"));
+        assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(c.log_format, LogFormat::Text);
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("gitpat.toml");
-        std::fs::write(&file, "data_dir = \"/srv/g\"\nlisten = \"0.0.0.0:9000\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/g\"\nlisten = \"0.0.0.0:9000\"\nshutdown_timeout_seconds = 5\nlog_format = \"json\"\n",
+        )
+        .unwrap();
         let c = Config::load(Some(&file), Overrides::default()).unwrap();
+        assert_eq!(c.shutdown_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.data_dir, PathBuf::from("/srv/g"));
         assert_eq!(c.database_url, "/srv/g/gitpat.db");
         assert_eq!(c.listen, "0.0.0.0:9000");

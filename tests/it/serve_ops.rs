@@ -209,6 +209,38 @@ fn json_logs_are_one_object_per_line_with_the_request_fields() {
 }
 
 #[test]
+fn json_logs_from_the_config_file_name_the_user_and_token() {
+    let g = Gitpat::new(TestDb::sqlite());
+    let alice: i64 = g
+        .ok(&["user", "create", "alice", "--email", "alice@example.com"])
+        .trim()
+        .parse()
+        .expect("the new user's id");
+    let token = g.token("alice", "logs", "read_api");
+    let work = tmp();
+    let file = work.path().join("gitpat.toml");
+    std::fs::write(&file, "log_format = \"json\"\n").expect("write the config");
+    let server = Server::start_with(&g, &["--config", &file.display().to_string()]);
+    let answer = exchange(
+        server.addr(),
+        &format!("GET /api/v4/user HTTP/1.1\r\nHost: x\r\nPRIVATE-TOKEN: {token}\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(server.wait_for_log("/api/v4/user"), "{}", server.log());
+    let log = server.log();
+    assert!(!log.contains(&token), "the token in the log:\n{log}");
+    let request = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .find(|v| v["path"] == "/api/v4/user")
+        .expect("the request's line");
+    assert_eq!(request["status"], 200, "{request}");
+    assert_eq!(request["user_id"], alice, "{request}");
+    assert!(request["token_id"].as_i64().is_some_and(|t| t > 0), "{request}");
+    assert!(request["sudo_by"].is_null(), "{request}");
+}
+
+#[test]
 fn a_request_is_logged_and_timed_when_its_body_ends_not_its_head() {
     let g = Gitpat::new(TestDb::sqlite());
     g.ok(&["user", "create", "alice", "--email", "alice@example.com"]);
