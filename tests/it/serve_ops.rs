@@ -682,3 +682,39 @@ fn metrics_show_the_pool_in_use_and_the_blocking_threads_waiting_on_it() {
     );
     assert!(value(&values, "gitpat_blocking_threads_busy") >= 1.0, "{values:#?}");
 }
+
+#[test]
+fn serve_purges_audit_events_past_their_retention_when_it_starts() {
+    use gitpat::service::audit::{self, Actor, Event};
+    let g = Gitpat::new(TestDb::sqlite());
+    g.ok(&["settings", "set", "audit_events_retention_days", "30"]);
+    let now = chrono::Utc::now();
+    {
+        let mut conn = g.conn();
+        for days in [31, 400] {
+            let e = Event::on_instance("test_event", format!("{days} days old"));
+            audit::record(&mut conn, &Actor::cli(), e, now - chrono::Duration::days(days)).expect("an old event");
+        }
+    }
+    let kept = |g: &Gitpat| -> Vec<String> {
+        audit::list(&mut g.conn(), &Default::default(), None)
+            .expect("the events")
+            .iter()
+            .map(|e| e.event_name.clone())
+            .collect()
+    };
+    assert_eq!(
+        kept(&g).iter().filter(|n| *n == "test_event").count(),
+        2,
+        "the two old events"
+    );
+    let server = Server::start(&g);
+    assert!(
+        server.wait_for_log("purged 2 audit events past audit_events_retention_days"),
+        "{}",
+        server.log()
+    );
+    let left = kept(&g);
+    assert!(!left.iter().any(|n| n == "test_event"), "{left:?}");
+    assert!(left.iter().any(|n| n == "application_setting_updated"), "{left:?}");
+}
