@@ -544,3 +544,43 @@ fn over_http2_the_api_links_and_the_pages_forms_know_the_host_they_were_sent_to(
     );
     assert_contains(&posted, "Invalid login or password", "the sign-in's answer");
 }
+
+#[test]
+fn chromium_signs_in_and_makes_a_token_over_https_and_http2() {
+    use crate::support::browser::Browser;
+    let (_certs, _ca, cert, key) = certs();
+    let s = https_server(&cert, &key, &[]);
+    let pw = "correct horse battery staple bob";
+    let made = s.g.run_with_stdin(
+        &[
+            "user",
+            "create",
+            "bob",
+            "--email",
+            "bob@example.com",
+            "--password-stdin",
+        ],
+        &format!("{pw}\n"),
+    );
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let origin = format!("https://localhost:{}", s.server.addr().port());
+    let b = Browser::open_trusting(&cert);
+    b.goto(&format!("{origin}/-/user_settings/personal_access_tokens"));
+    b.wait_for_path("/users/sign_in");
+    assert_eq!(
+        b.eval("return performance.getEntriesByType('navigation')[0].nextHopProtocol;"),
+        serde_json::json!("h2"),
+        "the page came over HTTP/2"
+    );
+    b.fill("#field-login", "bob");
+    b.fill("#field-password", pw);
+    b.click("form.stack button[type=submit]");
+    b.wait_for_path("/-/user_settings/personal_access_tokens");
+    b.fill("#field-name", "from the browser");
+    b.click("#scope-read_repository");
+    b.click("form.stack button[type=submit]");
+    b.wait_for_path("/-/user_settings/personal_access_tokens");
+    let token = b.value("#new-token");
+    assert!(token.starts_with("glpat-"), "the new token: {token:?}\n{}", b.source());
+    assert!(b.cookie("_gitpat_session").is_some(), "no session cookie over https");
+}

@@ -29,6 +29,30 @@ fn free_port() -> u16 {
 
 impl Browser {
     pub fn open() -> Browser {
+        Browser::open_with(&[])
+    }
+
+    /// A browser that trusts the server certificate `cert` (PEM) alone,
+    /// besides the system's: Chromium takes the SHA-256 of its public key
+    /// (`--ignore-certificate-errors-spki-list`, honoured with a profile
+    /// folder of its own), so any other certificate is still refused.
+    pub fn open_trusting(cert: &std::path::Path) -> Browser {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(
+                "openssl x509 -in \"$1\" -pubkey -noout | openssl pkey -pubin -outform der \
+                 | openssl dgst -sha256 -binary | base64",
+            )
+            .arg("sh")
+            .arg(cert)
+            .output()
+            .expect("openssl");
+        let spki = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(out.status.success() && spki.len() == 44, "the key's hash: {spki:?}");
+        Browser::open_with(&[format!("--ignore-certificate-errors-spki-list={spki}")])
+    }
+
+    fn open_with(extra: &[String]) -> Browser {
         for tool in [CHROMEDRIVER, CHROMIUM] {
             assert!(
                 std::path::Path::new(tool).exists(),
@@ -47,16 +71,27 @@ impl Browser {
             .enable_all()
             .build()
             .expect("a runtime for the WebDriver client");
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1200,900",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend_from_slice(extra);
         let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1200,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
+                "args": args,
             }
         }))
         .expect("capabilities");
