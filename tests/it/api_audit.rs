@@ -1175,39 +1175,22 @@ fn a_change_whose_event_cannot_be_written_is_not_made() {
         let now = Utc::now();
         let settings = gitpat::settings::Settings::default();
         let scopes = vec!["api".to_string()];
+        let new_token = |c: &mut gitpat::db::DbConn, impersonation: bool| {
+            let req = tokens::NewTokenRequest {
+                user: &alice,
+                name: "n",
+                description: None,
+                scopes: &scopes,
+                expires_at: None,
+                token: None,
+                impersonation,
+                actor: &cli,
+            };
+            tokens::create(c, &key, &settings, &req, now).map(|_| ())
+        };
         let changes: Vec<(&str, Change)> = vec![
-            (
-                "a token created",
-                Box::new(|c| {
-                    let req = tokens::NewTokenRequest {
-                        user: &alice,
-                        name: "n",
-                        description: None,
-                        scopes: &scopes,
-                        expires_at: None,
-                        token: None,
-                        impersonation: false,
-                        actor: &cli,
-                    };
-                    tokens::create(c, &key, &settings, &req, now).map(|_| ())
-                }),
-            ),
-            (
-                "an impersonation token created",
-                Box::new(|c| {
-                    let req = tokens::NewTokenRequest {
-                        user: &alice,
-                        name: "n",
-                        description: None,
-                        scopes: &scopes,
-                        expires_at: None,
-                        token: None,
-                        impersonation: true,
-                        actor: &cli,
-                    };
-                    tokens::create(c, &key, &settings, &req, now).map(|_| ())
-                }),
-            ),
+            ("a token created", Box::new(|c| new_token(c, false))),
+            ("an impersonation token created", Box::new(|c| new_token(c, true))),
             (
                 "a token revoked",
                 Box::new(|c| tokens::revoke(c, &cli, live_id, now).map(|_| ())),

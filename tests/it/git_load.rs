@@ -47,15 +47,7 @@ fn noise_pack() -> Vec<u8> {
         rest >>= 7;
     }
     pack.push(byte);
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let noise: Vec<u8> = (0..size)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let noise = crate::support::repo::noise(size as usize);
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::none());
     z.write_all(&noise).unwrap();
     pack.extend(z.finish().unwrap());

@@ -252,16 +252,7 @@ fn a_request_is_logged_and_timed_when_its_body_ends_not_its_head() {
     let src = work.path().join("src");
     // 24 MiB that do not compress: more than the sockets buffer, so the
     // pack cannot be sent while the client does not read.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let noise: Vec<u8> = (0..24 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(src.join("noise.bin"), noise).expect("write the noise");
+    std::fs::write(src.join("noise.bin"), crate::support::repo::noise(24 << 20)).expect("write the noise");
     git.ok(&src, &["add", "noise.bin"]);
     git.ok(&src, &["commit", "-q", "-m", "noise"]);
     let head = crate::support::repo::rev_parse(git, &src, "HEAD");

@@ -103,6 +103,19 @@ pub fn wait_no_incoming(repo: &Path) -> (Vec<String>, Vec<String>) {
     }
 }
 
+/// `n` bytes that do not compress (xorshift, the same every run).
+pub fn noise(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 pub fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
